@@ -1,0 +1,56 @@
+# Engage: every target bootstraps its own environment (uv from PyPI when missing, then `uv sync --frozen`)
+# and reuses it on the next call.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := .venv
+SYNCED := $(VENV)/.synced
+RUN := $(UV) run --frozen --no-sync
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= python3.11
+
+.PHONY: help run test test-fast lint fmt typecheck check generate bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/python -m pip install --quiet "uv>=0.5"
+
+$(SYNCED): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+run: $(SYNCED)  ## the main job on embedded defaults (ENGAGE_RUN_* to change them)
+	$(RUN) engage run
+
+test: $(SYNCED)  ## every test: unit, integration, e2e, slow
+	$(RUN) pytest
+
+test-fast: $(SYNCED)  ## unit tests without the slow ones
+	$(RUN) pytest -m "unit and not slow"
+
+lint: $(SYNCED)  ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: $(SYNCED)  ## format and fix what ruff can
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck: $(SYNCED)  ## mypy (strict) on src/engage
+	$(RUN) mypy
+
+generate: $(SYNCED)  ## regenerate committed generated files
+	$(RUN) python scripts/generate.py
+
+check: lint typecheck  ## lint + typecheck + generated files up to date
+	$(RUN) python scripts/generate.py --check
+
+bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
+	$(RUN) python benchmarks/bench_data.py --out benchmarks/results/data.json
+
+clean:  ## remove the venv, caches and run outputs
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts
