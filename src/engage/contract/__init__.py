@@ -1,0 +1,36 @@
+"""Data contracts: the typed definition of a customer table and the rules it must satisfy."""
+
+from ._load import DEFAULT_CONTRACT, default_contract_path, load_contract, parse_contract
+from ._model import (
+    Check,
+    Column,
+    ColumnType,
+    Contract,
+    Dimension,
+    EventTime,
+    Role,
+    Rule,
+    Severity,
+    Target,
+    Task,
+    Timing,
+)
+
+__all__ = [
+    "DEFAULT_CONTRACT",
+    "Check",
+    "Column",
+    "ColumnType",
+    "Contract",
+    "Dimension",
+    "EventTime",
+    "Role",
+    "Rule",
+    "Severity",
+    "Target",
+    "Task",
+    "Timing",
+    "default_contract_path",
+    "load_contract",
+    "parse_contract",
+]

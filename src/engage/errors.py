@@ -1,0 +1,62 @@
+"""The one exception hierarchy of Engage.
+
+Every error a user can cause derives from :class:`EngageError` and carries a message that can be shown
+as one line. Entry points map them in one place: the CLI prints the line and exits 2, servers (later)
+map :attr:`EngageError.http_status` to a response.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ContractError",
+    "DataError",
+    "EngageError",
+    "SchemaError",
+]
+
+
+class EngageError(Exception):
+    """Base class of every error Engage raises on purpose."""
+
+    #: HTTP status a server answers with when this error reaches it.
+    http_status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ContractError(EngageError):
+    """A data contract file is missing, is not valid YAML, or breaks the contract schema.
+
+    ``problems`` holds one ``"key.path: what was expected"`` line per problem; the message starts with
+    the file name.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        if len(problems) == 1:
+            message = f"{source}: {problems[0]}"
+        else:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            message = f"{source}: {len(problems)} problems\n{listed}"
+        super().__init__(message)
+
+
+class DataError(EngageError):
+    """A data file is missing, unreadable or in a format Engage does not read."""
+
+
+class SchemaError(EngageError):
+    """A table cannot be checked against its contract at all (for example: it has no rows)."""
+
+    http_status = 422
+
+
+class ConfigError(EngageError):
+    """A setting or command-line value is out of range or inconsistent."""
