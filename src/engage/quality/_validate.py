@@ -1,0 +1,191 @@
+"""Check a table against its contract: the column schema first, then every BR / ML rule.
+
+Schema checks come from the column declarations, one id per column and property:
+``schema.<column>.type`` (values readable as the declared type), ``.not_null`` (columns not declared
+nullable), ``.bounds`` (declared min / max) and ``.categories`` (declared categories). All of them are
+critical. Rules are judged by :mod:`engage.quality._checks` with the severity the contract gives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from engage.contract import Column, Contract, Dimension, Role, Severity
+from engage.privacy import mask as mask_pii
+from engage.tables import BoolArray, Conformed, conform
+
+from ._checks import Context, Finding, run_check
+from ._report import CheckResult, QualityReport
+
+__all__ = ["Validation", "validate"]
+
+SAMPLE_KEYS = 5
+
+
+@dataclass
+class Validation:
+    """A report, plus what the report leaves out: the typed table and the offending rows per check."""
+
+    report: QualityReport
+    table: Conformed
+    masks: dict[str, BoolArray] = field(default_factory=dict)
+
+    def failing_rows(self) -> BoolArray:
+        """Rows that break at least one row-level check."""
+        out = np.zeros(self.report.rows, dtype=bool)
+        for m in self.masks.values():
+            out |= m
+        return out
+
+
+def validate(
+    frame: pd.DataFrame,
+    contract: Contract,
+    *,
+    now: datetime | None = None,
+    source: str | None = None,
+) -> Validation:
+    """Run every schema check and rule of ``contract`` on ``frame`` (which is not modified).
+
+    Raises :class:`~engage.errors.SchemaError` when the table lacks contract columns or has no rows.
+    """
+    now = now or datetime.now(UTC)
+    table = conform(frame, contract)
+    keys = _key_labels(table.frame, contract)
+    results: list[CheckResult] = []
+    masks: dict[str, BoolArray] = {}
+
+    def record(
+        check_id: str, description: str, kind: str, severity: Severity, dimension: Dimension, f: Finding
+    ) -> None:
+        sample: list[str] = []
+        failing: int | None = None
+        if f.mask is not None:
+            masks[check_id] = f.mask
+            failing = int(f.mask.sum())
+            if failing:
+                sample = [str(k) for k in keys[np.flatnonzero(f.mask)[:SAMPLE_KEYS]]]
+        results.append(
+            CheckResult(
+                id=check_id,
+                description=description,
+                kind=kind,
+                severity=severity,
+                dimension=dimension,
+                passed=f.passed,
+                observed=f.observed,
+                threshold=f.threshold,
+                failing_rows=failing,
+                columns=f.columns,
+                sample_keys=sample,
+                details=f.details,
+                message=f.message,
+            )
+        )
+
+    for name, spec in contract.columns.items():
+        for check_id, description, kind, dimension, finding in _schema_checks(table, name, spec):
+            record(check_id, description, kind, Severity.critical, dimension, finding)
+
+    ctx = Context(frame=table.frame, contract=contract, now=now)
+    for rule in contract.rules:
+        finding = run_check(rule.check, ctx)
+        if not finding.columns:
+            finding.columns = [c for _, c in rule.check.columns_referenced()]
+        record(rule.id, rule.description, rule.check.kind, rule.severity, rule.dimension, finding)
+
+    report = QualityReport(
+        contract=contract.contract,
+        contract_version=contract.version,
+        source=source,
+        rows=len(table.frame),
+        columns=len(frame.columns),
+        checked_at=now,
+        results=results,
+    )
+    return Validation(report=report, table=table, masks=masks)
+
+
+def _rowfinding(mask: BoolArray, what: str, column: str) -> Finding:
+    n = int(mask.sum())
+    return Finding(
+        passed=n == 0,
+        message="all rows pass" if n == 0 else f"{n} row(s) {what}",
+        observed=float(n),
+        threshold=0.0,
+        mask=mask,
+        columns=[column],
+    )
+
+
+def _schema_checks(
+    table: Conformed, name: str, spec: Column
+) -> list[tuple[str, str, str, Dimension, Finding]]:
+    s = table.frame[name]
+    out: list[tuple[str, str, str, Dimension, Finding]] = []
+    bad = table.type_errors.get(name, np.zeros(len(s), dtype=bool))
+    out.append(
+        (
+            f"schema.{name}.type",
+            f"{name} values are {spec.type.value}",
+            "type",
+            Dimension.validity,
+            _rowfinding(bad, f"hold a value that is not {spec.type.value}", name),
+        )
+    )
+    if not spec.nullable:
+        empty = s.isna().to_numpy() & ~bad
+        out.append(
+            (
+                f"schema.{name}.not_null",
+                f"{name} is never empty",
+                "not_null",
+                Dimension.completeness,
+                _rowfinding(empty, "are empty", name),
+            )
+        )
+    if spec.min is not None or spec.max is not None:
+        v = s.to_numpy(dtype="float64", na_value=np.nan)
+        lo = -np.inf if spec.min is None else spec.min
+        hi = np.inf if spec.max is None else spec.max
+        with np.errstate(invalid="ignore"):
+            outside = ~np.isnan(v) & ((v < lo) | (v > hi))
+        out.append(
+            (
+                f"schema.{name}.bounds",
+                f"{name} lies in [{spec.min if spec.min is not None else '-inf'}, "
+                f"{spec.max if spec.max is not None else 'inf'}]",
+                "bounds",
+                Dimension.validity,
+                _rowfinding(outside, "lie outside the declared bounds", name),
+            )
+        )
+    if spec.categories is not None:
+        unknown = (s.notna() & ~s.astype("object").isin(set(spec.categories))).to_numpy(dtype=bool)
+        out.append(
+            (
+                f"schema.{name}.categories",
+                f"{name} is one of {len(spec.categories)} declared categories",
+                "categories",
+                Dimension.validity,
+                _rowfinding(unknown, "hold an undeclared category", name),
+            )
+        )
+    return out
+
+
+def _key_labels(frame: pd.DataFrame, contract: Contract) -> BoolArray:
+    """One printable key per row (primary key values joined), masked when a key column is PII."""
+    pk = contract.primary_key
+    parts = [frame[c].astype("string").fillna("<empty>") for c in pk]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + "|" + part
+    labels = joined.to_numpy(dtype=object)
+    if any(contract.columns[c].role is Role.pii for c in pk):
+        labels = np.array([mask_pii(v) for v in labels], dtype=object)
+    return labels
