@@ -1,0 +1,83 @@
+"""The typer application, its global options, and the one place errors become exit codes.
+
+Exit codes: 0 success; 1 a gate said no (``engage validate`` on a critical failure); 2 a usage error or
+an :class:`~engage.errors.EngageError` (one line on stderr, the traceback only with ``--verbose``);
+70 an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from engage import __version__
+
+from . import _contract, _data, _run
+
+EXIT_ERROR = 2
+EXIT_INTERNAL = 70
+
+app = typer.Typer(
+    name="engage",
+    help="Engage: customer engagement, churn and lifetime-value models, run the Kubeflow way.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class _State:
+    verbose = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"engage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks of errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    _State.verbose = verbose
+
+
+app.command("generate")(_data.generate)
+app.command("validate")(_data.validate)
+app.command("run")(_run.run)
+app.add_typer(_contract.app, name="contract")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``engage`` script; always ends in ``SystemExit`` with the exit code.
+
+    typer (standalone mode) turns usage errors into exit 2 and ``typer.Exit`` into its code; anything
+    else a command raises arrives here.
+    """
+    from engage.errors import EngageError
+
+    try:
+        app(args=argv, prog_name="engage")
+    except EngageError as e:
+        _report(f"engage: error: {e}")
+        sys.exit(EXIT_ERROR)
+    except Exception as e:  # a bug: still one line, with the way to see more
+        _report(f"engage: internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)")
+        sys.exit(EXIT_INTERNAL)
+
+
+def _report(line: str) -> None:
+    if _State.verbose:
+        traceback.print_exc(file=sys.stderr)
+    print(line, file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,39 @@
+"""Parsing of option values shared by several commands, with errors that name the option."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from engage.errors import ConfigError
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """ISO 8601 date or date-time; naive values are taken as UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"{option}: expected an ISO 8601 date or time such as 2026-01-31T06:00:00Z, got {value!r}"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def current_hour() -> datetime:
+    """The default snapshot time: now, floored to the hour (UTC), so a rerun within the hour is identical."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def parse_rates(values: list[str], option: str) -> dict[str, float]:
+    """``KIND=RATE`` pairs."""
+    rates: dict[str, float] = {}
+    for item in values:
+        kind, sep, rate = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            rates[kind.strip()] = float(rate)
+        except ValueError:
+            raise ConfigError(f"{option}: expected KIND=RATE such as bad_email=0.01, got {item!r}") from None
+    return rates

@@ -1,0 +1,63 @@
+"""``engage run``: the main job. For now: generate a customer table, check it against its contract,
+and score the checks against the defects the generator recorded. Later stages (features, training,
+fairness, promotion) join here as the pipeline grows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def run(
+    rows: int | None = typer.Option(None, "--rows", "-n", help="Customers to generate (default 100,000)."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Seed (default 42)."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Output folder (default artifacts/run)."),
+) -> None:
+    """Run the main job on embedded defaults (environment: ENGAGE_RUN_*; flags win)."""
+    from engage._io import write_text_atomic
+    from engage.contract import load_contract
+    from engage.quality import score_defects, validate
+    from engage.settings import RunSettings
+    from engage.synthetic import DEFECT_CHECKS, generate_customers
+    from engage.tables import read_table
+
+    from ._console import out, print_defect_scores, print_report, stage, verdict_line
+    from ._data import defects_path, synthetic_config, write_generated
+
+    overrides = {k: v for k, v in {"rows": rows, "seed": seed, "out_dir": out_dir}.items() if v is not None}
+    settings = RunSettings(**overrides)  # type: ignore[arg-type]
+    contract = load_contract(settings.contract)
+    config = synthetic_config(
+        settings.rows, settings.seed, None, settings.defect_rate, [], settings.bias, settings.drift
+    )
+    table_path = settings.out_dir / "customers.parquet"
+    report_path = settings.out_dir / "quality_report.json"
+
+    with stage(f"generate {settings.rows:,} synthetic customers (seed {settings.seed})"):
+        generated = generate_customers(config)
+    with stage(f"write {table_path}"):
+        write_generated(generated, table_path)
+    with stage(f"read it back and check it against contract {contract.contract} {contract.version}"):
+        frame = read_table(table_path)
+        result = validate(frame, contract, source=str(table_path))
+    write_text_atomic(report_path, result.report.model_dump_json(indent=2))
+
+    console = out()
+    report = result.report
+    roles: dict[str, int] = {}
+    for col in contract.columns.values():
+        roles[col.role.value] = roles.get(col.role.value, 0) + 1
+    console.print(
+        f"\n[bold]Data[/]: {report.rows:,} rows x {report.columns} columns "
+        f"({', '.join(f'{n} {r}' for r, n in roles.items())}); "
+        f"{int(result.failing_rows().sum()):,} rows break at least one row-level check"
+    )
+    print_report(report)
+    if len(generated.defects):
+        print_defect_scores(
+            score_defects(result, generated.defects, {k.value: v for k, v in DEFECT_CHECKS.items()})
+        )
+    console.print(f"\n{verdict_line(report)}")
+    console.print(f"outputs: {table_path}, {defects_path(table_path)}, {report_path}")
