@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from engage.contract import Contract, Timing
@@ -40,7 +41,7 @@ from engage.tables import BoolArray
 
 from ._association import association
 
-__all__ = ["Context", "Finding", "run_check"]
+__all__ = ["Context", "Finding", "not_in", "outside", "prohibited_matches", "row_finding", "run_check"]
 
 #: event times this far in the future are still "fresh" (clock skew between systems)
 FUTURE_TOLERANCE_HOURS = 1.0
@@ -64,7 +65,8 @@ class Finding:
     details: dict[str, float] = field(default_factory=dict)
 
 
-def _rows(mask: BoolArray, what: str) -> Finding:
+def row_finding(mask: BoolArray, what: str, columns: list[str] | None = None) -> Finding:
+    """The finding of a row-level check: it passes when no row is flagged."""
     n = int(mask.sum())
     return Finding(
         passed=n == 0,
@@ -72,10 +74,26 @@ def _rows(mask: BoolArray, what: str) -> Finding:
         observed=float(n),
         threshold=0.0,
         mask=mask,
+        columns=columns or [],
     )
 
 
-def _floats(s: pd.Series) -> BoolArray:
+def outside(s: pd.Series, lo: float | None, hi: float | None) -> BoolArray:
+    """Rows whose non-empty value lies outside ``[lo, hi]`` (``None``: unbounded)."""
+    v = s.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        mask: BoolArray = ~np.isnan(v) & (
+            (v < (-np.inf if lo is None else lo)) | (v > (np.inf if hi is None else hi))
+        )
+    return mask
+
+
+def not_in(s: pd.Series, allowed: set[Any]) -> BoolArray:
+    """Rows whose non-empty value is not one of ``allowed``."""
+    return (s.notna() & ~s.astype("object").isin(allowed)).to_numpy(dtype=bool)
+
+
+def _floats(s: pd.Series) -> npt.NDArray[np.float64]:
     return s.to_numpy(dtype="float64", na_value=np.nan)
 
 
@@ -103,7 +121,7 @@ def run_check(check: object, ctx: Context) -> Finding:
 @_judges(UniqueCheck)
 def _unique(check: UniqueCheck, ctx: Context) -> Finding:
     mask = ctx.frame.duplicated(subset=check.columns, keep="first").to_numpy()
-    return _rows(mask, f"repeat the key ({', '.join(check.columns)}) of an earlier row")
+    return row_finding(mask, f"repeat the key ({', '.join(check.columns)}) of an earlier row")
 
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -120,29 +138,22 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 def _compare(check: CompareCheck, ctx: Context) -> Finding:
     left, right = ctx.frame[check.left], ctx.frame[check.right]
     judged = (left.notna() & right.notna()).to_numpy()
-    holds = _OPS[check.op](left, right)
-    holds = holds.fillna(True).to_numpy(dtype=bool) if hasattr(holds, "fillna") else np.asarray(holds)
+    holds = _OPS[check.op](left, right).fillna(True).to_numpy(dtype=bool)
     mask = judged & ~holds
-    return _rows(mask, f"break {check.left} {check.op} {check.right}")
+    return row_finding(mask, f"break {check.left} {check.op} {check.right}")
 
 
 @_judges(RangeCheck)
 def _range(check: RangeCheck, ctx: Context) -> Finding:
     mask = np.zeros(len(ctx.frame), dtype=bool)
     details: dict[str, float] = {}
-    lo = -np.inf if check.min is None else check.min
-    hi = np.inf if check.max is None else check.max
     for col in check.columns:
-        v = _floats(ctx.frame[col])
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isnan(v) & ((v < lo) | (v > hi))
+        bad = outside(ctx.frame[col], check.min, check.max)
         details[col] = float(bad.sum())
         mask |= bad
-    finding = _rows(
-        mask,
-        f"lie outside [{check.min if check.min is not None else '-inf'}, "
-        f"{check.max if check.max is not None else 'inf'}]",
-    )
+    lo = "-inf" if check.min is None else f"{check.min:g}"
+    hi = "inf" if check.max is None else f"{check.max:g}"
+    finding = row_finding(mask, f"lie outside [{lo}, {hi}]")
     finding.details = details
     return finding
 
@@ -152,7 +163,7 @@ def _pattern(check: PatternCheck, ctx: Context) -> Finding:
     s = ctx.frame[check.column].astype("string")
     matches = s.str.fullmatch(check.regex)
     mask = (s.notna() & ~matches.fillna(True)).to_numpy(dtype=bool)
-    return _rows(mask, f"do not match the pattern of {check.column}")
+    return row_finding(mask, f"do not match the pattern of {check.column}")
 
 
 @_judges(SumEqualsCheck)
@@ -162,21 +173,15 @@ def _sum_equals(check: SumEqualsCheck, ctx: Context) -> Finding:
     judged = ~np.isnan(total) & ~np.isnan(parts).any(axis=1)
     with np.errstate(invalid="ignore"):
         off = np.abs(total - parts.sum(axis=1)) > check.tolerance + 1e-9
-    return _rows(
+    return row_finding(
         judged & off, f"have {check.total} != {' + '.join(check.parts)} (tolerance {check.tolerance})"
     )
 
 
-def _in_values(s: pd.Series, allowed: set[Any], what: str) -> Finding:
-    values = s.astype("object")
-    mask = (s.notna() & ~values.isin(allowed)).to_numpy(dtype=bool)
-    return _rows(mask, what)
-
-
 @_judges(InSetCheck)
 def _in_set(check: InSetCheck, ctx: Context) -> Finding:
-    return _in_values(
-        ctx.frame[check.column], set(check.values), f"hold a {check.column} not in the allowed set"
+    return row_finding(
+        not_in(ctx.frame[check.column], set(check.values)), f"hold a {check.column} not in the allowed set"
     )
 
 
@@ -189,10 +194,8 @@ def _country_codes(standard: str) -> frozenset[str]:
 
 @_judges(CountryCodeCheck)
 def _country(check: CountryCodeCheck, ctx: Context) -> Finding:
-    codes = _country_codes(check.standard)
-    return _in_values(
-        ctx.frame[check.column], set(codes), f"hold a {check.column} that is not ISO 3166-1 {check.standard}"
-    )
+    mask = not_in(ctx.frame[check.column], set(_country_codes(check.standard)))
+    return row_finding(mask, f"hold a {check.column} that is not ISO 3166-1 {check.standard}")
 
 
 # ---- table-level checks -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from engage.contract import Column, Contract, Dimension, Role, Severity
 from engage.privacy import mask as mask_pii
 from engage.tables import BoolArray, Conformed, conform
 
-from ._checks import Context, Finding, run_check
+from ._checks import Context, Finding, not_in, outside, row_finding, run_check
 from ._report import CheckResult, QualityReport
 
 __all__ = ["Validation", "validate"]
@@ -110,18 +110,6 @@ def validate(
     return Validation(report=report, table=table, masks=masks)
 
 
-def _rowfinding(mask: BoolArray, what: str, column: str) -> Finding:
-    n = int(mask.sum())
-    return Finding(
-        passed=n == 0,
-        message="all rows pass" if n == 0 else f"{n} row(s) {what}",
-        observed=float(n),
-        threshold=0.0,
-        mask=mask,
-        columns=[column],
-    )
-
-
 def _schema_checks(
     table: Conformed, name: str, spec: Column
 ) -> list[tuple[str, str, str, Dimension, Finding]]:
@@ -134,7 +122,7 @@ def _schema_checks(
             f"{name} values are {spec.type.value}",
             "type",
             Dimension.validity,
-            _rowfinding(bad, f"hold a value that is not {spec.type.value}", name),
+            row_finding(bad, f"hold a value that is not {spec.type.value}", [name]),
         )
     )
     if not spec.nullable:
@@ -145,34 +133,28 @@ def _schema_checks(
                 f"{name} is never empty",
                 "not_null",
                 Dimension.completeness,
-                _rowfinding(empty, "are empty", name),
+                row_finding(empty, "are empty", [name]),
             )
         )
     if spec.min is not None or spec.max is not None:
-        v = s.to_numpy(dtype="float64", na_value=np.nan)
-        lo = -np.inf if spec.min is None else spec.min
-        hi = np.inf if spec.max is None else spec.max
-        with np.errstate(invalid="ignore"):
-            outside = ~np.isnan(v) & ((v < lo) | (v > hi))
         out.append(
             (
                 f"schema.{name}.bounds",
-                f"{name} lies in [{spec.min if spec.min is not None else '-inf'}, "
-                f"{spec.max if spec.max is not None else 'inf'}]",
+                f"{name} lies in [{'-inf' if spec.min is None else f'{spec.min:g}'}, "
+                f"{'inf' if spec.max is None else f'{spec.max:g}'}]",
                 "bounds",
                 Dimension.validity,
-                _rowfinding(outside, "lie outside the declared bounds", name),
+                row_finding(outside(s, spec.min, spec.max), "lie outside the declared bounds", [name]),
             )
         )
     if spec.categories is not None:
-        unknown = (s.notna() & ~s.astype("object").isin(set(spec.categories))).to_numpy(dtype=bool)
         out.append(
             (
                 f"schema.{name}.categories",
                 f"{name} is one of {len(spec.categories)} declared categories",
                 "categories",
                 Dimension.validity,
-                _rowfinding(unknown, "hold an undeclared category", name),
+                row_finding(not_in(s, set(spec.categories)), "hold an undeclared category", [name]),
             )
         )
     return out
