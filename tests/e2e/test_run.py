@@ -1,0 +1,42 @@
+"""``engage run``, the main job, end to end on a small table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENGAGE = str(Path(sys.executable).parent / "engage")
+
+
+@pytest.mark.slow
+def test_run_generates_checks_and_scores_the_defects(tmp_path: Path) -> None:
+    env = {**os.environ, "ENGAGE_RUN_ROWS": "20000", "ENGAGE_RUN_DEFECT_RATE": "0.005"}
+    proc = subprocess.run(
+        [ENGAGE, "run", "--out-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Data: 20,100 rows x 33 columns" in out  # 100 duplicate copies
+    assert "Injected defects against what the checks found" in out
+    assert "quality gate: FAIL" in out  # the run spoiled rows on purpose: the gate must say so
+    report = json.loads((tmp_path / "out" / "quality_report.json").read_text())
+    assert report["rows"] == 20_100
+    failed = {r["id"] for r in report["results"] if not r["passed"]}
+    assert {"BR-001", "BR-003", "BR-007", "BR-009"} <= failed
+    assert (tmp_path / "out" / "customers.parquet").exists()
+    assert (tmp_path / "out" / "customers.defects.parquet").exists()
+    for line in out.splitlines():
+        if line.startswith("│ ") and "BR-" in line and "│" in line[2:]:
+            cells = [c.strip() for c in line.strip("│ ").split("│")]
+            if len(cells) == 6 and cells[2].replace(",", "").isdigit():  # defect score rows
+                assert cells[4] == "1.000", line  # recall
