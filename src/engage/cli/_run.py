@@ -60,4 +60,9 @@ def run(
             score_defects(result, generated.defects, {k.value: v for k, v in DEFECT_CHECKS.items()})
         )
     console.print(f"\n{verdict_line(report)}")
+    if len(generated.defects):
+        console.print(
+            f"[dim]{len(generated.defects):,} rows were spoiled on purpose (ENGAGE_RUN_DEFECT_RATE="
+            f"{settings.defect_rate:g} per defect kind); set it to 0 for a clean table.[/]"
+        )
     console.print(f"outputs: {table_path}, {defects_path(table_path)}, {report_path}")
