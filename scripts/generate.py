@@ -63,6 +63,13 @@ def contract_doc() -> str:
             cons.append("bins " + ", ".join(f"{b:g}" for b in col.bins))
         if col.critical:
             cons.append("critical")
+        if col.cap:
+            cons.append("remediation: cap")
+        if col.impute:
+            cons.append(
+                f"remediation: impute {col.impute}"
+                + (f" {col.impute_value}" if col.impute_value is not None else "")
+            )
         lines.append(
             f"| `{name}` | {col.type.value} | {col.role.value} | {col.unit or ''} | {'yes' if col.nullable else ''} "
             f"| {'; '.join(cons)} | {col.description} |"
@@ -70,6 +77,15 @@ def contract_doc() -> str:
     lines += ["", "## Targets", "", "| head | column | task |", "|---|---|---|"]
     lines += [f"| {h} | `{t.column}` | {t.task.value} |" for h, t in c.targets.items()]
     lines += ["", "## Prohibited attributes", "", ", ".join(c.prohibited_attributes), ""]
+    r = c.remediation
+    lines += [
+        "## Remediation",
+        "",
+        f"Keep the {r.keep} row per primary key; "
+        + ("quarantine rows breaking a critical row-level check" if r.quarantine else "no quarantine")
+        + f"; the gate fails above {r.max_quarantine_share:.0%} quarantined.",
+        "",
+    ]
     lines += ["## Rules", "", "| id | severity | dimension | check | description |", "|---|---|---|---|---|"]
     for r in c.rules:
         params = r.check.model_dump(exclude={"kind"}, exclude_none=True)

@@ -28,15 +28,22 @@ def test_run_generates_checks_and_scores_the_defects(tmp_path: Path) -> None:
     out = proc.stdout
     assert "Data: 20,100 rows x 33 columns" in out  # 100 duplicate copies
     assert "Injected defects against what the checks found" in out
-    assert "quality gate: FAIL" in out  # the run spoiled rows on purpose: the gate must say so
-    report = json.loads((tmp_path / "out" / "quality_report.json").read_text())
+    # the run spoiled rows on purpose: the gate finds them, quarantines them, and goes on
+    assert "quality gate: PASS AFTER REMEDIATION" in out
+    gate = json.loads((tmp_path / "out" / "quality" / "report.json").read_text())
+    assert gate["verdict"] == "pass_after_remediation"
+    assert gate["rows_quarantined"] == 700  # 7 critical row-level defect kinds x 100 rows
+    report = gate["quality"]
     assert report["rows"] == 20_100
     failed = {r["id"] for r in report["results"] if not r["passed"]}
     assert {"BR-001", "BR-003", "BR-007", "BR-009"} <= failed
     assert (tmp_path / "out" / "customers.parquet").exists()
+    assert (tmp_path / "out" / "quality" / "data_docs" / "index.html").exists()
     assert (tmp_path / "out" / "customers.defects.parquet").exists()
+    recalls = {}
     for line in out.splitlines():
-        if line.startswith("│ ") and "BR-" in line and "│" in line[2:]:
-            cells = [c.strip() for c in line.strip("│ ").split("│")]
-            if len(cells) == 6 and cells[2].replace(",", "").isdigit():  # defect score rows
-                assert cells[4] == "1.000", line  # recall
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 6 and cells[2].replace(",", "").isdigit():  # rows of the defect score table
+            recalls[cells[0]] = (cells[4], cells[5])
+    assert len(recalls) == 10, out
+    assert set(recalls.values()) == {("1.000", "1.000")}  # recall and precision of every defect kind

@@ -16,21 +16,27 @@ _out: Console | None = None
 _err: Console | None = None
 
 
+def _console(stderr: bool) -> Console:
+    """Lines are never wrapped (logs and scripts read them whole); tables fit 120 columns off a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 120
+    return console
+
+
 def out() -> Console:
     global _out
     if _out is None:
-        from rich.console import Console
-
-        _out = Console(highlight=False)
+        _out = _console(stderr=False)
     return _out
 
 
 def err() -> Console:
     global _err
     if _err is None:
-        from rich.console import Console
-
-        _err = Console(stderr=True, highlight=False)
+        _err = _console(stderr=True)
     return _err
 
 
@@ -92,12 +98,3 @@ def print_defect_scores(scores: list[DefectScore]) -> None:
             s.kind, s.check, f"{s.injected:,}", f"{s.found:,}", f"{s.recall:.3f}", f"{s.precision:.3f}"
         )
     out().print(table)
-
-
-def verdict_line(report: QualityReport) -> str:
-    crit = report.critical_failures
-    if not crit:
-        warns = len(report.warnings)
-        return "quality gate: PASS" + (f" ({warns} warning(s))" if warns else "")
-    ids = ", ".join(r.id for r in crit[:6]) + (" …" if len(crit) > 6 else "")
-    return f"quality gate: FAIL: {len(crit)} critical check(s) failed ({ids})"

@@ -191,6 +191,10 @@ def _reference_problems(c: Contract) -> Iterator[str]:
         if col.role is Role.target and name not in used_targets:
             yield f"columns.{name}.role: column is a target but no entry in targets defines it"
 
+    for name, col in cols.items():
+        if col.cap and c.bounds(name) == (None, None):
+            yield f"columns.{name}.cap: no bounds to cap at (declare min / max or a range rule on {name!r})"
+
     seen_ids: dict[str, int] = {}
     for i, rule in enumerate(c.rules):
         if rule.id in seen_ids:

@@ -26,6 +26,7 @@ __all__ = [
     "Contract",
     "Dimension",
     "EventTime",
+    "Remediation",
     "Role",
     "Rule",
     "Severity",
@@ -119,6 +120,11 @@ class Column(_Strict):
     categories: list[str] | None = Field(default=None, min_length=1)
     #: group edges for a numeric protected attribute (fairness reports group by them)
     bins: list[float] | None = Field(default=None, min_length=3)
+    #: remediation: fill empty values of a nullable column (median / mean / mode, or constant impute_value)
+    impute: Literal["median", "mean", "mode", "constant"] | None = None
+    impute_value: float | str | bool | None = None
+    #: remediation: clip values to the column's bounds (declared min / max and range rules on it)
+    cap: bool = False
     #: spellings read as true / false when the table is CSV (case-insensitive)
     true_values: list[str] = Field(default_factory=lambda: ["true", "1", "yes", "y", "t"])
     false_values: list[str] = Field(default_factory=lambda: ["false", "0", "no", "n", "f"])
@@ -141,6 +147,18 @@ class Column(_Strict):
                 raise ValueError("bins must be strictly increasing")
         if self.critical and self.role is not Role.feature:
             raise ValueError("critical applies to feature columns only")
+        if self.impute is not None and not self.nullable:
+            raise ValueError(
+                "impute applies to nullable columns only (empty values elsewhere are quarantined)"
+            )
+        if (self.impute == "constant") != (self.impute_value is not None):
+            raise ValueError(
+                "impute: constant goes with impute_value, and impute_value with impute: constant"
+            )
+        if self.impute in ("median", "mean") and self.type not in _NUMERIC:
+            raise ValueError(f"impute: {self.impute} needs a numeric column, not {self.type.value}")
+        if self.cap and self.type not in _NUMERIC:
+            raise ValueError("cap needs a numeric column")
         return self
 
 
@@ -353,6 +371,17 @@ class Rule(_Strict):
     check: Check
 
 
+class Remediation(_Strict):
+    """What the quality gate may repair, and how much it may set aside."""
+
+    #: among rows sharing a primary key, keep the one with the latest event time (or the first row)
+    keep: Literal["latest", "first"] = "latest"
+    #: rows breaking a critical row-level check go to a quarantine file instead of the clean table
+    quarantine: bool = True
+    #: the gate fails when more than this share of rows would be quarantined
+    max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
+
+
 class Contract(_Strict):
     """A whole data contract. Load one with :func:`engage.contract.load_contract`."""
 
@@ -367,6 +396,7 @@ class Contract(_Strict):
     targets: dict[str, Target] = Field(default_factory=dict)
     prohibited_attributes: list[str] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    remediation: Remediation = Field(default_factory=Remediation)
 
     # ---- views by role; every consumer asks the contract instead of naming columns --------------
 
@@ -388,6 +418,19 @@ class Contract(_Strict):
     @property
     def pii(self) -> list[str]:
         return self.by_role(Role.pii)
+
+    def bounds(self, column: str) -> tuple[float | None, float | None]:
+        """The tightest bounds the contract sets on ``column``: its own min / max and every range rule."""
+        col = self.columns[column]
+        lows = [col.min] + [
+            r.check.min for r in self.rules if isinstance(r.check, RangeCheck) and column in r.check.columns
+        ]
+        highs = [col.max] + [
+            r.check.max for r in self.rules if isinstance(r.check, RangeCheck) and column in r.check.columns
+        ]
+        lo = max((v for v in lows if v is not None), default=None)
+        hi = min((v for v in highs if v is not None), default=None)
+        return lo, hi
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
