@@ -155,9 +155,9 @@ def _coerce(s: pd.Series, spec: Column) -> tuple[pd.Series, BoolArray | None]:
 
 
 def _text(s: pd.Series) -> pd.Series:
-    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-        return _blank_to_na(s)
-    return s.astype("string")
+    """Text columns keep their spaces (they are data); only the empty string means empty."""
+    text = s.astype("string")
+    return text.mask(text == "")
 
 
 def _numeric(s: pd.Series) -> tuple[pd.Series, BoolArray]:

@@ -186,7 +186,7 @@ def _in_set(check: InSetCheck, ctx: Context) -> Finding:
 
 
 @cache
-def _country_codes(standard: str) -> frozenset[str]:
+def country_codes(standard: str) -> frozenset[str]:
     import pycountry
 
     return frozenset(getattr(c, standard) for c in pycountry.countries)
@@ -194,7 +194,7 @@ def _country_codes(standard: str) -> frozenset[str]:
 
 @_judges(CountryCodeCheck)
 def _country(check: CountryCodeCheck, ctx: Context) -> Finding:
-    mask = not_in(ctx.frame[check.column], set(_country_codes(check.standard)))
+    mask = not_in(ctx.frame[check.column], set(country_codes(check.standard)))
     return row_finding(mask, f"hold a {check.column} that is not ISO 3166-1 {check.standard}")
 
 

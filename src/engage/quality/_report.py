@@ -31,6 +31,9 @@ class CheckResult(BaseModel):
     )
     details: dict[str, float] = Field(default_factory=dict)
     message: str
+    engine: str = Field(
+        default="engage", description="Who gave the verdict: great_expectations (its suite) or engage (code)"
+    )
 
 
 class QualityReport(BaseModel):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,8 +50,14 @@ def validate(
     *,
     now: datetime | None = None,
     source: str | None = None,
+    great_expectations: bool = False,
+    docs_dir: Path | None = None,
 ) -> Validation:
     """Run every schema check and rule of ``contract`` on ``frame`` (which is not modified).
+
+    With ``great_expectations``, the checks GX can express get their verdict from the suite generated
+    from the contract (run by a GX checkpoint; Data Docs kept in ``docs_dir`` when given); the rest, and
+    the offending rows of every row-level check, come from Engage's own code.
 
     Raises :class:`~engage.errors.SchemaError` when the table lacks contract columns or has no rows.
     """
@@ -98,6 +106,12 @@ def validate(
             finding.columns = [c for _, c in rule.check.columns_referenced()]
         record(rule.id, rule.description, rule.check.kind, rule.severity, rule.dimension, finding)
 
+    if great_expectations:
+        from ._gx import run_suite
+
+        outcomes = run_suite(table.frame, contract, docs_dir=docs_dir)
+        results = [_with_gx(r, outcomes[r.id]) if r.id in outcomes else r for r in results]
+
     report = QualityReport(
         contract=contract.contract,
         contract_version=contract.version,
@@ -108,6 +122,25 @@ def validate(
         results=results,
     )
     return Validation(report=report, table=table, masks=masks)
+
+
+def _with_gx(result: CheckResult, gx: Any) -> CheckResult:
+    """Take GX's verdict; say so in the message when Engage's own code judged otherwise."""
+    message = result.message
+    if gx.success != result.passed:
+        message += f" (Engage's code says {'pass' if result.passed else 'fail'}; GX decides)"
+    return result.model_copy(
+        update={
+            "passed": gx.success,
+            "engine": "great_expectations",
+            "message": message,
+            "details": {
+                **result.details,
+                "gx_unexpected": float(gx.unexpected),
+                "gx_expectations": float(gx.expectations),
+            },
+        }
+    )
 
 
 def _schema_checks(
