@@ -1,18 +1,32 @@
-"""Data-quality gate: schema checks and contract rules on a customer table, with one result schema."""
+"""Data-quality gate: schema checks and contract rules on a customer table, with one result schema.
+
+``validate`` judges a table; ``remediate`` repairs and quarantines; ``run_gate`` does both, decides,
+and writes the reports, the remediated table, metrics and lineage.
+"""
 
 from ._association import association
 from ._checks import prohibited_matches
+from ._gate import GateReport, GateResult, Verdict, run_gate
 from ._groundtruth import DefectScore, score_defects
+from ._remediate import QUARANTINE_REASONS, Action, Remediated, remediate
 from ._report import CheckResult, QualityReport
 from ._validate import Validation, validate
 
 __all__ = [
+    "QUARANTINE_REASONS",
+    "Action",
     "CheckResult",
     "DefectScore",
+    "GateReport",
+    "GateResult",
     "QualityReport",
+    "Remediated",
     "Validation",
+    "Verdict",
     "association",
     "prohibited_matches",
+    "remediate",
+    "run_gate",
     "score_defects",
     "validate",
 ]

@@ -1,0 +1,261 @@
+"""The data-quality gate as one call: check, remediate, decide, and write every output or none.
+
+:func:`run_gate` is what ``engage validate --out-dir`` and the pipeline's validate step run. Outputs
+(all in ``out_dir``, staged in a sibling folder and moved into place only when complete):
+
+``report.json``          the gate report: verdict, every check result, remediation actions
+``summary.md``           the readable summary (the KFP Markdown artifact); ``summary.html`` the same as HTML
+``data_docs/``           Great Expectations' Data Docs site for the generated suite
+``remediated.parquet``   the table the pipeline goes on with
+``quarantine.parquet``   rows set aside, with the checks they broke in ``_quarantine_reasons``
+``metrics.prom``         the data-quality metrics in Prometheus text format
+``lineage.jsonl``        OpenLineage START / COMPLETE events: input and its hash -> checks and actions -> outputs
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from engage._io import sha256_file
+from engage.contract import Contract
+
+from ._remediate import Action, Remediated, remediate
+from ._report import QualityReport
+from ._validate import Validation, validate
+
+__all__ = ["GateReport", "GateResult", "Verdict", "run_gate"]
+
+Verdict = Literal["pass", "pass_after_remediation", "fail"]
+OUTPUTS = (
+    "report.json",
+    "summary.md",
+    "summary.html",
+    "remediated.parquet",
+    "quarantine.parquet",
+    "metrics.prom",
+    "lineage.jsonl",
+)
+
+
+class GateReport(BaseModel):
+    """``report.json``: what the gate decided and why, with everything it checked and did."""
+
+    verdict: Verdict
+    reason: str
+    input_sha256: str | None
+    rows_in: int
+    rows_out: int
+    rows_quarantined: int
+    remediation: list[Action]
+    remediated_critical_failures: list[str]
+    quality: QualityReport
+
+
+@dataclass
+class GateResult:
+    contract: Contract
+    validation: Validation
+    verdict: Verdict
+    reason: str
+    input_sha256: str | None = None
+    remediated: Remediated | None = None
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def report(self) -> QualityReport:
+        return self.validation.report
+
+    @property
+    def actions(self) -> list[Action]:
+        return self.remediated.actions if self.remediated else []
+
+    @property
+    def rows_out(self) -> int:
+        return len(self.remediated.table) if self.remediated else self.report.rows
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.remediated.quarantine) if self.remediated else 0
+
+    def gate_report(self) -> GateReport:
+        after = self.remediated.after.report.critical_failures if self.remediated else []
+        return GateReport(
+            verdict=self.verdict,
+            reason=self.reason,
+            input_sha256=self.input_sha256,
+            rows_in=self.report.rows,
+            rows_out=self.rows_out,
+            rows_quarantined=self.rows_quarantined,
+            remediation=self.actions,
+            remediated_critical_failures=[r.id for r in after],
+            quality=self.report,
+        )
+
+
+def decide(validation: Validation, remediated: Remediated | None, contract: Contract) -> tuple[Verdict, str]:
+    """The verdict and its one-line reason."""
+    report = validation.report
+    critical = report.critical_failures
+    if not critical:
+        return (
+            "pass",
+            f"all critical checks passed on {report.rows:,} rows ({len(report.warnings)} warning(s))",
+        )
+    ids = ", ".join(r.id for r in critical[:5]) + (" …" if len(critical) > 5 else "")
+    if remediated is None:
+        return "fail", f"{len(critical)} critical check(s) failed: {ids}"
+    share = len(remediated.quarantine) / max(report.rows, 1)
+    limit = contract.remediation.max_quarantine_share
+    left = remediated.after.report.critical_failures
+    if left:
+        first = left[0]
+        return "fail", f"{first.id} still fails after remediation: {first.message}"
+    if share > limit:
+        return (
+            "fail",
+            f"{len(remediated.quarantine):,} rows ({share:.1%}) would be quarantined, above the {limit:.0%} limit ({ids})",
+        )
+    return (
+        "pass_after_remediation",
+        f"{len(critical)} critical check(s) failed ({ids}); {len(remediated.quarantine):,} rows ({share:.2%}) "
+        f"quarantined, the remediated table passes",
+    )
+
+
+def run_gate(
+    data: Path,
+    contract: Contract,
+    *,
+    out_dir: Path | None = None,
+    now: datetime | None = None,
+    great_expectations: bool = True,
+    push_gateway: str | None = None,
+) -> GateResult:
+    """Check ``data`` against ``contract``; with ``out_dir``, remediate and write every output there."""
+    from engage.tables import read_table
+
+    now = now or datetime.now(UTC)
+    if out_dir is None:
+        frame = read_table(data)
+        validation = validate(
+            frame, contract, now=now, source=str(data), great_expectations=great_expectations
+        )
+        verdict, reason = decide(validation, None, contract)
+        gate = GateResult(contract, validation, verdict, reason)
+    else:
+        gate = _gate_with_outputs(data, contract, out_dir, now, great_expectations)
+    if push_gateway:
+        from engage.observability import data_quality_registry, push_metrics
+
+        push_metrics(data_quality_registry(gate), push_gateway, instance=contract.contract)
+    return gate
+
+
+def _gate_with_outputs(data: Path, contract: Contract, out_dir: Path, now: datetime, gx: bool) -> GateResult:
+    from prometheus_client import write_to_textfile
+
+    from engage._io import write_text_atomic
+    from engage.lineage import LineageRun
+    from engage.observability import data_quality_registry
+    from engage.tables import read_table, write_table
+
+    from ._remediate import QUARANTINE_REASONS
+    from ._summary import render_html, render_markdown
+
+    lineage = LineageRun(job="engage.validate")
+    frame = read_table(data)
+    input_sha = sha256_file(data)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        validation = validate(
+            frame,
+            contract,
+            now=now,
+            source=str(data),
+            great_expectations=gx,
+            docs_dir=staging / "data_docs" if gx else None,
+        )
+        remediated = remediate(validation, contract, now=now)
+        verdict, reason = decide(validation, remediated, contract)
+        gate = GateResult(contract, validation, verdict, reason, input_sha, remediated)
+
+        write_table(remediated.table, staging / "remediated.parquet")
+        write_table(remediated.quarantine, staging / "quarantine.parquet")
+        markdown = render_markdown(gate)
+        write_text_atomic(staging / "summary.md", markdown)
+        write_text_atomic(staging / "summary.html", render_html(markdown, verdict))
+        write_text_atomic(staging / "report.json", gate.gate_report().model_dump_json(indent=2))
+        write_to_textfile(str(staging / "metrics.prom"), data_quality_registry(gate))
+
+        lineage.add_input(
+            data,
+            input_sha,
+            columns=[(n, c.type.value) for n, c in contract.columns.items()],
+            assertions=[_assertion(r) for r in validation.report.results],
+            rows=validation.report.rows,
+        )
+        rows = {"remediated.parquet": len(remediated.table), "quarantine.parquet": len(remediated.quarantine)}
+        for name in ("remediated.parquet", "quarantine.parquet", "report.json"):
+            lineage.add_output(out_dir / name, sha256_file(staging / name), rows=rows.get(name))
+        lineage.run_facets["engage_gate"] = _gate_facet(gate, QUARANTINE_REASONS)
+        write_text_atomic(staging / "lineage.jsonl", "\n".join(lineage.events()) + "\n")
+
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    gate.outputs = {name: out_dir / name for name in OUTPUTS}
+    if gx:
+        gate.outputs["data_docs"] = out_dir / "data_docs" / "index.html"
+    return gate
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move a complete staging folder to ``target``, replacing an older run's folder."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
+def _assertion(r: Any) -> dict[str, Any]:
+    return {
+        "assertion": r.kind,
+        "success": r.passed,
+        "column": r.columns[0] if len(r.columns) == 1 else None,
+        "severity": "error" if r.severity.value == "critical" else "warn",
+        "name": r.id,
+        "description": r.description,
+        "expected": None if r.threshold is None else f"{r.threshold:g}",
+        "actual": None if r.observed is None else f"{r.observed:g}",
+    }
+
+
+def _gate_facet(gate: GateResult, reasons_column: str) -> Any:
+    import attr
+    from openlineage.client.generated.base import RunFacet
+
+    @attr.define
+    class EngageGateRunFacet(RunFacet):
+        verdict: str
+        reason: str
+        transformations: list[dict[str, Any]]
+        quarantineReasonsColumn: str
+
+    return EngageGateRunFacet(
+        verdict=gate.verdict,
+        reason=gate.reason,
+        transformations=[a.model_dump() for a in gate.actions],
+        quarantineReasonsColumn=reasons_column,
+    )
