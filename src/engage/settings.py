@@ -30,3 +30,4 @@ class RunSettings(BaseSettings):
     drift: float = Field(default=0.0, ge=0, le=1, description="Drift knob on the latest signup cohort")
     out_dir: Path = Field(default=Path("artifacts/run"), description="Where the run writes its outputs")
     contract: Path | None = Field(default=None, description="Contract file (default: the customer contract)")
+    great_expectations: bool = Field(default=True, description="Run the generated Great Expectations suite")

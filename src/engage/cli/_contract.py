@@ -10,15 +10,36 @@ app = typer.Typer(help="Inspect data contracts.", no_args_is_help=True)
 
 
 @app.command("check")
-def check(path: Path = typer.Argument(..., help="Contract YAML file.")) -> None:
-    """Load a contract and report every problem with its key path (exit 2 when there is one)."""
-    from engage.contract import load_contract
+def check(paths: list[Path] = typer.Argument(..., help="Contract YAML file(s).")) -> None:
+    """Load contracts and check their features (exit 2 on a broken contract, 1 on a forbidden feature).
 
-    c = load_contract(path)
-    typer.echo(
-        f"{path}: contract {c.contract} {c.version} is valid: {len(c.columns)} columns, "
-        f"{len(c.features)} features, {len(c.targets)} target(s), {len(c.rules)} rules"
-    )
+    A feature that is, or is named after, a prohibited attribute (ML-005), or that is known only after
+    the label window (ML-004), is refused: this is the pre-commit hook's check.
+    """
+    from engage.contract import Timing, load_contract
+    from engage.quality import prohibited_matches
+
+    refused = []
+    for path in paths:
+        c = load_contract(path)
+        for feature, attribute in prohibited_matches(c.features, c.prohibited_attributes).items():
+            refused.append(
+                f"{path}: columns.{feature}: feature is the prohibited attribute {attribute!r} (ML-005)"
+            )
+        for feature in c.features:
+            if c.columns[feature].timing is Timing.after_label_window:
+                refused.append(
+                    f"{path}: columns.{feature}: feature known only after the label window (ML-004)"
+                )
+        if not refused:
+            typer.echo(
+                f"{path}: contract {c.contract} {c.version} is valid: {len(c.columns)} columns, "
+                f"{len(c.features)} features, {len(c.targets)} target(s), {len(c.rules)} rules"
+            )
+    for line in refused:
+        typer.echo(line, err=True)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command("show")

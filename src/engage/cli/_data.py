@@ -106,32 +106,56 @@ def validate(
     contract: Path | None = typer.Option(
         None, "--contract", "-c", help="Contract file (default: customers)."
     ),
-    report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    out_dir: Path | None = typer.Option(
+        None,
+        "--out-dir",
+        "-o",
+        help="Remediate, and write reports, Data Docs, clean table, quarantine, metrics, lineage here.",
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON quality report here."),
     now: str | None = typer.Option(
         None, "--now", help="Reference time for freshness, ISO 8601 (default: now)."
     ),
+    gx: bool = typer.Option(
+        True, "--gx/--no-gx", help="Judge what it can express with the Great Expectations suite."
+    ),
+    push_gateway: str | None = typer.Option(
+        None, "--push-gateway", help="Push data-quality metrics to this Pushgateway."
+    ),
     only_failures: bool = typer.Option(False, "--only-failures", help="List failed rules only."),
 ) -> None:
-    """Check a table against its contract. Exit 1 when a critical check fails."""
+    """Check a table against its contract (exit 1 when the gate fails).
+
+    Without --out-dir the verdict is on the table as it is; with it, rows breaking critical row-level
+    checks are quarantined and the gate passes when the remediated table does.
+    """
     from engage._io import write_text_atomic
     from engage.contract import load_contract
-    from engage.quality import validate as run_validation
-    from engage.tables import read_table
+    from engage.quality import run_gate
 
-    from ._console import err, print_report, stage, verdict_line
+    from ._console import err, out, print_report, stage
 
     spec = load_contract(contract)
     reference = parse_time(now, "--now")
-    with stage(f"read {data}"):
-        frame = read_table(data)
-    with stage(f"check {len(frame):,} rows against contract {spec.contract}"):
-        result = run_validation(frame, spec, now=reference, source=str(data))
-    print_report(result.report, only_failures=only_failures)
+    with stage(
+        f"check {data} against contract {spec.contract}" + (" (with Great Expectations)" if gx else "")
+    ):
+        gate = run_gate(
+            data, spec, out_dir=out_dir, now=reference, great_expectations=gx, push_gateway=push_gateway
+        )
+    print_report(gate.report, only_failures=only_failures)
+    if gate.remediated is not None:
+        out().print(
+            "Remediation: "
+            + "; ".join(
+                f"{a.action}{' ' + a.column if a.column else ''} {a.rows:,}" for a in gate.actions if a.rows
+            )
+        )
     if report is not None:
-        write_text_atomic(report, result.report.model_dump_json(indent=2))
-        err().print(f"report: {report}")
-    line = verdict_line(result.report)
-    if not result.report.passed:
-        err().print(line, style="red")
+        write_text_atomic(report, gate.report.model_dump_json(indent=2))
+    for name, path in gate.outputs.items():
+        err().print(f"{name}: {path}", style="dim")
+    line = f"quality gate: {gate.verdict.upper().replace('_', ' ')}: {gate.reason}"
+    err().print(line, style="red" if gate.verdict == "fail" else "green")
+    if gate.verdict == "fail":
         raise typer.Exit(1)
-    err().print(line, style="green")

@@ -1,6 +1,7 @@
-"""``engage run``: the main job. For now: generate a customer table, check it against its contract,
-and score the checks against the defects the generator recorded. Later stages (features, training,
-fairness, promotion) join here as the pipeline grows.
+"""``engage run``: the main job. For now: generate a customer table, run the data-quality gate on it
+(contract checks with the Great Expectations suite, remediation, reports, metrics, lineage) and score
+the checks against the defects the generator recorded. Later stages (features, training, fairness,
+promotion) join here as the pipeline grows.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ def run(
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Output folder (default artifacts/run)."),
 ) -> None:
     """Run the main job on embedded defaults (environment: ENGAGE_RUN_*; flags win)."""
-    from engage._io import write_text_atomic
     from engage.contract import load_contract
-    from engage.quality import score_defects, validate
+    from engage.quality import run_gate, score_defects
     from engage.settings import RunSettings
     from engage.synthetic import DEFECT_CHECKS, generate_customers
-    from engage.tables import read_table
 
-    from ._console import out, print_defect_scores, print_report, stage, verdict_line
+    from ._console import out, print_defect_scores, print_report, stage
     from ._data import defects_path, synthetic_config, write_generated
 
     overrides = {k: v for k, v in {"rows": rows, "seed": seed, "out_dir": out_dir}.items() if v is not None}
@@ -33,36 +32,44 @@ def run(
         settings.rows, settings.seed, None, settings.defect_rate, [], settings.bias, settings.drift
     )
     table_path = settings.out_dir / "customers.parquet"
-    report_path = settings.out_dir / "quality_report.json"
+    gate_dir = settings.out_dir / "quality"
 
     with stage(f"generate {settings.rows:,} synthetic customers (seed {settings.seed})"):
         generated = generate_customers(config)
     with stage(f"write {table_path}"):
         write_generated(generated, table_path)
-    with stage(f"read it back and check it against contract {contract.contract} {contract.version}"):
-        frame = read_table(table_path)
-        result = validate(frame, contract, source=str(table_path))
-    write_text_atomic(report_path, result.report.model_dump_json(indent=2))
+    with stage(f"data-quality gate: contract {contract.contract} {contract.version} with Great Expectations"):
+        gate = run_gate(
+            table_path, contract, out_dir=gate_dir, great_expectations=settings.great_expectations
+        )
 
     console = out()
-    report = result.report
+    report = gate.report
     roles: dict[str, int] = {}
     for col in contract.columns.values():
         roles[col.role.value] = roles.get(col.role.value, 0) + 1
     console.print(
         f"\n[bold]Data[/]: {report.rows:,} rows x {report.columns} columns "
         f"({', '.join(f'{n} {r}' for r, n in roles.items())}); "
-        f"{int(result.failing_rows().sum()):,} rows break at least one row-level check"
+        f"{int(gate.validation.failing_rows().sum()):,} rows break at least one row-level check"
     )
     print_report(report)
     if len(generated.defects):
-        print_defect_scores(
-            score_defects(result, generated.defects, {k.value: v for k, v in DEFECT_CHECKS.items()})
+        checks = {k.value: v for k, v in DEFECT_CHECKS.items()}
+        print_defect_scores(score_defects(gate.validation, generated.defects, checks))
+    console.print(
+        "[bold]Remediation[/]: "
+        + "; ".join(
+            f"{a.action}{' ' + a.column if a.column else ''} {a.rows:,}" for a in gate.actions if a.rows
         )
-    console.print(f"\n{verdict_line(report)}")
+    )
+    console.print(f"\n[bold]quality gate: {gate.verdict.upper().replace('_', ' ')}[/]: {gate.reason}")
     if len(generated.defects):
         console.print(
             f"[dim]{len(generated.defects):,} rows were spoiled on purpose (ENGAGE_RUN_DEFECT_RATE="
             f"{settings.defect_rate:g} per defect kind); set it to 0 for a clean table.[/]"
         )
-    console.print(f"outputs: {table_path}, {defects_path(table_path)}, {report_path}")
+    console.print(f"table: {table_path} (ground truth: {defects_path(table_path)})")
+    console.print(
+        f"gate outputs: {gate_dir}/ (summary.html, report.json, data_docs/index.html, remediated.parquet, quarantine.parquet, metrics.prom, lineage.jsonl)"
+    )
