@@ -57,9 +57,13 @@ def test_generate_is_reproducible_and_validate_passes(tmp_path: Path) -> None:
     assert not (tmp_path / "a.defects.parquet").exists()
 
     report = tmp_path / "report.json"
-    proc = engage("validate", str(a), "--now", FRESH, "--report", str(report))
+    proc = engage("validate", str(a), "--now", FRESH, "--report", str(report), "--no-gx")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stderr.strip().endswith("quality gate: PASS")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("quality gate: PASS: all critical checks passed on 2,000 rows")
+    )
     data = json.loads(report.read_text())
     assert data["rows"] == 2000
     assert all(r["passed"] for r in data["results"])
@@ -74,15 +78,31 @@ def test_validate_fails_the_gate_on_critical_defects(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     truth = tmp_path / "spoiled.defects.parquet"
     assert truth.exists()
-    proc = engage("validate", str(out), "--now", FRESH, "--only-failures")
+    proc = engage("validate", str(out), "--now", FRESH, "--only-failures", "--no-gx")
     assert proc.returncode == 1
     assert "BR-003" in proc.stdout
     assert "BR-004" in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1] == "quality gate: FAIL: 1 critical check(s) failed (BR-003)"
+    assert proc.stderr.strip().splitlines()[-1] == "quality gate: FAIL: 1 critical check(s) failed: BR-003"
+
+    # with --out-dir the gate remediates: the 20 impossible ages are quarantined, the rest goes on
+    gate_dir = tmp_path / "gate"
+    proc = engage("validate", str(out), "--now", FRESH, "--out-dir", str(gate_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "quality gate: PASS AFTER REMEDIATION" in proc.stderr
+    assert "20 rows (1.00%) quarantined" in proc.stderr
+    assert (gate_dir / "data_docs" / "index.html").exists()
+
+    # a stale table cannot be remediated: the gate fails, and its report says why
+    proc = engage(
+        "validate", str(out), "--now", "2026-03-03T07:00:00Z", "--out-dir", str(gate_dir), "--no-gx"
+    )
+    assert proc.returncode == 1
+    assert "BR-010 still fails after remediation" in proc.stderr.strip().splitlines()[-1]
+    assert json.loads((gate_dir / "report.json").read_text())["verdict"] == "fail"
 
 
 def test_the_second_table_validates_with_its_contract() -> None:
-    proc = engage("validate", str(TELCO_TABLE), "--contract", str(TELCO_CONTRACT))
+    proc = engage("validate", str(TELCO_TABLE), "--contract", str(TELCO_CONTRACT), "--no-gx")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "telco_customers" in proc.stdout
 
@@ -90,7 +110,10 @@ def test_the_second_table_validates_with_its_contract() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("validate", "missing.parquet"), "engage: error: missing.parquet: no such file"),
+        (
+            ("validate", "missing.parquet", "--out-dir", "gate"),
+            "engage: error: missing.parquet: no such file",
+        ),
         (("validate", "README.md"), "engage: error: README.md: not a Parquet or CSV file"),
         (
             ("validate", str(TELCO_TABLE)),
