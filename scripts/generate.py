@@ -52,24 +52,7 @@ def contract_doc() -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, col in c.columns.items():
-        cons = []
-        if col.min is not None or col.max is not None:
-            cons.append(
-                f"[{'' if col.min is None else f'{col.min:g}'}, {'' if col.max is None else f'{col.max:g}'}]"
-            )
-        if col.categories:
-            cons.append(", ".join(col.categories))
-        if col.bins:
-            cons.append("bins " + ", ".join(f"{b:g}" for b in col.bins))
-        if col.critical:
-            cons.append("critical")
-        if col.cap:
-            cons.append("remediation: cap")
-        if col.impute:
-            cons.append(
-                f"remediation: impute {col.impute}"
-                + (f" {col.impute_value}" if col.impute_value is not None else "")
-            )
+        cons = col.constraints()
         lines.append(
             f"| `{name}` | {col.type.value} | {col.role.value} | {col.unit or ''} | {'yes' if col.nullable else ''} "
             f"| {'; '.join(cons)} | {col.description} |"

@@ -58,15 +58,7 @@ def show(path: Path | None = typer.Argument(None, help="Contract YAML file (defa
     for name in ("column", "type", "role", "unit", "nullable", "constraints"):
         cols.add_column(name)
     for name, col in c.columns.items():
-        constraints = []
-        if col.min is not None or col.max is not None:
-            constraints.append(
-                f"[{col.min if col.min is not None else ''}, {col.max if col.max is not None else ''}]"
-            )
-        if col.categories:
-            constraints.append("{" + ", ".join(col.categories) + "}")
-        if col.critical:
-            constraints.append("critical")
+        constraints = col.constraints()
         cols.add_row(
             name,
             col.type.value,

@@ -129,6 +129,26 @@ class Column(_Strict):
     true_values: list[str] = Field(default_factory=lambda: ["true", "1", "yes", "y", "t"])
     false_values: list[str] = Field(default_factory=lambda: ["false", "0", "no", "n", "f"])
 
+    def constraints(self) -> list[str]:
+        """The column's declared constraints and remediation settings, as short phrases."""
+        out = []
+        if self.min is not None or self.max is not None:
+            lo = "" if self.min is None else f"{self.min:g}"
+            hi = "" if self.max is None else f"{self.max:g}"
+            out.append(f"[{lo}, {hi}]")
+        if self.categories:
+            out.append("{" + ", ".join(self.categories) + "}")
+        if self.bins:
+            out.append("bins " + ", ".join(f"{b:g}" for b in self.bins))
+        if self.critical:
+            out.append("critical")
+        if self.cap:
+            out.append("remediation: cap")
+        if self.impute:
+            value = f" {self.impute_value}" if self.impute_value is not None else ""
+            out.append(f"remediation: impute {self.impute}{value}")
+        return out
+
     @model_validator(mode="after")
     def _consistent(self) -> Column:
         if (self.min is not None or self.max is not None) and self.type not in _NUMERIC:
