@@ -68,8 +68,8 @@ def render_markdown(gate: GateResult) -> str:
     for r in report.results:
         if r.id.startswith("schema."):
             continue
-        observed = "" if r.observed is None else f"{r.observed:g}"
-        threshold = "" if r.threshold is None else f"{r.threshold:g}"
+        observed = "" if r.observed is None else f"{r.observed:.4g}"
+        threshold = "" if r.threshold is None else f"{r.threshold:.4g}"
         status = "pass" if r.passed else ("**FAIL**" if r.severity.value == "critical" else "warn")
         lines.append(f"| {r.id} | {status} | {observed} | {threshold} | {_cell(r.message)} |")
     lines += ["", "## Remediation", "", "| action | column | rows | detail |", "|---|---|---:|---|"]
@@ -85,6 +85,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem;
 table {{ border-collapse: collapse; margin: .5rem 0 1.5rem; }}
 th, td {{ border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
 th {{ background: #f6f8fa; }}
+td:first-child {{ white-space: nowrap; }}
 h1 {{ color: {color}; }}
 code {{ background: #f6f8fa; padding: 0 .2rem; }}
 </style></head><body>
