@@ -47,7 +47,7 @@ class Remediated:
     table: pd.DataFrame
     quarantine: pd.DataFrame
     actions: list[Action]
-    #: the remediated table checked again (without GX): what the pipeline goes on with
+    #: the remediated table checked again (critical checks, without GX): what the pipeline goes on with
     after: Validation
 
 
@@ -117,7 +117,7 @@ def remediate(validation: Validation, contract: Contract, *, now: datetime | Non
         actions.append(Action(action="impute", column=name, rows=n, detail=f"{col.impute}"))
 
     # nothing left to check when every row is quarantined: the input's findings stand
-    after = validate(kept, contract, now=now) if len(kept) else validation
+    after = validate(kept, contract, now=now, critical_only=True) if len(kept) else validation
     return Remediated(table=kept, quarantine=quarantine, actions=actions, after=after)
 
 

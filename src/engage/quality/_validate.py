@@ -52,12 +52,14 @@ def validate(
     source: str | None = None,
     great_expectations: bool = False,
     docs_dir: Path | None = None,
+    critical_only: bool = False,
 ) -> Validation:
     """Run every schema check and rule of ``contract`` on ``frame`` (which is not modified).
 
     With ``great_expectations``, the checks GX can express get their verdict from the suite generated
     from the contract (run by a GX checkpoint; Data Docs kept in ``docs_dir`` when given); the rest, and
-    the offending rows of every row-level check, come from Engage's own code.
+    the offending rows of every row-level check, come from Engage's own code. ``critical_only`` skips
+    the warning rules (for a verdict, which warnings never change).
 
     Raises :class:`~engage.errors.SchemaError` when the table lacks contract columns or has no rows.
     """
@@ -101,6 +103,8 @@ def validate(
 
     ctx = Context(frame=table.frame, contract=contract, now=now)
     for rule in contract.rules:
+        if critical_only and rule.severity is not Severity.critical:
+            continue
         finding = run_check(rule.check, ctx)
         if not finding.columns:
             finding.columns = [c for _, c in rule.check.columns_referenced()]
