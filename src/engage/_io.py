@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file", "write_text_atomic"]
+__all__ = ["atomic_path", "replace_dir", "sha256_file", "shipped_file", "staging_dir", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -41,3 +41,46 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def shipped_file(*parts: str) -> Path:
+    """A file Engage ships (``contracts/…``, ``policies/…``), from the installed wheel or the source tree.
+
+    A wheel carries copies under ``engage/_data/``; a source checkout (editable install) reads the files
+    at the repository root, so there is only ever one file to edit.
+    """
+    from importlib import resources
+
+    packaged = resources.files("engage").joinpath("_data", *parts)
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2].joinpath(*parts)
+
+
+@contextlib.contextmanager
+def staging_dir(target: str | Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` to build outputs in; removed afterwards unless moved into place."""
+    import shutil
+    import tempfile
+
+    dest = Path(target)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a complete staging folder to ``target``, replacing an older folder there."""
+    import shutil
+
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(target)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from engage._io import shipped_file
 from engage.errors import ContractError
 
 from ._model import (
@@ -42,15 +42,8 @@ DEFAULT_CONTRACT = "customers_contract.yml"
 
 
 def default_contract_path() -> Path:
-    """The customer contract shipped with Engage (``contracts/customers_contract.yml``).
-
-    An installed wheel carries a copy under ``engage/_data/contracts``; a source checkout (editable
-    install) reads the file at the repository root, so there is only ever one file to edit.
-    """
-    packaged = resources.files("engage").joinpath("_data", "contracts", DEFAULT_CONTRACT)
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[3] / "contracts" / DEFAULT_CONTRACT
+    """The customer contract shipped with Engage (``contracts/customers_contract.yml``)."""
+    return shipped_file("contracts", DEFAULT_CONTRACT)
 
 
 def load_contract(path: str | Path | None = None) -> Contract:
@@ -174,6 +167,12 @@ def _reference_problems(c: Contract) -> Iterator[str]:
             yield missing("event_time.column", et)
         elif not cols[et].type.is_temporal:
             yield f"event_time.column: expected a date or datetime column, {et!r} is {cols[et].type.value}"
+
+    if c.cohort is not None:
+        if c.cohort not in cols:
+            yield missing("cohort", c.cohort)
+        elif not (cols[c.cohort].type.is_temporal or cols[c.cohort].type.is_numeric):
+            yield f"cohort: expected a date, datetime or numeric column, {c.cohort!r} is {cols[c.cohort].type.value}"
 
     used_targets: set[str] = set()
     for head, target in c.targets.items():

@@ -412,6 +412,8 @@ class Contract(_Strict):
     primary_key: Annotated[list[str], Field(min_length=1)]
     event_time: EventTime | None = None
     label_window_days: int | None = Field(default=None, gt=0)
+    #: the column that orders customers from earlier to later cohorts (training splits on it)
+    cohort: str | None = None
     columns: Annotated[dict[str, Column], Field(min_length=1)]
     targets: dict[str, Target] = Field(default_factory=dict)
     prohibited_attributes: list[str] = Field(default_factory=list)

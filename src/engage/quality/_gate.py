@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from engage._io import sha256_file
+from engage._io import replace_dir, sha256_file, staging_dir
 from engage.contract import Contract
 
 from ._remediate import Action, Remediated, remediate
@@ -172,9 +170,7 @@ def _gate_with_outputs(data: Path, contract: Contract, out_dir: Path, now: datet
     lineage = LineageRun(job="engage.validate")
     frame = read_table(data)
     input_sha = sha256_file(data)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staging_dir(out_dir) as staging:
         validation = validate(
             frame,
             contract,
@@ -208,25 +204,11 @@ def _gate_with_outputs(data: Path, contract: Contract, out_dir: Path, now: datet
         lineage.run_facets["engage_gate"] = _gate_facet(gate, QUARANTINE_REASONS)
         write_text_atomic(staging / "lineage.jsonl", "\n".join(lineage.events()) + "\n")
 
-        _replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_dir(staging, out_dir)
     gate.outputs = {name: out_dir / name for name in OUTPUTS}
     if gx:
         gate.outputs["data_docs"] = out_dir / "data_docs" / "index.html"
     return gate
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move a complete staging folder to ``target``, replacing an older run's folder."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(target)
 
 
 def _assertion(r: Any) -> dict[str, Any]:
