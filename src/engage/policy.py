@@ -1,0 +1,146 @@
+"""The promotion policy: one YAML file holding every threshold a model is held to.
+
+Loaded into typed objects (unknown keys and wrong types fail with the file and key path, like a data
+contract) and evaluated by :func:`evaluate`, which lists every rule with its observed value and threshold.
+Later stages (fairness, drift, canary) add their sections here.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engage._io import shipped_file
+from engage.errors import ConfigError
+
+__all__ = ["DEFAULT_POLICY", "PolicyVerdict", "PromotionPolicy", "RuleOutcome", "evaluate", "load_policy"]
+
+DEFAULT_POLICY = "promotion_policy.yml"
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricRule(_Strict):
+    metric: str = Field(min_length=1)
+    op: Literal["<", "<=", ">", ">="]
+    value: float
+
+
+class Overfitting(_Strict):
+    min_test_to_train_ratio: float = Field(gt=0, le=1)
+    primary_metric: dict[Literal["regression", "binary_classification"], str]
+
+
+class Champion(_Strict):
+    min_improvement: float = Field(default=0.0, ge=0)
+
+
+class PromotionPolicy(_Strict):
+    policy: str = Field(min_length=1)
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    heads: dict[str, list[MetricRule]]
+    overfitting: Overfitting
+    champion: Champion = Field(default_factory=Champion)
+
+    def primary_metric(self, task: str) -> str:
+        return self.overfitting.primary_metric[task]  # type: ignore[index]
+
+
+class RuleOutcome(BaseModel):
+    head: str
+    rule: str
+    observed: float | None
+    threshold: float
+    passed: bool
+
+
+class PolicyVerdict(BaseModel):
+    policy: str
+    version: str
+    rules: list[RuleOutcome]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rules)
+
+    @property
+    def failures(self) -> list[RuleOutcome]:
+        return [r for r in self.rules if not r.passed]
+
+
+def load_policy(path: str | Path | None = None) -> PromotionPolicy:
+    """Read and check a policy file (``None``: the default policy)."""
+    file = Path(path) if path is not None else shipped_file("policies", DEFAULT_POLICY)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of policy keys")
+    try:
+        return PromotionPolicy.model_validate(data)
+    except ValidationError as e:
+        from engage.contract._load import _describe
+
+        raise ConfigError(f"{file}: " + "; ".join(_describe(err) for err in e.errors())) from None
+
+
+def evaluate(
+    policy: PromotionPolicy,
+    metrics: Mapping[str, Mapping[str, float]],
+    *,
+    train_metrics: Mapping[str, Mapping[str, float]] | None = None,
+    tasks: Mapping[str, str] | None = None,
+) -> PolicyVerdict:
+    """Judge each trained head's test ``metrics`` (and the train/test ratio) against the policy.
+
+    Heads the policy names but that were not trained are left out (a table without that target).
+    """
+    rules: list[RuleOutcome] = []
+    for head, head_rules in policy.heads.items():
+        if head not in metrics:
+            continue
+        for rule in head_rules:
+            observed = metrics[head].get(rule.metric)
+            passed = observed is not None and _OPS[rule.op](observed, rule.value)
+            rules.append(
+                RuleOutcome(
+                    head=head,
+                    rule=f"{rule.metric} {rule.op} {rule.value:g}",
+                    observed=observed,
+                    threshold=rule.value,
+                    passed=passed,
+                )
+            )
+    if train_metrics and tasks:
+        ratio = policy.overfitting.min_test_to_train_ratio
+        for head, task in tasks.items():
+            name = policy.primary_metric(task)
+            test, train = metrics.get(head, {}).get(name), train_metrics.get(head, {}).get(name)
+            observed = None if test is None or not train else test / train
+            rules.append(
+                RuleOutcome(
+                    head=head,
+                    rule=f"test {name} >= {ratio:g} x train {name}",
+                    observed=observed,
+                    threshold=ratio,
+                    passed=observed is not None and observed >= ratio,
+                )
+            )
+    return PolicyVerdict(policy=policy.policy, version=policy.version, rules=rules)
