@@ -44,7 +44,8 @@ def contract_doc() -> str:
             f" Event time: `{c.event_time.column}` (fresher than {c.event_time.max_age_hours:g} h)."
             if c.event_time
             else ""
-        ),
+        )
+        + (f" Cohort (orders customers for the time-aware split): `{c.cohort}`." if c.cohort else ""),
         "",
         "## Columns",
         "",

@@ -17,7 +17,9 @@ HEADER = TELCO_TABLE.read_text().splitlines()[0]
 LINES = TELCO_TABLE.read_text().splitlines()[1:40]
 
 cell = st.one_of(
-    st.sampled_from(["", " ", "NaN", "nan", "inf", "-1", "1e309", "Yes", "No", "0", "1", "null", "é", '"', "2026-13-45"]),
+    st.sampled_from(
+        ["", " ", "NaN", "nan", "inf", "-1", "1e309", "Yes", "No", "0", "1", "null", "é", '"', "2026-13-45"]
+    ),
     st.text(max_size=8),
 )
 
@@ -38,7 +40,9 @@ def tables(draw: st.DrawFn) -> str:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=tables())
-def test_spoiled_csv_gives_a_report_or_an_engage_error(tmp_path: Path, telco_contract: Any, text: str) -> None:
+def test_spoiled_csv_gives_a_report_or_an_engage_error(
+    tmp_path: Path, telco_contract: Any, text: str
+) -> None:
     path = tmp_path / "t.csv"
     path.write_text(text, encoding="utf-8")
     try:
