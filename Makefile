@@ -9,7 +9,7 @@ SYNCED := $(VENV)/.synced
 RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 # trust the system's certificate store (as pip and apt do), so a TLS-inspecting proxy works too
-export UV_NATIVE_TLS ?= 1
+export UV_SYSTEM_CERTS ?= 1
 export UV_PYTHON ?= python3.11
 
 .PHONY: help run test test-fast lint fmt typecheck check generate bench clean

@@ -45,11 +45,15 @@ def test_spoiled_csv_gives_a_report_or_an_engage_error(
 ) -> None:
     path = tmp_path / "t.csv"
     path.write_text(text, encoding="utf-8")
+    error: EngageError | None = None
     try:
         result = validate(read_table(path), telco_contract)
     except EngageError as e:
-        assert str(e).strip()
-        assert "\n" not in str(e)
+        error = e
+    if error is not None:
+        message = str(error)
+        assert message.strip()
+        assert "\n" not in message
         return
     assert result.report.rows >= 1
     assert all(r.message for r in result.report.results)
