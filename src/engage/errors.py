@@ -8,6 +8,7 @@ map :attr:`EngageError.http_status` to a response.
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactError",
     "ConfigError",
     "ContractError",
     "DataError",
@@ -60,3 +61,13 @@ class SchemaError(EngageError):
 
 class ConfigError(EngageError):
     """A setting or command-line value is out of range or inconsistent."""
+
+
+class ArtifactError(EngageError):
+    """A saved model artifact is missing, corrupt, changed after it was written, or holds untrusted types.
+
+    The message names the file and what is wrong on one line. A server whose model cannot be loaded is
+    not ready: it answers 503, never a 4xx (the caller did nothing wrong).
+    """
+
+    http_status = 503  # a server with a bad model is not ready
