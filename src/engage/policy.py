@@ -96,9 +96,9 @@ def load_policy(path: str | Path | None = None) -> PromotionPolicy:
     try:
         return PromotionPolicy.model_validate(data)
     except ValidationError as e:
-        from engage.contract._load import _describe
+        from engage.contract import describe_error
 
-        raise ConfigError(f"{file}: " + "; ".join(_describe(err) for err in e.errors())) from None
+        raise ConfigError(f"{file}: " + "; ".join(describe_error(err) for err in e.errors())) from None
 
 
 def evaluate(

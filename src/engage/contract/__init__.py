@@ -1,6 +1,6 @@
 """Data contracts: the typed definition of a customer table and the rules it must satisfy."""
 
-from ._load import DEFAULT_CONTRACT, default_contract_path, load_contract, parse_contract
+from ._load import DEFAULT_CONTRACT, default_contract_path, describe_error, load_contract, parse_contract
 from ._model import (
     Check,
     Column,
@@ -33,6 +33,7 @@ __all__ = [
     "Task",
     "Timing",
     "default_contract_path",
+    "describe_error",
     "load_contract",
     "parse_contract",
 ]

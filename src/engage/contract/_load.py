@@ -36,7 +36,7 @@ from ._model import (
     Task,
 )
 
-__all__ = ["DEFAULT_CONTRACT", "default_contract_path", "load_contract", "parse_contract"]
+__all__ = ["DEFAULT_CONTRACT", "default_contract_path", "describe_error", "load_contract", "parse_contract"]
 
 DEFAULT_CONTRACT = "customers_contract.yml"
 
@@ -82,7 +82,7 @@ def parse_contract(text: str, source: str = "<contract>") -> Contract:
     try:
         contract = Contract.model_validate(data)
     except ValidationError as e:
-        raise ContractError(source, [_describe(err) for err in e.errors()]) from None
+        raise ContractError(source, [describe_error(err) for err in e.errors()]) from None
     problems = list(_reference_problems(contract))
     if problems:
         raise ContractError(source, problems)
@@ -127,7 +127,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _describe(err: Any) -> str:
+def describe_error(err: Any) -> str:
+    """One pydantic error as ``key.path: what was expected`` (shared by every YAML file Engage reads)."""
     kind = err["type"]
     path = _path(tuple(err["loc"]))
     msg: str = err["msg"]
