@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from engage.quality import DefectScore, QualityReport
+    from engage.quality import DefectScore, GateResult, QualityReport
 
 _out: Console | None = None
 _err: Console | None = None
@@ -98,3 +98,13 @@ def print_defect_scores(scores: list[DefectScore]) -> None:
             s.kind, s.check, f"{s.injected:,}", f"{s.found:,}", f"{s.recall:.3f}", f"{s.precision:.3f}"
         )
     out().print(table)
+
+
+def remediation_line(gate: GateResult) -> str:
+    """The remediation actions that changed something, on one line."""
+    done = [f"{a.action}{' ' + a.column if a.column else ''} {a.rows:,}" for a in gate.actions if a.rows]
+    return "; ".join(done)
+
+
+def verdict_line(gate: GateResult) -> str:
+    return f"quality gate: {gate.verdict.upper().replace('_', ' ')}: {gate.reason}"

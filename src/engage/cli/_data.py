@@ -133,7 +133,7 @@ def validate(
     from engage.contract import load_contract
     from engage.quality import run_gate
 
-    from ._console import err, out, print_report, stage
+    from ._console import err, out, print_report, remediation_line, stage, verdict_line
 
     spec = load_contract(contract)
     reference = parse_time(now, "--now")
@@ -145,17 +145,11 @@ def validate(
         )
     print_report(gate.report, only_failures=only_failures)
     if gate.remediated is not None:
-        out().print(
-            "Remediation: "
-            + "; ".join(
-                f"{a.action}{' ' + a.column if a.column else ''} {a.rows:,}" for a in gate.actions if a.rows
-            )
-        )
+        out().print(f"Remediation: {remediation_line(gate)}")
     if report is not None:
         write_text_atomic(report, gate.report.model_dump_json(indent=2))
     for name, path in gate.outputs.items():
         err().print(f"{name}: {path}", style="dim")
-    line = f"quality gate: {gate.verdict.upper().replace('_', ' ')}: {gate.reason}"
-    err().print(line, style="red" if gate.verdict == "fail" else "green")
+    err().print(verdict_line(gate), style="red" if gate.verdict == "fail" else "green")
     if gate.verdict == "fail":
         raise typer.Exit(1)

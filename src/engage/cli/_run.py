@@ -22,7 +22,7 @@ def run(
     from engage.settings import RunSettings
     from engage.synthetic import DEFECT_CHECKS, generate_customers
 
-    from ._console import out, print_defect_scores, print_report, stage
+    from ._console import out, print_defect_scores, print_report, remediation_line, stage, verdict_line
     from ._data import defects_path, synthetic_config, write_generated
 
     overrides = {k: v for k, v in {"rows": rows, "seed": seed, "out_dir": out_dir}.items() if v is not None}
@@ -57,13 +57,8 @@ def run(
     if len(generated.defects):
         checks = {k.value: v for k, v in DEFECT_CHECKS.items()}
         print_defect_scores(score_defects(gate.validation, generated.defects, checks))
-    console.print(
-        "[bold]Remediation[/]: "
-        + "; ".join(
-            f"{a.action}{' ' + a.column if a.column else ''} {a.rows:,}" for a in gate.actions if a.rows
-        )
-    )
-    console.print(f"\n[bold]quality gate: {gate.verdict.upper().replace('_', ' ')}[/]: {gate.reason}")
+    console.print(f"[bold]Remediation[/]: {remediation_line(gate)}")
+    console.print(f"\n[bold]{verdict_line(gate)}[/]")
     if len(generated.defects):
         console.print(
             f"[dim]{len(generated.defects):,} rows were spoiled on purpose (ENGAGE_RUN_DEFECT_RATE="
