@@ -47,12 +47,11 @@ def score_defects(
         if check in validation.masks:
             flagged = validation.masks[check]
         else:
-            ids = {f"schema.{c}.{check}" for c in spoiled_rows["column"].unique()} | {
-                k for k in validation.masks if k.startswith("schema.") and k.endswith(f".{check}")
-            }
+            # a schema check name (not_null): the union of that check over every column
             flagged = np.zeros(n, dtype=bool)
-            for check_id in ids & validation.masks.keys():
-                flagged |= validation.masks[check_id]
+            for check_id, mask in validation.masks.items():
+                if check_id.startswith("schema.") and check_id.endswith(f".{check}"):
+                    flagged |= mask
         scores.append(
             DefectScore(
                 kind=kind,

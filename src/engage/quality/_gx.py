@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from engage._io import replace_dir, staging_dir
 from engage.contract import Contract
 from engage.contract._model import (
     CompareCheck,
@@ -236,12 +236,6 @@ def _keep_docs(context: Any, docs_dir: Path) -> None:
     context.build_data_docs()
     site = next(iter(context.get_docs_sites_urls()))["site_url"]
     source = Path(site.removeprefix("file://")).parent
-    docs_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{docs_dir.name}.", dir=docs_dir.parent))
-    try:
+    with staging_dir(docs_dir) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
-        if docs_dir.exists():
-            shutil.rmtree(docs_dir)
-        staging.rename(docs_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_dir(staging, docs_dir)
