@@ -54,3 +54,11 @@ def spoiled():  # type: ignore[no-untyped-def]
     return generate_customers(
         SyntheticConfig(rows=4_000, seed=12, as_of=AS_OF, defects=dict.fromkeys(DefectKind, 0.01))
     )
+
+
+@pytest.fixture(scope="session")
+def panel():  # type: ignore[no-untyped-def]
+    """4,000 generated customers in 4 monthly extracts, without defects: a training table."""
+    from engage.synthetic import SyntheticConfig, generate_customers
+
+    return generate_customers(SyntheticConfig(rows=4_000, seed=13, as_of=AS_OF, snapshots=4))

@@ -14,7 +14,14 @@ if TYPE_CHECKING:
 
 
 def synthetic_config(
-    rows: int, seed: int, as_of: str | None, defect_rate: float, defect: list[str], bias: float, drift: float
+    rows: int,
+    seed: int,
+    as_of: str | None,
+    defect_rate: float,
+    defect: list[str],
+    bias: float,
+    drift: float,
+    snapshots: int = 1,
 ) -> SyntheticConfig:
     """Build the generator's config from command-line values; bad values name their option."""
     from pydantic import ValidationError
@@ -37,6 +44,7 @@ def synthetic_config(
             defects={DefectKind(k): v for k, v in rates.items() if v > 0},
             bias=bias,
             drift=drift,
+            snapshots=snapshots,
         )
     except ValidationError as e:
         first = e.errors()[0]
@@ -77,13 +85,18 @@ def generate(
     defect: list[str] = typer.Option([], "--defect", help="KIND=RATE for one defect kind (repeatable)."),
     bias: float = typer.Option(0.0, "--bias", help="Bias against the protected group, 0..1."),
     drift: float = typer.Option(0.0, "--drift", help="Distribution shift of the latest signup cohort, 0..1."),
+    snapshots: int = typer.Option(
+        4,
+        "--snapshots",
+        help="Monthly extracts stacked in the table, the last at --as-of (train on the earlier).",
+    ),
 ) -> None:
     """Write a synthetic customer table that satisfies the customer contract (unless defects are asked for)."""
     from engage.errors import ConfigError
 
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out: expected a .parquet file name, got {str(out)!r}")
-    config = synthetic_config(rows, seed, as_of, defect_rate, defect, bias, drift)
+    config = synthetic_config(rows, seed, as_of, defect_rate, defect, bias, drift, snapshots)
 
     from engage.synthetic import generate_customers
 

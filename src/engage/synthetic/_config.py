@@ -58,6 +58,12 @@ class SyntheticConfig(BaseModel):
     duplicate rate counted twice) must add up to at most 1. ``bias`` in ``[0, 1]`` makes the protected
     group ``female`` behave and be labelled differently (0: gender influences nothing); ``drift`` in
     ``[0, 1]`` shifts the distributions of the most recent quarter of signups (0: no shift).
+
+    ``snapshots`` > 1 makes the table a stack of extracts taken ``snapshot_every_days`` apart, the last
+    one at ``as_of``: the ``rows`` are shared evenly between them, each extract is its own population
+    observed (features) and followed (labels) from its own ``snapshot_at``, and customer ids never
+    repeat. That is the table a model is trained on in production: earlier extracts whose labels have
+    matured, and the latest one to test on, with customers of every tenure in each.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,6 +74,10 @@ class SyntheticConfig(BaseModel):
     defects: dict[DefectKind, float] = Field(default_factory=dict, description="Rate of each defect kind")
     bias: float = Field(default=0.0, ge=0.0, le=1.0, description="Strength of the bias against 'female'")
     drift: float = Field(default=0.0, ge=0.0, le=1.0, description="Strength of the late-cohort drift")
+    snapshots: int = Field(
+        default=1, ge=1, le=36, description="Monthly extracts in the table; the last one is taken at as_of"
+    )
+    snapshot_every_days: int = Field(default=30, ge=1, le=366, description="Days between two extracts")
 
     @field_validator("as_of")
     @classmethod

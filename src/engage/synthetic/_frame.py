@@ -47,8 +47,8 @@ def _bool(values: NDArray[np.bool_]) -> pd.arrays.BooleanArray:
     return pd.arrays.BooleanArray(values.astype(np.bool_), np.zeros(values.shape[0], dtype=np.bool_))
 
 
-def build_frame(pop: Population, contacts: Contacts, as_of: datetime) -> pd.DataFrame:
-    """The clean customer table, one row per customer in customer number order."""
+def build_frame(pop: Population, contacts: Contacts, as_of: datetime, *, first_id: int = 1) -> pd.DataFrame:
+    """The clean customer table, one row per customer in customer number order (from ``first_id``)."""
     n = pop.age.shape[0]
     day = snapshot_day(as_of)
     signup = (day - pop.signup_ago.astype("timedelta64[D]")).astype("datetime64[ns]")
@@ -56,7 +56,7 @@ def build_frame(pop: Population, contacts: Contacts, as_of: datetime) -> pd.Data
     stamp = pd.Timestamp(as_of)
     snapshot = pd.DatetimeIndex(np.full(n, stamp.tz_convert(None).as_unit("ns").asm8)).tz_localize("UTC")
     ids = np.empty(n, dtype=object)
-    ids[:] = [f"CUST-{i:08d}" for i in range(1, n + 1)]
+    ids[:] = [f"CUST-{i:08d}" for i in range(first_id, first_id + n)]
     data: dict[str, Any] = {
         col.CUSTOMER_ID: ids,
         col.FULL_NAME: contacts.full_name,

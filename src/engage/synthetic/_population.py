@@ -169,9 +169,10 @@ class Population:
     ltv: F64
 
 
-def make_streams(seed: int) -> dict[str, np.random.Generator]:
-    """Independent random generators, one per purpose, all derived from ``seed``."""
-    children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+def make_streams(seed: int, extract: int = 0) -> dict[str, np.random.Generator]:
+    """Independent random generators, one per purpose, all derived from ``seed`` (and ``extract`` > 0:
+    the how-many-th earlier extract of a multi-snapshot table)."""
+    children = np.random.SeedSequence(seed if extract == 0 else [seed, extract]).spawn(len(_STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, children, strict=True)}
 
 
