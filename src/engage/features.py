@@ -36,7 +36,7 @@ class FeatureSet:
         return [*self.numeric, *self.categorical]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(asdict(self), indent=2)  # order matters: it is the model's column order
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSet:
@@ -104,21 +104,67 @@ def time_split(
     valid_share: float = 0.1,
     seed: int = 0,
 ) -> Split:
-    """Train on the earlier cohorts, validate on the next ones, test on the latest (positions into ``frame``).
+    """Train on earlier data, test on the latest (positions into ``frame``).
 
-    Without a ``cohort`` column in the contract, a seeded random split stands in and says so.
+    In order of preference:
+
+    1. **Extract time** (the contract's ``event_time``) when the table holds several: the test part is
+       every row from the latest extract times, at least ``test_share`` of the rows (the cut moves to
+       the next earlier extract time, never through one), so the test rows are exactly what the next
+       scoring run will look like, customers of every tenure. Validation (early stopping, calibration)
+       is a seeded ``valid_share`` sample of the earlier rows; training gets the rest.
+    2. **Cohort** (the contract's ``cohort``) on a single extract: train on the earliest signups,
+       validate on the next, test on the latest. The test part is then only new customers, whose
+       tenure the model never saw: an honest but pessimistic score, and the split says so.
+    3. A seeded random split when the contract names neither.
     """
     n = len(frame)
     n_test, n_valid = round(n * test_share), round(n * valid_share)
+    rng = np.random.default_rng(seed)
+    event = contract.event_time.column if contract.event_time is not None else None
+    if event is not None and event in frame.columns:
+        times = pd.to_datetime(frame[event], utc=True)
+        distinct = times.dropna().unique()
+        if len(distinct) > 1:
+            return _extract_split(times, n_test, n_valid, rng, event)
     if contract.cohort is not None:
         # rows without a cohort value count as the earliest; ties keep table order
         rank = frame[contract.cohort].rank(method="first", na_option="top").to_numpy()
         order = np.argsort(rank, kind="stable")
-        how = f"time-aware on {contract.cohort}: train on the earliest {1 - test_share - valid_share:.0%}, validate on the next {valid_share:.0%}, test on the latest {test_share:.0%}"
+        how = (
+            f"time-aware on {contract.cohort} (one extract): train on the earliest "
+            f"{1 - test_share - valid_share:.0%}, validate on the next {valid_share:.0%}, test on the latest "
+            f"{test_share:.0%} (new customers only, whose tenure training never saw)"
+        )
     else:
-        order = np.random.default_rng(seed).permutation(n)
-        how = f"random (seed {seed}): the contract names no cohort column"
+        order = rng.permutation(n)
+        how = f"random (seed {seed}): the contract names neither an event time nor a cohort column"
     test = np.sort(order[n - n_test :])
     valid = np.sort(order[n - n_test - n_valid : n - n_test])
     train = np.sort(order[: n - n_test - n_valid])
+    return Split(train=train, valid=valid, test=test, how=how)
+
+
+def _extract_split(
+    times: pd.Series, n_test: int, n_valid: int, rng: np.random.Generator, event: str
+) -> Split:
+    stamps = times.to_numpy(dtype="datetime64[ns]")
+    known = ~np.isnat(stamps)
+    ordered = np.sort(stamps[known])
+    # the latest extract times holding at least n_test rows: cut at the time of the n_test-th newest row
+    cut = ordered[max(len(ordered) - max(n_test, 1), 0)]
+    is_test = known & (stamps >= cut)
+    earlier = np.flatnonzero(~is_test)
+    picked = rng.choice(earlier, size=min(n_valid, len(earlier)), replace=False)
+    is_valid = np.zeros(len(stamps), dtype=bool)
+    is_valid[picked] = True
+    test = np.flatnonzero(is_test)
+    valid = np.flatnonzero(is_valid)
+    train = np.flatnonzero(~is_test & ~is_valid)
+    first = pd.Timestamp(cut).tz_localize("UTC").isoformat()
+    how = (
+        f"time-aware on {event}: test on the {len(np.unique(stamps[is_test]))} latest extract(s) from {first} "
+        f"({len(test) / len(stamps):.0%} of rows), train on the earlier ones, validate on a seeded "
+        f"{len(valid) / len(stamps):.0%} sample of them"
+    )
     return Split(train=train, valid=valid, test=test, how=how)

@@ -115,3 +115,23 @@ def test_time_split_tests_on_the_latest_cohorts(clean: Any, contract: Any, telco
     random_split = time_split(telco, telco_contract, seed=3)
     assert "random" in random_split.how
     assert len(random_split.test) == 60
+
+
+def test_several_extracts_split_on_extract_time(panel: Any, contract: Any) -> None:
+    frame = panel.frame
+    split = time_split(frame, contract, seed=5)
+    times = frame["snapshot_at"]
+    latest = times.max()
+    # the test part is exactly the latest extract; validation is a sample of the earlier ones
+    assert set(split.test) == set(np.flatnonzero((times == latest).to_numpy()))
+    assert (times.iloc[split.valid] < latest).all()
+    assert (times.iloc[split.train] < latest).all()
+    assert len(split.valid) == 400
+    assert len(set(split.train) | set(split.valid) | set(split.test)) == len(frame)
+    assert split.how.startswith("time-aware on snapshot_at: test on the 1 latest extract(s)")
+    # customers of every tenure are in both parts: training sees what the test holds
+    tenure = frame["tenure_days"]
+    assert tenure.iloc[split.train].min() < 30
+    assert tenure.iloc[split.test].min() < 30
+    again = time_split(frame, contract, seed=5)
+    np.testing.assert_array_equal(split.valid, again.valid)
