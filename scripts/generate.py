@@ -58,8 +58,19 @@ def contract_doc() -> str:
             f"| `{name}` | {col.type.value} | {col.role.value} | {col.unit or ''} | {'yes' if col.nullable else ''} "
             f"| {'; '.join(cons)} | {col.description} |"
         )
-    lines += ["", "## Targets", "", "| head | column | task |", "|---|---|---|"]
-    lines += [f"| {h} | `{t.column}` | {t.task.value} |" for h, t in c.targets.items()]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| head | column | task | distribution / positive label |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {h} | `{t.column}` | {t.task.value} | "
+        + (f"positive: `{t.positive}`" if t.positive is not None else t.distribution.value)
+        + " |"
+        for h, t in c.targets.items()
+    ]
     lines += ["", "## Prohibited attributes", "", ", ".join(c.prohibited_attributes), ""]
     r = c.remediation
     lines += [

@@ -101,6 +101,17 @@ class Task(StrEnum):
     binary_classification = "binary_classification"
 
 
+class Distribution(StrEnum):
+    """What a regression target looks like; the trainer picks the learning objective from it."""
+
+    #: any real value: squared error
+    continuous = "continuous"
+    #: a score in [0, 1]: cross-entropy on the continuous label, so predictions stay in [0, 1]
+    unit_interval = "unit_interval"
+    #: money and counts: >= 0, a mass at zero and a long right tail (Tweedie objective)
+    heavy_tailed = "heavy_tailed"
+
+
 _NUMERIC = (ColumnType.integer, ColumnType.float)
 
 
@@ -196,6 +207,8 @@ class Target(_Strict):
     task: Task
     #: the label value that counts as positive (binary classification only)
     positive: bool | int | str | None = None
+    #: the shape of a regression target (regression only)
+    distribution: Distribution = Distribution.continuous
 
     @model_validator(mode="after")
     def _positive(self) -> Target:
@@ -203,6 +216,8 @@ class Target(_Strict):
             raise ValueError("a binary_classification target needs `positive` (the positive label value)")
         if self.task is Task.regression and self.positive is not None:
             raise ValueError("`positive` applies to binary_classification targets only")
+        if self.task is Task.binary_classification and self.distribution is not Distribution.continuous:
+            raise ValueError("`distribution` applies to regression targets only")
         return self
 
 
