@@ -66,6 +66,9 @@ def staging_dir(target: str | Path) -> Iterator[Path]:
     dest = Path(target)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    staging.chmod(0o777 & ~mask)  # mkdtemp makes it private; the finished folder gets the usual mode
     try:
         yield staging
     finally:

@@ -14,6 +14,8 @@ __all__ = [
     "DataError",
     "EngageError",
     "SchemaError",
+    "TableRefused",
+    "TrainingError",
 ]
 
 
@@ -57,6 +59,22 @@ class SchemaError(EngageError):
     """A table cannot be checked against its contract at all (for example: it has no rows)."""
 
     http_status = 422
+
+
+class TrainingError(EngageError):
+    """A prediction head cannot be trained on this table: the message names the head and the reason
+    (its target column is absent, its label has one class, too few rows are left for the split, or
+    the table failed its data contract)."""
+
+    http_status = 422
+
+    def __init__(self, message: str, *, head: str | None = None) -> None:
+        super().__init__(message)
+        self.head = head
+
+
+class TableRefused(TrainingError):
+    """The table failed its data contract, so nothing was trained (the CLI exits 1: a gate said no)."""
 
 
 class ConfigError(EngageError):

@@ -50,6 +50,8 @@ class HeadEvaluation:
     predictions: dict[str, npt.NDArray[Any]]
     metrics: dict[str, dict[str, float]]
     notes: tuple[str, ...] = ()
+    #: a money-like head (adds the cumulative capture curve); by default heads named ``ltv``
+    value: bool | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -146,7 +148,7 @@ def _section(e: HeadEvaluation) -> str:
         ]
     else:
         plots = [("Predicted vs actual", _scatter), ("Residuals", _residuals)]
-        if e.head.lower() in _VALUE_HEADS:
+        if e.value or (e.value is None and e.head.lower() in _VALUE_HEADS):
             plots.append(("Cumulative capture", _capture))
     figures = "".join(
         f'<figure><img src="data:image/png;base64,{_plot(draw, e)}" alt="{_esc(e.head)}: {_esc(caption)}">'

@@ -1,0 +1,140 @@
+"""A model bundle: the fitted heads of one learner, their feature set, and a manifest that loading verifies.
+
+Layout of a bundle folder::
+
+    manifest.json          SHA-256 and size of every file below, and the metadata (heads, training, metrics)
+    features.json          the FeatureSet: input columns and the levels of each categorical one
+    <head>/model.ubj       an xgboost head (UBJSON), or <head>/model.skops for a scikit-learn head
+    <head>/calibrator.skops  the isotonic calibrator of a classifier head, when it has one
+
+Loading verifies the manifest first (one changed byte anywhere refuses the whole bundle), then reads each
+model through :mod:`engage.artifacts`, which never unpickles. The bundle is what the serving predictor
+loads, what the registry promotes, and what a champion is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engage.artifacts import (
+    SKLEARN_SUFFIX,
+    XGBOOST_SUFFIX,
+    load_sklearn,
+    load_xgboost,
+    save_sklearn,
+    save_xgboost,
+    verify_manifest,
+    write_manifest,
+)
+from engage.contract import Distribution, Task
+from engage.errors import ArtifactError
+from engage.features import FeatureSet, design_matrix
+
+from ._heads import Head
+from ._learners import HeadModel
+
+__all__ = ["BUNDLE_FORMAT", "ModelBundle", "load_bundle"]
+
+BUNDLE_FORMAT = "engage-model/1"
+FEATURES_FILE = "features.json"
+
+
+@dataclass
+class ModelBundle:
+    """Fitted heads sharing one feature set."""
+
+    features: FeatureSet
+    heads: dict[str, HeadModel]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def learner(self) -> str:
+        return next(iter(self.heads.values())).learner if self.heads else "none"
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """One prediction column per head (``churn_probability``, ``engagement_score``, ``ltv``)."""
+        X = design_matrix(frame, self.features)
+        return pd.DataFrame({m.head.output: m.predict(X) for m in self.heads.values()}, index=frame.index)
+
+    def save(self, directory: Path, *, metadata: dict[str, Any] | None = None) -> Path:
+        """Write the bundle into ``directory`` (new or empty) and its manifest last."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise ArtifactError(f"{directory}: not empty: a bundle is written into a new folder")
+        (directory / FEATURES_FILE).write_text(self.features.to_json() + "\n", encoding="utf-8")
+        heads: dict[str, Any] = {}
+        for name, model in self.heads.items():
+            folder = directory / name
+            folder.mkdir()
+            if model.learner == "xgboost":
+                save_xgboost(model.estimator, folder / f"model{XGBOOST_SUFFIX}")
+            else:
+                save_sklearn(model.estimator, folder / f"model{SKLEARN_SUFFIX}")
+            if model.calibrator is not None:
+                save_sklearn(model.calibrator, folder / f"calibrator{SKLEARN_SUFFIX}")
+            h = model.head
+            heads[name] = {
+                "column": h.column,
+                "task": h.task.value,
+                "distribution": h.distribution.value,
+                "positive": h.positive,
+                "output": h.output,
+                "learner": model.learner,
+                "objective": model.objective,
+                "transform": model.transform,
+                "calibrated": model.calibrator is not None,
+                "best_iteration": model.best_iteration,
+            }
+        self.metadata = {**(metadata or self.metadata), "format": BUNDLE_FORMAT, "heads": heads}
+        write_manifest(directory, metadata=self.metadata)
+        return directory
+
+
+def load_bundle(directory: Path) -> ModelBundle:
+    """Verify ``directory`` against its manifest, then load every head; :class:`ArtifactError` otherwise."""
+    directory = Path(directory)
+    manifest = verify_manifest(directory)
+    metadata = manifest.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("format") != BUNDLE_FORMAT:
+        raise ArtifactError(f"{directory}: not an Engage model bundle (expected format {BUNDLE_FORMAT})")
+    try:
+        features = FeatureSet.from_json((directory / FEATURES_FILE).read_text(encoding="utf-8"))
+        heads: dict[str, HeadModel] = {}
+        for name, spec in metadata["heads"].items():
+            head = Head(
+                name,
+                spec["column"],
+                Task(spec["task"]),
+                Distribution(spec["distribution"]),
+                spec["positive"],
+            )
+            folder = directory / name
+            if spec["learner"] == "xgboost":
+                path = folder / f"model{XGBOOST_SUFFIX}"
+                estimator: Any = (
+                    load_xgboost(path, kind="classifier")
+                    if head.classification
+                    else load_xgboost(path, kind="regressor")
+                )
+            else:
+                estimator = load_sklearn(folder / f"model{SKLEARN_SUFFIX}")
+            calibrator = load_sklearn(folder / f"calibrator{SKLEARN_SUFFIX}") if spec["calibrated"] else None
+            heads[name] = HeadModel(
+                head,
+                spec["learner"],
+                estimator,
+                spec["objective"],
+                spec["transform"],
+                calibrator,
+                spec["best_iteration"],
+            )
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{directory}: bundle metadata is incomplete or malformed: {e}") from None
+    return ModelBundle(features=features, heads=heads, metadata=metadata)

@@ -1,0 +1,339 @@
+"""Train every head a contract defines: xgboost and the scikit-learn baseline, metrics, policy, champion.
+
+:func:`train` works on a table in memory and returns a :class:`TrainResult`; :func:`train_table` first
+refuses a table that fails its data contract, then trains and writes every output through
+:func:`write_outputs` (into a staging folder, moved into place only when complete).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from engage.contract import Contract
+from engage.errors import EngageError, TableRefused, TrainingError
+from engage.features import FeatureSet, Split, design_matrix, fit_feature_set, time_split
+from engage.policy import PolicyVerdict, PromotionPolicy, evaluate, load_policy
+
+from ._bundle import ModelBundle, load_bundle
+from ._heads import Head, check_parts, head_labels, plan_heads
+from ._learners import HeadModel, TrainConfig, calibrate, fit_baseline, fit_primary
+
+__all__ = ["ChampionComparison", "HeadResult", "TrainResult", "head_metrics", "train", "train_table"]
+
+F64 = npt.NDArray[np.float64]
+IDX = npt.NDArray[np.intp]
+
+
+def head_metrics(head: Head, y: F64, pred: F64) -> dict[str, float]:
+    """The figures of one head: regression (and value) metrics, or classification metrics."""
+    from engage.evaluation import classification_metrics, regression_metrics, value_metrics
+
+    if head.classification:
+        return classification_metrics(y, pred, name=head.name)
+    out = regression_metrics(y, pred, name=head.name)
+    if head.value and (y >= 0).all() and y.sum() > 0:
+        out.update(value_metrics(y, pred, name=head.name))
+    return out
+
+
+@dataclass
+class HeadResult:
+    """One trained head: both models, their train and test figures, and the test predictions."""
+
+    head: Head
+    primary: HeadModel
+    baseline: HeadModel
+    rows: dict[str, int]
+    test_rows: IDX  # positions into the training frame of this head's labelled test rows
+    y_test: F64
+    predictions: dict[str, F64]  # model name -> test predictions
+    metrics: dict[str, dict[str, dict[str, float]]]  # model name -> part -> metric -> value
+    seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def test_metrics(self, model: str = "xgboost") -> dict[str, float]:
+        return self.metrics[model]["test"]
+
+
+@dataclass
+class ChampionComparison:
+    """The production model (champion) against this run's model (challenger) on the same test rows."""
+
+    champion: str
+    primary_metric: dict[str, str]
+    champion_metrics: dict[str, dict[str, float]]
+    challenger_metrics: dict[str, dict[str, float]]
+    min_improvement: float
+    problem: str | None = None
+
+    def delta(self, head: str) -> float:
+        name = self.primary_metric[head]
+        return self.challenger_metrics[head][name] - self.champion_metrics[head][name]
+
+    def head_winner(self, head: str) -> str:
+        return "challenger" if self.delta(head) > self.min_improvement else "champion"
+
+    @property
+    def winner(self) -> str:
+        """The challenger wins only by beating the champion on every head both have."""
+        if self.problem is not None or not self.champion_metrics:
+            return "challenger"  # nothing to defend: the champion could not be scored
+        heads = list(self.champion_metrics)
+        return "challenger" if all(self.head_winner(h) == "challenger" for h in heads) else "champion"
+
+    def lines(self) -> list[str]:
+        if self.problem is not None:
+            return [f"champion {self.champion} could not be scored: {self.problem}"]
+        out = []
+        for head in self.champion_metrics:
+            name = self.primary_metric[head]
+            champ, chall = self.champion_metrics[head][name], self.challenger_metrics[head][name]
+            out.append(
+                f"{head}: {name} challenger {chall:.4f} vs champion {champ:.4f} "
+                f"({self.delta(head):+.4f}) -> {self.head_winner(head)} wins"
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "champion": self.champion,
+            "problem": self.problem,
+            "winner": self.winner,
+            "min_improvement": self.min_improvement,
+            "heads": {
+                h: {
+                    "metric": self.primary_metric[h],
+                    "champion": self.champion_metrics[h][self.primary_metric[h]],
+                    "challenger": self.challenger_metrics[h][self.primary_metric[h]],
+                    "delta": self.delta(h),
+                    "winner": self.head_winner(h),
+                }
+                for h in self.champion_metrics
+            },
+        }
+
+
+@dataclass
+class TrainResult:
+    contract: Contract
+    features: FeatureSet
+    split: Split
+    heads: dict[str, HeadResult]
+    notes: list[str]
+    verdict: PolicyVerdict
+    policy: PromotionPolicy
+    config: TrainConfig
+    rows: int
+    seconds: float
+    champion: ChampionComparison | None = None
+    champion_predictions: dict[str, F64] = field(default_factory=dict)
+    trained_at: str = ""
+
+    def bundle(self, learner: str = "xgboost") -> ModelBundle:
+        models = {n: (r.primary if learner == "xgboost" else r.baseline) for n, r in self.heads.items()}
+        return ModelBundle(features=self.features, heads=models, metadata=self._metadata(learner))
+
+    def _metadata(self, learner: str) -> dict[str, Any]:
+        from engage import __version__
+
+        return {
+            "engage_version": __version__,
+            "learner": learner,
+            "trained_at": self.trained_at,
+            "contract": {"name": self.contract.contract, "version": self.contract.version},
+            "policy": {"name": self.policy.policy, "version": self.policy.version},
+            "split": self.split.how,
+            "rows": {"table": self.rows, **next(iter(self.heads.values())).rows},
+            "config": self.config.model_dump(),
+            "metrics": {n: _finite(r.metrics[learner]["test"]) for n, r in self.heads.items()},
+            "policy_passed": self.verdict.passed if learner == "xgboost" else None,
+        }
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def train(
+    frame: pd.DataFrame,
+    contract: Contract,
+    *,
+    policy: PromotionPolicy | None = None,
+    config: TrainConfig | None = None,
+    heads: Sequence[str] | None = None,
+    champion: Path | None = None,
+) -> TrainResult:
+    """Train each head the contract defines on ``frame`` (already conformed to the contract)."""
+    started = time.perf_counter()
+    config = config or TrainConfig()
+    policy = policy or load_policy()
+    planned, notes = plan_heads(contract, heads)
+    for head in planned:  # fail fast on a target absent from the table, before anything else
+        head_labels(frame, head)
+    split = time_split(frame, contract, seed=config.seed)
+    parts = {"train": split.train, "validation": split.valid, "test": split.test}
+    for head in planned:  # and on one the split leaves too few rows or a single class, before any fitting
+        check_parts(head, head_labels(frame, head), parts)
+    features = fit_feature_set(frame.iloc[split.train], contract)
+    X = design_matrix(frame, features)
+    results: dict[str, HeadResult] = {}
+    for head in planned:
+        results[head.name] = _train_head(head, frame, X, split, config)
+        notes.extend(results[head.name].notes)
+    verdict = evaluate(
+        policy,
+        {n: r.test_metrics() for n, r in results.items()},
+        train_metrics={n: r.metrics["xgboost"]["train"] for n, r in results.items()},
+        tasks={n: r.head.task.value for n, r in results.items()},
+    )
+    result = TrainResult(
+        contract=contract,
+        features=features,
+        split=split,
+        heads=results,
+        notes=notes,
+        verdict=verdict,
+        policy=policy,
+        config=config,
+        rows=len(frame),
+        seconds=0.0,
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    if champion is not None:
+        _challenge(result, frame, champion)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _train_head(
+    head: Head, frame: pd.DataFrame, X: pd.DataFrame, split: Split, config: TrainConfig
+) -> HeadResult:
+    y = head_labels(frame, head)
+    labelled = np.isfinite(y)
+    train_rows = split.train[labelled[split.train]]
+    valid_rows = split.valid[labelled[split.valid]]
+    test_rows = split.test[labelled[split.test]]
+    notes: list[str] = []
+    missing = int((~labelled).sum())
+    if missing:
+        notes.append(f"head {head.name}: {missing:,} rows without a label left out")
+
+    # half of the validation rows stop the boosting, the other half calibrates a classifier
+    stop_rows, cal_rows = valid_rows, valid_rows[:0]
+    if head.classification and config.calibrate:
+        shuffled = np.random.default_rng(config.seed).permutation(valid_rows)
+        half = len(shuffled) // 2
+        stop_rows, cal_rows = np.sort(shuffled[:half]), np.sort(shuffled[half:])
+        if np.unique(y[cal_rows]).size < 2 or np.unique(y[stop_rows]).size < 2:
+            stop_rows, cal_rows = valid_rows, valid_rows[:0]
+            notes.append(f"head {head.name}: not calibrated: a validation half holds a single class")
+
+    X_tr, y_tr = X.iloc[train_rows], y[train_rows]
+    X_stop, y_stop = X.iloc[stop_rows], y[stop_rows]
+    seconds: dict[str, float] = {}
+    models: dict[str, HeadModel] = {}
+    for name, fit in (("xgboost", fit_primary), ("sklearn", fit_baseline)):
+        t = time.perf_counter()
+        try:
+            model = fit(head, config, X_tr, y_tr, X_stop, y_stop)
+        except EngageError:
+            raise
+        except (ValueError, TypeError) as e:  # a learner refusing this data: name the head
+            raise TrainingError(f"head {head.name}: {name} cannot fit this data: {e}", head=head.name) from e
+        if len(cal_rows):
+            notes.append(calibrate(model, X.iloc[cal_rows], y[cal_rows], config.seed))
+        seconds[name] = time.perf_counter() - t
+        models[name] = model
+
+    X_te, y_te = X.iloc[test_rows], y[test_rows]
+    predictions = {name: m.predict(X_te) for name, m in models.items()}
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    for name, m in models.items():
+        metrics[name] = {
+            "train": head_metrics(head, y_tr, m.predict(X_tr)),
+            "test": head_metrics(head, y_te, predictions[name]),
+        }
+        if head.classification and m.calibrator is not None:
+            from engage.evaluation import expected_calibration_error
+
+            metrics[name]["test"]["ece_uncalibrated"] = expected_calibration_error(y_te, m.raw(X_te))
+    return HeadResult(
+        head=head,
+        primary=models["xgboost"],
+        baseline=models["sklearn"],
+        rows={"train": len(train_rows), "validation": len(valid_rows), "test": len(test_rows)},
+        test_rows=test_rows,
+        y_test=y_te,
+        predictions=predictions,
+        metrics=metrics,
+        seconds=seconds,
+        notes=notes,
+    )
+
+
+def _challenge(result: TrainResult, frame: pd.DataFrame, champion: Path) -> None:
+    """Score the production bundle on this run's test rows, head by head."""
+    primary = {n: result.policy.primary_metric(r.head.task.value) for n, r in result.heads.items()}
+    comparison = ChampionComparison(
+        champion=str(champion),
+        primary_metric=primary,
+        champion_metrics={},
+        challenger_metrics={},
+        min_improvement=result.policy.champion.min_improvement,
+    )
+    try:
+        bundle = load_bundle(champion)
+        shared = [n for n in result.heads if n in bundle.heads]
+        if not shared:
+            raise TrainingError("it has none of this run's heads")
+        for name in shared:
+            r = result.heads[name]
+            rows = frame.iloc[r.test_rows]
+            pred = bundle.heads[name].predict(design_matrix(rows, bundle.features))
+            comparison.champion_metrics[name] = head_metrics(r.head, r.y_test, pred)
+            comparison.challenger_metrics[name] = r.test_metrics()
+            result.champion_predictions[name] = pred
+    except EngageError as e:
+        comparison.problem = str(e)
+        comparison.champion_metrics.clear()
+        comparison.challenger_metrics.clear()
+        result.champion_predictions.clear()
+    result.champion = comparison
+
+
+def train_table(
+    data: Path,
+    contract: Contract,
+    out_dir: Path,
+    *,
+    now: datetime | None = None,
+    policy: PromotionPolicy | None = None,
+    config: TrainConfig | None = None,
+    heads: Sequence[str] | None = None,
+    champion: Path | None = None,
+) -> TrainResult:
+    """Check ``data`` against the contract (refusing a table that fails it), train, write the outputs."""
+    from engage.quality import run_gate
+
+    gate = run_gate(data, contract, now=now, great_expectations=False)
+    if gate.verdict == "fail":
+        raise TableRefused(
+            f"refusing to train on {data}: it fails data contract {contract.contract} ({gate.reason}); "
+            f"run `engage validate {data} --out-dir DIR` and train on DIR/remediated.parquet"
+        )
+    frame = gate.validation.table.frame
+    result = train(frame, contract, policy=policy, config=config, heads=heads, champion=champion)
+    from ._outputs import write_outputs
+
+    write_outputs(result, frame, out_dir)
+    return result
