@@ -26,7 +26,7 @@ def test_run_generates_checks_and_scores_the_defects(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "Data: 20,100 rows x 33 columns" in out  # 100 duplicate copies
+    assert "Data: 20,100 rows x 33 columns" in out  # 100 duplicate copies (4 extracts of 5,000)
     assert "Injected defects against what the checks found" in out
     # the run spoiled rows on purpose: the gate finds them, quarantines them, and goes on
     assert "quality gate: PASS AFTER REMEDIATION" in out
@@ -47,3 +47,14 @@ def test_run_generates_checks_and_scores_the_defects(tmp_path: Path) -> None:
             recalls[cells[0]] = (cells[4], cells[5])
     assert len(recalls) == 10, out
     assert set(recalls.values()) == {("1.000", "1.000")}  # recall and precision of every defect kind
+
+    # then the three heads are trained on the remediated table and judged by the promotion policy
+    training = tmp_path / "out" / "training"
+    evaluation = json.loads((training / "evaluation.json").read_text())
+    assert list(evaluation["heads"]) == ["engagement_score", "churn", "ltv"]
+    assert evaluation["split"].startswith("time-aware on snapshot_at: test on the 1 latest extract(s)")
+    assert evaluation["heads"]["churn"]["rows"]["test"] > 4_500  # the latest extract, less its quarantine
+    assert "Promotion policy default 1.0.0:" in out
+    assert out.strip().splitlines()[-1].startswith("training outputs:")
+    for name in ("model/manifest.json", "baseline/manifest.json", "report.html", "kfp/metrics.json"):
+        assert (training / name).is_file(), name

@@ -31,7 +31,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_help_answers_without_importing_the_data_stack() -> None:
     proc = engage("--help")
     assert proc.returncode == 0
-    for command in ("generate", "validate", "run", "contract"):
+    for command in ("generate", "validate", "train", "run", "contract"):
         assert command in proc.stdout
     probe = subprocess.run(
         [
@@ -167,3 +167,57 @@ def test_usage_errors_exit_2() -> None:
     proc = engage("generate", "--rows", "many", "--out", "x.parquet")
     assert proc.returncode == 2
     assert "Invalid value for '--rows'" in proc.stderr
+
+
+def test_train_writes_the_model_and_challenges_a_champion(tmp_path: Path) -> None:
+    table = tmp_path / "customers.parquet"
+    proc = engage("generate", "-n", "3000", "--seed", "2", "--as-of", AS_OF, "--out", str(table))
+    assert proc.returncode == 0, proc.stderr
+    first = tmp_path / "first"
+    proc = engage("train", str(table), "--now", FRESH, "--out-dir", str(first), "--max-rounds", "80")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Split: time-aware on snapshot_at: test on the 1 latest extract(s)" in proc.stdout
+    for head in (
+        "engagement_score (regression, reg:logistic)",
+        "churn (binary classification",
+        "ltv (regression, reg:tweedie)",
+    ):
+        assert head in proc.stdout
+    assert "Promotion policy default 1.0.0:" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("training: 3 head(s) trained;")
+    assert (first / "model" / "manifest.json").is_file()
+    assert (first / "report.html").is_file()
+
+    proc = engage(
+        "train", str(table), "--now", FRESH, "-o", str(tmp_path / "second"), "--max-rounds", "40", "--seed", "1",
+        "--champion", str(first / "model"), "--head", "churn",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Champion / challenger:" in proc.stdout
+    assert "churn: auc_roc challenger" in proc.stdout
+    assert "champion test" in proc.stdout
+
+
+def test_train_on_a_churn_only_table_and_refusals(tmp_path: Path) -> None:
+    proc = engage("train", str(TELCO_TABLE), "-c", str(TELCO_CONTRACT), "-o", str(tmp_path / "telco"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "note: head engagement_score skipped: contract telco_customers defines no 'engagement_score' target"
+        in proc.stdout
+    )
+    assert "training: 1 head(s) trained;" in proc.stdout
+    assert json.loads((tmp_path / "telco" / "evaluation.json").read_text())["heads"].keys() == {"churn"}
+
+    spoiled = tmp_path / "spoiled.parquet"
+    proc = engage(
+        "generate", "-n", "2000", "--as-of", AS_OF, "--out", str(spoiled), "--defect", "duplicate=0.01"
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = engage("train", str(spoiled), "--now", FRESH, "-o", str(tmp_path / "refused"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "refusing to train on" in proc.stderr
+    assert "BR-001" in proc.stderr
+    assert not (tmp_path / "refused").exists()
+
+    line = one_error_line(engage("train", str(TELCO_TABLE), "-c", str(TELCO_CONTRACT), "--head", "ltv"))
+    assert line == "engage: error: --head: ltv not defined by contract telco_customers (it defines: churn)"

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from engage.quality import DefectScore, GateResult, QualityReport
+    from engage.training import TrainResult
 
 _out: Console | None = None
 _err: Console | None = None
@@ -108,3 +109,71 @@ def remediation_line(gate: GateResult) -> str:
 
 def verdict_line(gate: GateResult) -> str:
     return f"quality gate: {gate.verdict.upper().replace('_', ' ')}: {gate.reason}"
+
+
+#: metrics shown per task in the training table (every figure is in evaluation.json)
+_SHOWN = {
+    "regression": ("r2", "rmse", "mae", "spearman", "top_decile_capture"),
+    "binary_classification": ("auc_roc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile"),
+}
+
+
+def print_training(result: TrainResult) -> None:
+    """Per head: xgboost against the baseline (and the champion) on the test rows; then the policy."""
+    from rich.table import Table
+
+    console = out()
+    console.print(f"[bold]Split[/]: {result.split.how}")
+    for name, r in result.heads.items():
+        models = {"xgboost": r.metrics["xgboost"], "baseline": r.metrics["sklearn"]}
+        champion = result.champion.champion_metrics.get(name) if result.champion else None
+        table = Table(
+            title=f"{name} ({r.head.task.value.replace('_', ' ')}, {r.primary.objective}): "
+            f"{r.rows['train']:,} train / {r.rows['test']:,} test rows",
+            title_justify="left",
+        )
+        table.add_column("metric")
+        for col in (
+            "xgboost test",
+            "xgboost train",
+            "baseline test",
+            *(["champion test"] if champion else []),
+        ):
+            table.add_column(col, justify="right")
+        for metric in _SHOWN[r.head.task.value]:
+            if metric not in models["xgboost"]["test"]:
+                continue
+            cells = [
+                models["xgboost"]["test"][metric],
+                models["xgboost"]["train"][metric],
+                models["baseline"]["test"][metric],
+                *([champion[metric]] if champion else []),
+            ]
+            table.add_row(metric, *(_fmt(v) for v in cells))
+        console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
+    console.print("[bold]Promotion policy[/] " + f"{result.policy.policy} {result.policy.version}:")
+    for rule in result.verdict.rules:
+        mark = "[green]pass[/]" if rule.passed else "[red]FAIL[/]"
+        console.print(f"  {mark} {rule.head}: {rule.rule} (observed {_fmt(rule.observed)})")
+    if result.champion is not None:
+        console.print(f"[bold]Champion / challenger[/]: {result.champion.winner} wins")
+        for line in result.champion.lines():
+            console.print(f"  {line}")
+
+
+def _fmt(value: float | None) -> str:
+    import math
+
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+
+
+def training_verdict_line(result: TrainResult) -> str:
+    failures = result.verdict.failures
+    if not failures:
+        return f"training: {len(result.heads)} head(s) trained; every promotion-policy rule passes"
+    listed = "; ".join(f"{f.head} {f.rule}" for f in failures[:4])
+    return f"training: {len(result.heads)} head(s) trained; {len(failures)} policy rule(s) fail: {listed}"

@@ -1,14 +1,20 @@
-"""``engage run``: the main job. For now: generate a customer table, run the data-quality gate on it
-(contract checks with the Great Expectations suite, remediation, reports, metrics, lineage) and score
-the checks against the defects the generator recorded. Later stages (features, training, fairness,
-promotion) join here as the pipeline grows.
+"""``engage run``: the main job. Generate a customer table, run the data-quality gate on it (contract
+checks with the Great Expectations suite, remediation, reports, metrics, lineage), score the checks
+against the defects the generator recorded, then train the three heads on the remediated table and judge
+them by the promotion policy. Later stages (fairness, explanations, promotion) join here as the
+pipeline grows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from engage.contract import Contract
+    from engage.settings import RunSettings
 
 
 def run(
@@ -29,12 +35,21 @@ def run(
     settings = RunSettings(**overrides)  # type: ignore[arg-type]
     contract = load_contract(settings.contract)
     config = synthetic_config(
-        settings.rows, settings.seed, None, settings.defect_rate, [], settings.bias, settings.drift
+        settings.rows,
+        settings.seed,
+        None,
+        settings.defect_rate,
+        [],
+        settings.bias,
+        settings.drift,
+        settings.snapshots,
     )
     table_path = settings.out_dir / "customers.parquet"
     gate_dir = settings.out_dir / "quality"
 
-    with stage(f"generate {settings.rows:,} synthetic customers (seed {settings.seed})"):
+    with stage(
+        f"generate {settings.rows:,} synthetic customers in {settings.snapshots} monthly extract(s) (seed {settings.seed})"
+    ):
         generated = generate_customers(config)
     with stage(f"write {table_path}"):
         write_generated(generated, table_path)
@@ -67,4 +82,27 @@ def run(
     console.print(f"table: {table_path} (ground truth: {defects_path(table_path)})")
     console.print(
         f"gate outputs: {gate_dir}/ (summary.html, report.json, data_docs/index.html, remediated.parquet, quarantine.parquet, metrics.prom, lineage.jsonl)"
+    )
+    if gate.verdict == "fail":
+        raise typer.Exit(1)
+    if settings.train:
+        _train(settings, contract, gate_dir / "remediated.parquet")
+
+
+def _train(settings: RunSettings, contract: Contract, table: Path) -> None:
+    from engage.training import TrainConfig, train_table
+
+    from ._console import out, print_training, stage, training_verdict_line
+
+    train_dir = settings.out_dir / "training"
+    with stage(f"train engagement, churn and LTV heads on {table}"):
+        result = train_table(
+            table, contract, train_dir, config=TrainConfig(seed=settings.seed), champion=settings.champion
+        )
+    console = out()
+    console.print()
+    print_training(result)
+    console.print(f"\n[bold]{training_verdict_line(result)}[/]")
+    console.print(
+        f"training outputs: {train_dir}/ (model/, baseline/, evaluation.json, report.html, kfp/, test_predictions.parquet)"
     )
