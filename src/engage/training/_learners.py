@@ -47,8 +47,8 @@ class TrainConfig(BaseModel):
     max_rounds: int = Field(
         default=1000, ge=1, description="Most boosting rounds (early stopping ends sooner)"
     )
-    early_stopping_rounds: int = Field(default=40, ge=1)
-    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    early_stopping_rounds: int = Field(default=30, ge=1)
+    learning_rate: float = Field(default=0.1, gt=0, le=1)
     max_depth: int = Field(default=6, ge=1, le=16)
     min_child_weight: float = Field(default=1.0, ge=0)
     subsample: float = Field(default=0.9, gt=0, le=1)

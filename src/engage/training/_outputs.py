@@ -184,12 +184,10 @@ def test_predictions(result: TrainResult, frame: pd.DataFrame) -> pd.DataFrame:
     if event and event not in keep:
         keep.append(event)
     out = rows[[c for c in keep if c in rows.columns]].reset_index(drop=True)
-    primary = result.bundle("xgboost").predict(rows).reset_index(drop=True)
-    baseline = result.bundle("sklearn").predict(rows).reset_index(drop=True)
     for name, r in result.heads.items():
         out[f"{name}_label"] = head_labels(rows, r.head)
-        out[r.head.output] = primary[r.head.output]
-        out[f"{r.head.output}_baseline"] = baseline[r.head.output]
+        out[r.head.output] = r.all_test_predictions["xgboost"]
+        out[f"{r.head.output}_baseline"] = r.all_test_predictions["sklearn"]
     return out
 
 

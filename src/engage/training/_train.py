@@ -33,6 +33,9 @@ __all__ = ["ChampionComparison", "HeadResult", "TrainResult", "head_metrics", "t
 F64 = npt.NDArray[np.float64]
 IDX = npt.NDArray[np.intp]
 
+#: train-part metrics (for the overfitting rule) are measured on at most this many sampled rows
+TRAIN_METRIC_ROWS = 200_000
+
 
 def head_metrics(head: Head, y: F64, pred: F64) -> dict[str, float]:
     """The figures of one head: regression (and value) metrics, or classification metrics."""
@@ -56,7 +59,8 @@ class HeadResult:
     rows: dict[str, int]
     test_rows: IDX  # positions into the training frame of this head's labelled test rows
     y_test: F64
-    predictions: dict[str, F64]  # model name -> test predictions
+    predictions: dict[str, F64]  # model name -> predictions on the labelled test rows
+    all_test_predictions: dict[str, F64]  # model name -> predictions on every row of split.test
     metrics: dict[str, dict[str, dict[str, float]]]  # model name -> part -> metric -> value
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
@@ -255,18 +259,30 @@ def _train_head(
         seconds[name] = time.perf_counter() - t
         models[name] = model
 
-    X_te, y_te = X.iloc[test_rows], y[test_rows]
-    predictions = {name: m.predict(X_te) for name, m in models.items()}
+    # every test row is scored once (the labelled ones are measured); train metrics use a seeded sample
+    X_all_test = X.iloc[split.test]
+    scored = {name: m.predict(X_all_test) for name, m in models.items()}
+    measured = labelled[split.test]
+    y_te = y[test_rows]
+    predictions = {name: p[measured] for name, p in scored.items()}
+    sample = train_rows
+    if len(sample) > TRAIN_METRIC_ROWS:
+        sample = np.sort(
+            np.random.default_rng(config.seed).choice(train_rows, TRAIN_METRIC_ROWS, replace=False)
+        )
+    X_sample, y_sample = X.iloc[sample], y[sample]
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     for name, m in models.items():
         metrics[name] = {
-            "train": head_metrics(head, y_tr, m.predict(X_tr)),
+            "train": head_metrics(head, y_sample, m.predict(X_sample)),
             "test": head_metrics(head, y_te, predictions[name]),
         }
         if head.classification and m.calibrator is not None:
             from engage.evaluation import expected_calibration_error
 
-            metrics[name]["test"]["ece_uncalibrated"] = expected_calibration_error(y_te, m.raw(X_te))
+            metrics[name]["test"]["ece_uncalibrated"] = expected_calibration_error(
+                y_te, m.raw(X_all_test)[measured]
+            )
     return HeadResult(
         head=head,
         primary=models["xgboost"],
@@ -274,6 +290,7 @@ def _train_head(
         rows={"train": len(train_rows), "validation": len(valid_rows), "test": len(test_rows)},
         test_rows=test_rows,
         y_test=y_te,
+        all_test_predictions=scored,
         predictions=predictions,
         metrics=metrics,
         seconds=seconds,
