@@ -18,11 +18,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engage._io import shipped_file
 from engage.errors import ConfigError
 
-__all__ = ["DEFAULT_POLICY", "PolicyVerdict", "PromotionPolicy", "RuleOutcome", "evaluate", "load_policy"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "OPS",
+    "FairnessPolicy",
+    "FairnessRule",
+    "MetricRule",
+    "PolicyVerdict",
+    "PromotionPolicy",
+    "RuleOutcome",
+    "evaluate",
+    "load_policy",
+]
 
 DEFAULT_POLICY = "promotion_policy.yml"
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
+OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -49,12 +60,36 @@ class Champion(_Strict):
     min_improvement: float = Field(default=0.0, ge=0)
 
 
+class FairnessRule(MetricRule):
+    #: where the rule applies: every attribute and intersection, single attributes only, or intersections only
+    scope: Literal["all", "attributes", "intersections"] = "all"
+
+
+class FairnessPolicy(_Strict):
+    """How fairness is measured and the rules each head's figures must meet (issue: fairness gate)."""
+
+    attributes: list[str] = Field(default_factory=list, description="empty: every protected column")
+    intersections: bool = True
+    min_group_size: int = Field(default=1000, ge=1)
+    bootstrap: int = Field(default=200, ge=0, le=10_000)
+    decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+    allow_protected_at_inference: bool = True
+    classification: list[FairnessRule] = Field(default_factory=list)
+    regression: list[FairnessRule] = Field(default_factory=list)
+    heads: dict[str, list[FairnessRule]] = Field(default_factory=dict)
+
+    def rules(self, head: str, task: str) -> list[FairnessRule]:
+        common = self.classification if task == "binary_classification" else self.regression
+        return [*common, *self.heads.get(head, [])]
+
+
 class PromotionPolicy(_Strict):
     policy: str = Field(min_length=1)
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     heads: dict[str, list[MetricRule]]
     overfitting: Overfitting
     champion: Champion = Field(default_factory=Champion)
+    fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
 
     def primary_metric(self, task: str) -> str:
         return self.overfitting.primary_metric[task]  # type: ignore[index]
@@ -118,7 +153,7 @@ def evaluate(
             continue
         for rule in head_rules:
             observed = metrics[head].get(rule.metric)
-            passed = observed is not None and _OPS[rule.op](observed, rule.value)
+            passed = observed is not None and OPS[rule.op](observed, rule.value)
             rules.append(
                 RuleOutcome(
                     head=head,

@@ -21,6 +21,13 @@ def test_default_policy_holds_the_issue_thresholds() -> None:
     assert ("rmse", "<", 0.15) in rules["engagement_score"]
     assert ("auc_roc", ">=", 0.80) in rules["churn"]
     assert policy.overfitting.min_test_to_train_ratio == 0.8
+    fairness = policy.fairness
+    churn = {(r.metric, r.op, r.value, r.scope) for r in fairness.rules("churn", "binary_classification")}
+    assert ("demographic_parity_ratio", ">=", 0.80, "all") in churn
+    assert ("equalized_odds_difference", "<=", 0.10, "attributes") in churn
+    engagement = {(r.metric, r.op, r.value) for r in fairness.rules("engagement_score", "regression")}
+    assert engagement == {("mae_ratio", "<=", 1.25), ("max_group_rmse", "<=", 0.15)}
+    assert (fairness.min_group_size, fairness.decision_threshold) == (1000, 0.5)
 
 
 def test_policy_verdict_lists_every_rule_with_observed_and_threshold() -> None:
@@ -52,6 +59,11 @@ def test_policy_verdict_lists_every_rule_with_observed_and_threshold() -> None:
         (
             "policy: p\nversion: 1.0.0\nheads: {churn: [{metric: auc_roc, op: '=>', value: 0.8}]}\noverfitting: {min_test_to_train_ratio: 0.8, primary_metric: {}}\n",
             "heads.churn.0.op: expected",
+        ),
+        (
+            "policy: p\nversion: 1.0.0\nheads: {}\noverfitting: {min_test_to_train_ratio: 0.8, primary_metric: {}}\n"
+            "fairness: {classification: [{metric: demographic_parity_ratio, op: '>=', value: 0.8, scope: some}]}\n",
+            "fairness.classification.0.scope",
         ),
         ("[1, 2]\n", "expected a mapping"),
     ],
