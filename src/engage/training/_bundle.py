@@ -6,6 +6,7 @@ Layout of a bundle folder::
     features.json          the FeatureSet: input columns and the levels of each categorical one
     <head>/model.ubj       an xgboost head (UBJSON), or <head>/model.skops for a scikit-learn head
     <head>/calibrator.skops  the isotonic calibrator of a classifier head, when it has one
+    <head>/fairness.json   a fairness post-processor (per-cell logit offsets), when the fairness gate chose one
 
 Loading verifies the manifest first (one changed byte anywhere refuses the whole bundle), then reads each
 model through :mod:`engage.artifacts`, which never unpickles. The bundle is what the serving predictor
@@ -14,6 +15,7 @@ loads, what the registry promotes, and what a champion is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ __all__ = ["BUNDLE_FORMAT", "ModelBundle", "load_bundle"]
 
 BUNDLE_FORMAT = "engage-model/1"
 FEATURES_FILE = "features.json"
+ADJUSTMENT_FILE = "fairness.json"
 
 
 @dataclass
@@ -50,6 +53,8 @@ class ModelBundle:
     features: FeatureSet
     heads: dict[str, HeadModel]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: per head, a fairness post-processor (``group_logit_offsets``) applied to its predictions
+    adjustments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def learner(self) -> str:
@@ -58,7 +63,15 @@ class ModelBundle:
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One prediction column per head (``churn_probability``, ``engagement_score``, ``ltv``)."""
         X = design_matrix(frame, self.features)
-        return pd.DataFrame({m.head.output: m.predict(X) for m in self.heads.values()}, index=frame.index)
+        out = {}
+        for name, model in self.heads.items():
+            predicted = model.predict(X)
+            if name in self.adjustments:
+                from engage.fairness import GroupOffsets
+
+                predicted = GroupOffsets.from_json(self.adjustments[name]).apply_frame(predicted, frame)
+            out[model.head.output] = predicted
+        return pd.DataFrame(out, index=frame.index)
 
     def save(self, directory: Path, *, metadata: dict[str, Any] | None = None) -> Path:
         """Write the bundle into ``directory`` (new or empty) and its manifest last."""
@@ -77,6 +90,9 @@ class ModelBundle:
                 save_sklearn(model.estimator, folder / f"model{SKLEARN_SUFFIX}")
             if model.calibrator is not None:
                 save_sklearn(model.calibrator, folder / f"calibrator{SKLEARN_SUFFIX}")
+            if name in self.adjustments:
+                text = json.dumps(self.adjustments[name], indent=2, sort_keys=True)
+                (folder / ADJUSTMENT_FILE).write_text(text + "\n", encoding="utf-8")
             h = model.head
             heads[name] = {
                 "column": h.column,
@@ -89,6 +105,7 @@ class ModelBundle:
                 "transform": model.transform,
                 "calibrated": model.calibrator is not None,
                 "best_iteration": model.best_iteration,
+                "adjustment": self.adjustments[name]["kind"] if name in self.adjustments else None,
             }
         self.metadata = {**(metadata or self.metadata), "format": BUNDLE_FORMAT, "heads": heads}
         write_manifest(directory, metadata=self.metadata)
@@ -105,6 +122,7 @@ def load_bundle(directory: Path) -> ModelBundle:
     try:
         features = FeatureSet.from_json((directory / FEATURES_FILE).read_text(encoding="utf-8"))
         heads: dict[str, HeadModel] = {}
+        adjustments: dict[str, dict[str, Any]] = {}
         for name, spec in metadata["heads"].items():
             head = Head(
                 name,
@@ -124,6 +142,8 @@ def load_bundle(directory: Path) -> ModelBundle:
             else:
                 estimator = load_sklearn(folder / f"model{SKLEARN_SUFFIX}")
             calibrator = load_sklearn(folder / f"calibrator{SKLEARN_SUFFIX}") if spec["calibrated"] else None
+            if spec.get("adjustment"):
+                adjustments[name] = json.loads((folder / ADJUSTMENT_FILE).read_text(encoding="utf-8"))
             heads[name] = HeadModel(
                 head,
                 spec["learner"],
@@ -137,4 +157,4 @@ def load_bundle(directory: Path) -> ModelBundle:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{directory}: bundle metadata is incomplete or malformed: {e}") from None
-    return ModelBundle(features=features, heads=heads, metadata=metadata)
+    return ModelBundle(features=features, heads=heads, metadata=metadata, adjustments=adjustments)

@@ -100,9 +100,15 @@ def _xgb_objective(head: Head) -> str:
 
 
 def fit_primary(
-    head: Head, config: TrainConfig, X: pd.DataFrame, y: F64, X_val: pd.DataFrame, y_val: F64
+    head: Head,
+    config: TrainConfig,
+    X: pd.DataFrame,
+    y: F64,
+    X_val: pd.DataFrame,
+    y_val: F64,
+    sample_weight: F64 | None = None,
 ) -> HeadModel:
-    """xgboost with early stopping on ``(X_val, y_val)``."""
+    """xgboost with early stopping on ``(X_val, y_val)`` (rows weighted by ``sample_weight`` if given)."""
     import xgboost
 
     objective = _xgb_objective(head)
@@ -126,7 +132,7 @@ def fit_primary(
         model = xgboost.XGBClassifier(eval_metric="logloss", **params)
     else:
         model = xgboost.XGBRegressor(**params)
-    model.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
+    model.fit(X, y, sample_weight=sample_weight, eval_set=[(X_val, y_val)], verbose=False)
     return HeadModel(head, "xgboost", model, objective, best_iteration=int(model.best_iteration))
 
 

@@ -1,0 +1,339 @@
+"""The fairness gate: measure every head, try the mitigation candidates, choose, and decide.
+
+For each head the unmitigated model and every candidate are scored on the same test rows: accuracy
+(the head's metrics) and fairness (per protected attribute and intersection). A candidate *meets the
+policy* when every fairness rule holds on every attribute with at least two groups large enough to
+judge. The chosen candidate is the most accurate (policy primary metric: AUC, R²) among those that meet
+the policy and can ship (a safe artifact; reading protected attributes at scoring time only if the
+policy allows it). Verdict per head: ``pass`` (the unmitigated model meets the policy),
+``pass_after_mitigation`` (a candidate does) or ``fail``; the run's verdict is the worst of its heads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from engage.contract import Contract
+from engage.errors import SchemaError
+from engage.features import Split, design_matrix, time_split
+from engage.policy import OPS, PromotionPolicy, RuleOutcome, load_policy
+from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
+
+from ._groups import attribute_specs, cell_labels, protected_groups
+from ._metrics import AttributeFairness, classification_fairness, regression_fairness
+from ._mitigate import Candidate, HeadData, candidates_for
+
+__all__ = ["CandidateResult", "FairnessResult", "HeadFairness", "assess", "assess_training"]
+
+Verdict = Literal["pass", "pass_after_mitigation", "fail"]
+_ORDER = {"pass": 0, "pass_after_mitigation": 1, "fail": 2}
+
+
+@dataclass
+class CandidateResult:
+    candidate: Candidate
+    accuracy: dict[str, float]
+    fairness: dict[str, AttributeFairness]
+    rules: list[RuleOutcome]
+    eligible: bool
+    why_not: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.candidate.name
+
+    @property
+    def meets_policy(self) -> bool:
+        return self.candidate.problem is None and all(r.passed for r in self.rules)
+
+
+@dataclass
+class HeadFairness:
+    head: str
+    task: str
+    primary_metric: str
+    candidates: list[CandidateResult]
+    chosen: str | None
+    verdict: Verdict
+    reason: str
+
+    def candidate(self, name: str) -> CandidateResult:
+        return next(c for c in self.candidates if c.name == name)
+
+
+@dataclass
+class FairnessResult:
+    contract: Contract
+    policy: PromotionPolicy
+    heads: dict[str, HeadFairness]
+    attributes: list[str]
+    test_rows: int
+    seconds: float
+    base: ModelBundle
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        return max((h.verdict for h in self.heads.values()), key=_ORDER.__getitem__, default="pass")
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{h.head}: {h.reason}" for h in self.heads.values())
+
+    def chosen_bundle(self) -> ModelBundle | None:
+        """The model to promote: each head's chosen candidate; ``None`` when a head failed."""
+        if self.verdict == "fail":
+            return None
+        heads = dict(self.base.heads)
+        adjustments = dict(self.base.adjustments)
+        for name, h in self.heads.items():
+            chosen = h.candidate(h.chosen or "unmitigated").candidate
+            if chosen.model is not None:
+                heads[name] = chosen.model
+            if chosen.offsets is not None:
+                adjustments[name] = chosen.offsets.to_json()
+        metadata = {**self.base.metadata, "fairness": {n: h.chosen for n, h in self.heads.items()}}
+        return ModelBundle(
+            features=self.base.features, heads=heads, metadata=metadata, adjustments=adjustments
+        )
+
+
+def _judge(
+    head: str, task: str, fairness: dict[str, AttributeFairness], policy: PromotionPolicy
+) -> list[RuleOutcome]:
+    rules = policy.fairness.rules(head, task)
+    out: list[RuleOutcome] = []
+    judged_any = False
+    for attribute, figures in fairness.items():
+        intersection = "&" in attribute
+        for rule in rules:
+            if (rule.scope == "attributes" and intersection) or (
+                rule.scope == "intersections" and not intersection
+            ):
+                continue
+            figure = figures.summary.get(rule.metric)
+            if figure is None:
+                raise SchemaError(
+                    f"fairness policy: {head}: unknown metric {rule.metric!r} for a {task} head"
+                )
+            text = f"{attribute}: {rule.metric} {rule.op} {rule.value:g}"
+            if not math.isfinite(figure.value):
+                out.append(
+                    RuleOutcome(
+                        head=head,
+                        rule=text + " (not judged: fewer than two groups large enough)",
+                        observed=None,
+                        threshold=rule.value,
+                        passed=True,
+                    )
+                )
+                continue
+            judged_any = True
+            out.append(
+                RuleOutcome(
+                    head=head,
+                    rule=text,
+                    observed=figure.value,
+                    threshold=rule.value,
+                    passed=OPS[rule.op](figure.value, rule.value),
+                )
+            )
+    if rules and not judged_any:
+        out.append(
+            RuleOutcome(
+                head=head,
+                rule=f"at least one protected attribute with two groups of >= {policy.fairness.min_group_size:,} test rows",
+                observed=None,
+                threshold=policy.fairness.min_group_size,
+                passed=False,
+            )
+        )
+    return out
+
+
+def _measure(
+    task: str,
+    y: npt.NDArray[np.float64],
+    pred: npt.NDArray[np.float64],
+    groups: dict[str, npt.NDArray[np.object_]],
+    policy: PromotionPolicy,
+    seed: int,
+    bootstrap: int | None = None,
+) -> dict[str, AttributeFairness]:
+    f = policy.fairness
+    replicates = f.bootstrap if bootstrap is None else bootstrap
+    if task == "binary_classification":
+        return {
+            a: classification_fairness(
+                y,
+                pred,
+                g,
+                attribute=a,
+                threshold=f.decision_threshold,
+                min_group_size=f.min_group_size,
+                bootstrap=replicates,
+                seed=seed,
+            )
+            for a, g in groups.items()
+        }
+    return {
+        a: regression_fairness(
+            y, pred, g, attribute=a, min_group_size=f.min_group_size, bootstrap=replicates, seed=seed
+        )
+        for a, g in groups.items()
+    }
+
+
+def assess(
+    frame: pd.DataFrame,
+    contract: Contract,
+    bundle: ModelBundle,
+    split: Split,
+    *,
+    config: TrainConfig | None = None,
+    policy: PromotionPolicy | None = None,
+    mitigate: bool = True,
+) -> FairnessResult:
+    """Measure, mitigate and decide for every head of ``bundle`` on ``frame``'s test rows."""
+    started = time.perf_counter()
+    policy = policy or load_policy()
+    config = config or TrainConfig()
+    f = policy.fairness
+    specs = attribute_specs(contract, f.attributes or None)
+    groups_all = protected_groups(frame, contract, f.attributes or None, intersections=f.intersections)
+    cells = cell_labels(frame, specs)
+    X = design_matrix(frame, bundle.features)
+    heads: dict[str, HeadFairness] = {}
+    for name, model in bundle.heads.items():
+        head = model.head
+        y = head_labels(frame, head)
+        labelled = np.isfinite(y)
+        test = split.test[labelled[split.test]]
+        data = HeadData(
+            model=model,
+            config=config,
+            X=X,
+            y=y,
+            cells=cells,
+            train=split.train[labelled[split.train]],
+            valid=split.valid[labelled[split.valid]],
+            test=test,
+            threshold=f.decision_threshold,
+        )
+        groups = {a: g[test] for a, g in groups_all.items()}
+        bound = next((r.value for r in f.heads.get(name, []) if r.metric == "max_group_rmse"), None)
+        parity = next((r.value for r in f.classification if r.metric == "demographic_parity_ratio"), 0.8)
+        candidates = (
+            candidates_for(data, specs, bound, parity) if mitigate else candidates_for_unmitigated(data)
+        )
+        results = []
+        for c in candidates:
+            if c.problem is not None or c.predictions is None:
+                results.append(CandidateResult(c, {}, {}, [], False, c.problem or "no predictions"))
+                continue
+            accuracy = head_metrics(head, y[test], c.predictions)
+            # judged on point estimates; intervals are added below for the models the report details
+            fairness = _measure(head.task.value, y[test], c.predictions, groups, policy, config.seed, 0)
+            rules = _judge(name, head.task.value, fairness, policy)
+            why_not = None
+            if not c.shippable:
+                why_not = "not shippable (fairlearn object)"
+            elif c.needs_protected and not f.allow_protected_at_inference:
+                why_not = "reads protected attributes at scoring (policy forbids)"
+            results.append(CandidateResult(c, accuracy, fairness, rules, why_not is None, why_not))
+        decided = _decide(name, head.task.value, results, policy)
+        for r in results:
+            if r.candidate.predictions is not None and r.name in ("unmitigated", decided.chosen):
+                r.fairness = _measure(
+                    head.task.value, y[test], r.candidate.predictions, groups, policy, config.seed
+                )
+        heads[name] = decided
+    return FairnessResult(
+        contract=contract,
+        policy=policy,
+        heads=heads,
+        attributes=list(groups_all),
+        test_rows=len(split.test),
+        seconds=time.perf_counter() - started,
+        base=bundle,
+    )
+
+
+def candidates_for_unmitigated(d: HeadData) -> list[Candidate]:
+    return [
+        Candidate(
+            "unmitigated",
+            "none",
+            "the trained model",
+            True,
+            False,
+            predictions=d.model.predict(d.X.iloc[d.test]),
+        )
+    ]
+
+
+def _decide(head: str, task: str, results: list[CandidateResult], policy: PromotionPolicy) -> HeadFairness:
+    primary = policy.primary_metric(task)
+    base = results[0]
+    failures = [r.rule for r in base.rules if not r.passed]
+    if base.meets_policy:
+        return HeadFairness(
+            head,
+            task,
+            primary,
+            results,
+            "unmitigated",
+            "pass",
+            "the unmitigated model meets every fairness rule",
+        )
+    passing = [r for r in results[1:] if r.meets_policy and r.eligible]
+    if not passing:
+        tried = ", ".join(r.name for r in results[1:]) or "none"
+        return HeadFairness(
+            head,
+            task,
+            primary,
+            results,
+            None,
+            "fail",
+            f"fails {'; '.join(failures[:3])}; no shippable candidate meets the policy (tried: {tried})",
+        )
+    best = max(passing, key=lambda r: r.accuracy.get(primary, -math.inf))
+    cost = base.accuracy[primary] - best.accuracy[primary]
+    return HeadFairness(
+        head,
+        task,
+        primary,
+        results,
+        best.name,
+        "pass_after_mitigation",
+        f"unmitigated fails {'; '.join(failures[:3])}; {best.name} meets the policy at {primary} "
+        f"{best.accuracy[primary]:.4f} ({-cost:+.4f} against unmitigated)",
+    )
+
+
+def assess_training(
+    result: Any, frame: pd.DataFrame, *, policy: PromotionPolicy | None = None
+) -> FairnessResult:
+    """The fairness gate on a training run still in memory (``engage.training.TrainResult``)."""
+    return assess(
+        frame,
+        result.contract,
+        result.bundle("xgboost"),
+        result.split,
+        config=result.config,
+        policy=policy or result.policy,
+    )
+
+
+def split_for(frame: pd.DataFrame, contract: Contract, bundle: ModelBundle) -> tuple[Split, TrainConfig]:
+    """Rebuild the split a bundle was trained with (its seed is in the bundle's metadata)."""
+    config = TrainConfig(**bundle.metadata.get("config", {}))
+    return time_split(frame, contract, seed=config.seed), config

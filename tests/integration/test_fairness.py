@@ -1,0 +1,143 @@
+"""The fairness gate on generated data with the bias knob on and off, with the real learners."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engage.errors import SchemaError
+from engage.fairness import assess_training, write_fairness
+from engage.policy import load_policy
+from engage.training import TrainConfig, load_bundle, train
+from tests.conftest import AS_OF
+
+
+@pytest.fixture(scope="module")
+def policy() -> Any:
+    base = load_policy()
+    # a small table: judge groups from 300 test rows, fewer bootstrap replicates, and the 80 % rule alone
+    # (on 3,000 test rows the equalized-odds gap is too noisy to test with; make bench measures the whole
+    # default policy on 100,000 rows)
+    fairness = base.fairness.model_copy(
+        update={
+            "min_group_size": 300,
+            "bootstrap": 40,
+            "classification": [
+                r for r in base.fairness.classification if r.metric == "demographic_parity_ratio"
+            ],
+        }
+    )
+    return base.model_copy(update={"fairness": fairness})
+
+
+def _table(bias: float) -> Any:
+    from engage.synthetic import SyntheticConfig, generate_customers
+
+    return generate_customers(
+        SyntheticConfig(rows=12_000, seed=21, as_of=AS_OF, snapshots=4, bias=bias)
+    ).frame
+
+
+@pytest.fixture(scope="module")
+def biased(contract: Any, policy: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    frame = _table(1.0)
+    trained = train(
+        frame,
+        contract,
+        config=TrainConfig(seed=1, max_rounds=150),
+        heads=["churn", "engagement_score"],
+        policy=policy,
+    )
+    result = assess_training(trained, frame)
+    out = tmp_path_factory.mktemp("fair") / "out"
+    write_fairness(result, out)
+    return result, frame, out
+
+
+def test_bias_fails_the_80_percent_rule_and_a_mitigation_passes_it(biased: tuple[Any, Any, Path]) -> None:
+    result, _, _ = biased
+    churn = result.heads["churn"]
+    base = churn.candidates[0]
+    assert base.name == "unmitigated"
+    assert base.fairness["gender"].summary["demographic_parity_ratio"].value < 0.8
+    assert not base.meets_policy
+    assert churn.verdict == "pass_after_mitigation", churn.reason
+    chosen = churn.candidate(churn.chosen)
+    assert chosen.eligible
+    assert chosen.meets_policy
+    assert chosen.fairness["gender"].summary["demographic_parity_ratio"].value >= 0.8
+    names = [c.name for c in churn.candidates]
+    assert names == [
+        "unmitigated",
+        "reweighing",
+        "exponentiated_gradient_dp",
+        "exponentiated_gradient_eo",
+        "threshold_optimizer",
+        "group_offsets",
+    ]
+    cost = base.accuracy["auc_roc"] - chosen.accuracy["auc_roc"]
+    assert cost < 0.05  # the aim is <= 0.02 (measured in make bench on 100K rows)
+    assert f"({-cost:+.4f} against unmitigated)" in churn.reason
+
+
+def test_group_dependent_error_fails_the_regression_and_the_run(biased: tuple[Any, Any, Path]) -> None:
+    result, _, _ = biased
+    engagement = result.heads["engagement_score"]
+    assert engagement.verdict == "fail"
+    assert engagement.candidates[0].fairness["gender"].summary["mae_ratio"].value > 1.25
+    assert "no shippable candidate meets the policy" in engagement.reason
+    assert result.verdict == "fail"
+    assert result.chosen_bundle() is None
+
+
+def test_outputs_say_why_and_nothing_is_promoted_on_fail(biased: tuple[Any, Any, Path]) -> None:
+    _, _, out = biased
+    data = json.loads((out / "fairness.json").read_text())
+    assert data["verdict"] == "fail"
+    churn = data["heads"]["churn"]
+    assert churn["chosen"] == data["heads"]["churn"]["chosen"] != "unmitigated"
+    gender = churn["candidates"][0]["fairness"]["gender"]
+    assert {"low", "high", "value"} <= set(gender["summary"]["demographic_parity_ratio"])
+    assert "# Fairness gate: FAIL" in (out / "summary.md").read_text()
+    assert "Pareto plot" in (out / "report.html").read_text()
+    assert not (out / "model").exists()
+
+
+def test_the_chosen_post_processor_ships_inside_the_bundle(
+    biased: tuple[Any, Any, Path], tmp_path: Path
+) -> None:
+    result, frame, _ = biased
+    result.heads.pop("engagement_score")  # as if only churn were gated: its chosen model is promotable
+    bundle = result.chosen_bundle()
+    assert bundle is not None
+    bundle.save(tmp_path / "model", metadata=bundle.metadata)
+    loaded = load_bundle(tmp_path / "model")
+    rows = frame.tail(500)
+    np.testing.assert_allclose(
+        loaded.predict(rows)["churn_probability"], bundle.predict(rows)["churn_probability"]
+    )
+    if "churn" in loaded.adjustments:
+        assert (tmp_path / "model" / "churn" / "fairness.json").is_file()
+        with pytest.raises(SchemaError, match="protected attribute 'gender' is not in the table"):
+            loaded.predict(rows.drop(columns=["gender"]))
+
+
+def test_without_bias_the_model_passes_unmitigated(contract: Any, policy: Any) -> None:
+    frame = _table(0.0)
+    # the bias knob acts on gender; age bands of ~300 test rows are too noisy to judge on a table this small
+    by_gender = policy.fairness.model_copy(update={"attributes": ["gender"], "intersections": False})
+    policy = policy.model_copy(update={"fairness": by_gender})
+    trained = train(
+        frame, contract, config=TrainConfig(seed=1, max_rounds=150), heads=["churn"], policy=policy
+    )
+    from engage.fairness import assess
+
+    result = assess(
+        frame, contract, trained.bundle(), trained.split, config=trained.config, policy=policy, mitigate=False
+    )
+    assert result.verdict == "pass", result.reason
+    assert result.heads["churn"].chosen == "unmitigated"
