@@ -54,6 +54,7 @@ check: lint typecheck  ## lint + typecheck + generated files up to date
 bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_data.py --out benchmarks/results/data.json
 	$(RUN) python benchmarks/bench_train.py --out benchmarks/results/train.json
+	$(RUN) python benchmarks/bench_fairness.py --out benchmarks/results/fairness.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts

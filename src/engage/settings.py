@@ -30,6 +30,7 @@ class RunSettings(BaseSettings):
     drift: float = Field(default=0.0, ge=0, le=1, description="Drift knob on the latest signup cohort")
     snapshots: int = Field(default=4, ge=1, le=36, description="Monthly extracts in the generated table")
     train: bool = Field(default=True, description="Train the models on the gate's remediated table")
+    fairness: bool = Field(default=True, description="Run the fairness gate after training")
     champion: Path | None = Field(default=None, description="Model bundle in production, to challenge")
     out_dir: Path = Field(default=Path("artifacts/run"), description="Where the run writes its outputs")
     contract: Path | None = Field(default=None, description="Contract file (default: the customer contract)")

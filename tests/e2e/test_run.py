@@ -55,6 +55,12 @@ def test_run_generates_checks_and_scores_the_defects(tmp_path: Path) -> None:
     assert evaluation["split"].startswith("time-aware on snapshot_at: test on the 1 latest extract(s)")
     assert evaluation["heads"]["churn"]["rows"]["test"] > 4_500  # the latest extract, less its quarantine
     assert "Promotion policy default 1.0.0:" in out
-    assert out.strip().splitlines()[-1].startswith("training outputs:")
+    assert "training outputs:" in out
     for name in ("model/manifest.json", "baseline/manifest.json", "report.html", "kfp/metrics.json"):
         assert (training / name).is_file(), name
+
+    # and the fairness gate judges every head and writes its reports
+    fairness = json.loads((tmp_path / "out" / "fairness" / "fairness.json").read_text())
+    assert set(fairness["heads"]) == {"engagement_score", "churn", "ltv"}
+    assert fairness["verdict"] in {"pass", "pass_after_mitigation", "fail"}
+    assert out.strip().splitlines()[-1].startswith("fairness outputs:")

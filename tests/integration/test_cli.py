@@ -31,7 +31,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_help_answers_without_importing_the_data_stack() -> None:
     proc = engage("--help")
     assert proc.returncode == 0
-    for command in ("generate", "validate", "train", "run", "contract"):
+    for command in ("generate", "validate", "train", "fairness", "run", "contract"):
         assert command in proc.stdout
     probe = subprocess.run(
         [
@@ -221,3 +221,52 @@ def test_train_on_a_churn_only_table_and_refusals(tmp_path: Path) -> None:
 
     line = one_error_line(engage("train", str(TELCO_TABLE), "-c", str(TELCO_CONTRACT), "--head", "ltv"))
     assert line == "engage: error: --head: ltv not defined by contract telco_customers (it defines: churn)"
+
+
+def test_fairness_judges_a_trained_model(tmp_path: Path) -> None:
+    table, model = tmp_path / "customers.parquet", tmp_path / "train" / "model"
+    assert (
+        engage("generate", "-n", "6000", "--bias", "1", "--as-of", AS_OF, "--out", str(table)).returncode == 0
+    )
+    proc = engage(
+        "train",
+        str(table),
+        "--now",
+        FRESH,
+        "-o",
+        str(tmp_path / "train"),
+        "--head",
+        "churn",
+        "--max-rounds",
+        "80",
+    )
+    assert proc.returncode == 0, proc.stderr
+    policy = tmp_path / "policy.yml"
+    text = (ROOT / "policies" / "promotion_policy.yml").read_text()
+    policy.write_text(
+        text.replace("min_group_size: 1000", "min_group_size: 200").replace(
+            "bootstrap: 200 ", "bootstrap: 20 "
+        )
+    )
+    proc = engage(
+        "fairness",
+        str(table),
+        "--model",
+        str(model),
+        "--now",
+        FRESH,
+        "--policy",
+        str(policy),
+        "-o",
+        str(tmp_path / "fair"),
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "fairness: churn" in proc.stdout
+    verdict = json.loads((tmp_path / "fair" / "fairness.json").read_text())["verdict"]
+    assert proc.stdout.strip().splitlines()[-1] == f"fairness gate: {verdict.upper().replace('_', ' ')}"
+    assert proc.returncode == (1 if verdict == "fail" else 0)
+    assert (tmp_path / "fair" / "model").exists() == (verdict != "fail")
+
+    line = one_error_line(engage("fairness", str(table), "--model", str(tmp_path / "nowhere")))
+    assert line.startswith("engage: error: ")
+    assert "manifest.json: missing" in line

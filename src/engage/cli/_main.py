@@ -14,7 +14,7 @@ import typer
 
 from engage import __version__
 
-from . import _contract, _data, _run, _train
+from . import _contract, _data, _fairness, _run, _train
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -52,6 +52,7 @@ def _root(
 app.command("generate")(_data.generate)
 app.command("validate")(_data.validate)
 app.command("train")(_train.train)
+app.command("fairness")(_fairness.fairness)
 app.command("run")(_run.run)
 app.add_typer(_contract.app, name="contract")
 

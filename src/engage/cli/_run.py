@@ -106,3 +106,19 @@ def _train(settings: RunSettings, contract: Contract, table: Path) -> None:
     console.print(
         f"training outputs: {train_dir}/ (model/, baseline/, evaluation.json, report.html, kfp/, test_predictions.parquet)"
     )
+    if settings.fairness:
+        from engage.fairness import assess_training, write_fairness
+        from engage.tables import conform, read_table
+
+        from ._fairness import print_fairness
+
+        fair_dir = settings.out_dir / "fairness"
+        frame = conform(read_table(table), contract).frame  # the rows training saw, in the same order
+        with stage("fairness gate: measure, mitigate, choose"):
+            fair = assess_training(result, frame)
+            write_fairness(fair, fair_dir)
+        console.print()
+        print_fairness(fair)
+        console.print(
+            f"fairness outputs: {fair_dir}/ (fairness.json, report.html, summary.md, model/ unless it failed)"
+        )
