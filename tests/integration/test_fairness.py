@@ -103,7 +103,9 @@ def test_outputs_say_why_and_nothing_is_promoted_on_fail(biased: tuple[Any, Any,
     gender = churn["candidates"][0]["fairness"]["gender"]
     assert {"low", "high", "value"} <= set(gender["summary"]["demographic_parity_ratio"])
     assert "# Fairness gate: FAIL" in (out / "summary.md").read_text()
-    assert "Pareto plot" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Pareto plot" in page
+    assert "reliability by group" in page
     assert not (out / "model").exists()
 
 

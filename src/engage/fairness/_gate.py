@@ -63,6 +63,9 @@ class HeadFairness:
     chosen: str | None
     verdict: Verdict
     reason: str
+    #: labels and group labels of the test rows (for the per-group reliability curves of the report)
+    y_test: npt.NDArray[np.float64] | None = None
+    groups: dict[str, npt.NDArray[np.object_]] = field(default_factory=dict)
 
     def candidate(self, name: str) -> CandidateResult:
         return next(c for c in self.candidates if c.name == name)
@@ -254,6 +257,7 @@ def assess(
                 r.fairness = _measure(
                     head.task.value, y[test], r.candidate.predictions, groups, policy, config.seed
                 )
+        decided.y_test, decided.groups = y[test], groups
         heads[name] = decided
     return FairnessResult(
         contract=contract,

@@ -137,6 +137,52 @@ def _pareto_png(h: HeadFairness, policy_value: float | None) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _reliability_png(h: HeadFairness) -> str | None:
+    """Reliability curves per judged group of each single attribute, for the unmitigated and chosen models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from engage.evaluation import calibration_curve
+
+    if h.y_test is None:
+        return None
+    models = [
+        c for c in h.candidates if c.name in ("unmitigated", h.chosen) and c.candidate.predictions is not None
+    ]
+    attributes = [a for a in h.groups if "&" not in a]
+    if not models or not attributes:
+        return None
+    fig = Figure(figsize=(4.2 * len(attributes), 3.6 * len(models)), dpi=90)
+    axes = fig.subplots(len(models), len(attributes), squeeze=False)
+    for row, c in enumerate(models):
+        for col, attribute in enumerate(attributes):
+            ax = axes[row][col]
+            labels = h.groups[attribute]
+            judged = c.fairness[attribute].judged if attribute in c.fairness else []
+            for group in judged:
+                mask = labels == group
+                points = calibration_curve(h.y_test[mask], c.candidate.predictions[mask])  # type: ignore[index]
+                ax.plot(
+                    [p["mean_prob"] for p in points],
+                    [p["positive_rate"] for p in points],
+                    marker="o",
+                    ms=3,
+                    label=group,
+                )
+            ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+            ax.set_title(f"{c.name}: by {attribute}", fontsize=9)
+            ax.set_xlabel("mean predicted probability", fontsize=8)
+            ax.set_ylabel("observed rate", fontsize=8)
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def _esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -158,6 +204,13 @@ def report_html(result: FairnessResult) -> str:
         parts.append(
             f'<img alt="{_esc(name)} Pareto plot" src="data:image/png;base64,{_pareto_png(h, rule)}">'
         )
+        if h.task == "binary_classification":
+            curves = _reliability_png(h)
+            if curves is not None:
+                parts.append(
+                    f'<h3>Calibration by group</h3><img alt="{_esc(name)} reliability by group" '
+                    f'src="data:image/png;base64,{curves}">'
+                )
         rows = "".join(
             f"<tr><td>{'<b>' if c.name == h.chosen else ''}{_esc(c.name)}{'</b>' if c.name == h.chosen else ''}</td>"
             f"<td>{_esc(c.candidate.stage)}</td><td>{_fmt(c.accuracy.get(h.primary_metric))}</td>"
