@@ -143,3 +143,16 @@ def test_without_bias_the_model_passes_unmitigated(contract: Any, policy: Any) -
     )
     assert result.verdict == "pass", result.reason
     assert result.heads["churn"].chosen == "unmitigated"
+
+
+def test_the_split_is_rebuilt_only_from_the_training_table(
+    biased: tuple[Any, Any, Path], contract: Any
+) -> None:
+    from engage.fairness import split_for
+
+    result, frame, _ = biased
+    split, config = split_for(frame, contract, result.base)
+    assert config.seed == 1
+    assert len(split.test) == result.test_rows
+    with pytest.raises(SchemaError, match=r"the table has 11,000 rows but the model was trained on 12,000"):
+        split_for(frame.head(11_000), contract, result.base)

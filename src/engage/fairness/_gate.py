@@ -339,5 +339,11 @@ def assess_training(
 
 def split_for(frame: pd.DataFrame, contract: Contract, bundle: ModelBundle) -> tuple[Split, TrainConfig]:
     """Rebuild the split a bundle was trained with (its seed is in the bundle's metadata)."""
+    trained_on = bundle.metadata.get("rows", {}).get("table")
+    if trained_on is not None and trained_on != len(frame):
+        raise SchemaError(
+            f"the table has {len(frame):,} rows but the model was trained on {trained_on:,}: pass the table "
+            "the model was trained on (its test rows are rebuilt from it)"
+        )
     config = TrainConfig(**bundle.metadata.get("config", {}))
     return time_split(frame, contract, seed=config.seed), config
