@@ -28,7 +28,7 @@ from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
 
 from ._groups import attribute_specs, cell_labels, protected_groups
 from ._metrics import AttributeFairness, classification_fairness, regression_fairness
-from ._mitigate import Candidate, HeadData, candidates_for
+from ._mitigate import Candidate, HeadData, candidates_for, unmitigated
 
 __all__ = ["CandidateResult", "FairnessResult", "HeadFairness", "assess", "assess_training"]
 
@@ -233,9 +233,7 @@ def assess(
         groups = {a: g[test] for a, g in groups_all.items()}
         bound = next((r.value for r in f.heads.get(name, []) if r.metric == "max_group_rmse"), None)
         parity = next((r.value for r in f.classification if r.metric == "demographic_parity_ratio"), 0.8)
-        candidates = (
-            candidates_for(data, specs, bound, parity) if mitigate else candidates_for_unmitigated(data)
-        )
+        candidates = candidates_for(data, specs, bound, parity) if mitigate else [unmitigated(data)]
         results = []
         for c in candidates:
             if c.problem is not None or c.predictions is None:
@@ -268,19 +266,6 @@ def assess(
         seconds=time.perf_counter() - started,
         base=bundle,
     )
-
-
-def candidates_for_unmitigated(d: HeadData) -> list[Candidate]:
-    return [
-        Candidate(
-            "unmitigated",
-            "none",
-            "the trained model",
-            True,
-            False,
-            predictions=d.model.predict(d.X.iloc[d.test]),
-        )
-    ]
 
 
 def _decide(head: str, task: str, results: list[CandidateResult], policy: PromotionPolicy) -> HeadFairness:

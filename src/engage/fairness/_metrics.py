@@ -115,6 +115,16 @@ def _codes(groups: npt.NDArray[np.object_]) -> tuple[list[str], npt.NDArray[np.i
     return [str(n) for n in names], codes.astype(np.intp)
 
 
+def _grouping(
+    groups: npt.NDArray[np.object_], attribute: str, min_group_size: int
+) -> tuple[list[str], npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_], list[str]]:
+    """Group names, each row's group code, group sizes, which groups are judged, and notes on the rest."""
+    names, codes = _codes(groups)
+    counts = np.bincount(codes, minlength=len(names)).astype(np.int64)
+    judged = _judged(names, counts, min_group_size)
+    return names, codes, counts, judged, _group_notes(names, counts, judged, min_group_size, attribute)
+
+
 def _judged(names: list[str], counts: npt.NDArray[np.int64], min_group_size: int) -> npt.NDArray[np.bool_]:
     return np.array([n != UNKNOWN and c >= min_group_size for n, c in zip(names, counts, strict=True)])
 
@@ -180,7 +190,7 @@ def classification_fairness(
     if not set(np.unique(truth)) <= {0.0, 1.0}:
         raise SchemaError(f"fairness on {attribute}: classification labels must be 0 or 1")
     decisions = (probs >= threshold).astype("float64")
-    names, codes = _codes(groups)
+    names, codes, counts, judged, notes = _grouping(groups, attribute, min_group_size)
     frame = MetricFrame(
         metrics={
             "selection_rate": selection_rate,
@@ -193,9 +203,6 @@ def classification_fairness(
         sensitive_features=pd.Series(groups.astype(str), name=attribute),
     )
     by = frame.by_group
-    counts = np.bincount(codes, minlength=len(names)).astype(np.int64)
-    judged = _judged(names, counts, min_group_size)
-    notes = _group_notes(names, counts, judged, min_group_size, attribute)
     for name, code in zip(names, range(len(names)), strict=True):
         sub = truth[codes == code]
         if judged[code] and np.unique(sub).size < 2:
@@ -235,23 +242,18 @@ def classification_fairness(
             "max_group_ece": np.max(ece, axis=1) if ece.shape[1] else np.full(ece.shape[0], np.nan),
         }
 
-    point = per_group(np.arange(truth.size))
-    point.update(
-        {k: by[k].reindex(names).to_numpy(dtype="float64") for k in ("selection_rate", "tpr", "fpr")}
-    )
+    fairlearn = {k: by[k].reindex(names).to_numpy(dtype="float64") for k in ("selection_rate", "tpr", "fpr")}
+    grouping = (names, counts, judged, notes)
     return _assemble(
         attribute,
         "binary_classification",
-        names,
-        counts,
-        judged,
-        point,
+        grouping,
+        fairlearn,
         summary,
         per_group,
         truth.size,
         bootstrap,
         seed,
-        notes,
     )
 
 
@@ -275,7 +277,7 @@ def regression_fairness(
     from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
     truth, preds, groups = _check(y, pred, labels, attribute)
-    names, codes = _codes(groups)
+    names, codes, counts, judged, notes = _grouping(groups, attribute, min_group_size)
     frame = MetricFrame(
         metrics={"mae": mean_absolute_error, "rmse": root_mean_squared_error, "rows": count},
         y_true=truth,
@@ -283,9 +285,6 @@ def regression_fairness(
         sensitive_features=pd.Series(groups.astype(str), name=attribute),
     )
     by = frame.by_group
-    counts = np.bincount(codes, minlength=len(names)).astype(np.int64)
-    judged = _judged(names, counts, min_group_size)
-    notes = _group_notes(names, counts, judged, min_group_size, attribute)
     g = len(names)
     err = preds - truth
 
@@ -312,21 +311,10 @@ def regression_fairness(
                 "max_group_rmse": np.max(rmse, axis=1) if rmse.shape[1] else np.full(rmse.shape[0], np.nan),
             }
 
-    point = per_group(np.arange(truth.size))
-    point.update({k: by[k].reindex(names).to_numpy(dtype="float64") for k in ("mae", "rmse")})
+    fairlearn = {k: by[k].reindex(names).to_numpy(dtype="float64") for k in ("mae", "rmse")}
+    grouping = (names, counts, judged, notes)
     return _assemble(
-        attribute,
-        "regression",
-        names,
-        counts,
-        judged,
-        point,
-        summary,
-        per_group,
-        truth.size,
-        bootstrap,
-        seed,
-        notes,
+        attribute, "regression", grouping, fairlearn, summary, per_group, truth.size, bootstrap, seed
     )
 
 
@@ -353,16 +341,13 @@ def _group_notes(
 def _assemble(
     attribute: str,
     task: str,
-    names: list[str],
-    counts: npt.NDArray[np.int64],
-    judged: npt.NDArray[np.bool_],
-    point: dict[str, F64],
+    grouping: tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.bool_], list[str]],
+    fairlearn: dict[str, F64],
     summary: Callable[[dict[str, F64]], dict[str, F64]],
     per_group: Callable[[npt.NDArray[np.intp]], dict[str, F64]],
     n: int,
     bootstrap: int,
     seed: int,
-    notes: list[str],
 ) -> AttributeFairness:
     def both(idx: npt.NDArray[np.intp]) -> dict[str, F64]:
         stats = per_group(idx)
@@ -371,6 +356,8 @@ def _assemble(
             **{f"gap:{k}": v for k, v in summary(stats).items()},
         }
 
+    names, counts, judged, notes = grouping
+    point = {**per_group(np.arange(n)), **fairlearn}  # fairlearn's MetricFrame gives the point estimates
     samples = _bootstrap(n, bootstrap, seed, both) if bootstrap > 0 else {}
     gaps = {k: float(v[0]) for k, v in summary(point).items()}
     figures: dict[str, Figure] = {}

@@ -243,6 +243,13 @@ def fit_offsets(d: HeadData, attributes: list[AttributeSpec], min_ratio: float) 
     return GroupOffsets(attributes=attributes, offsets=offsets)
 
 
+def unmitigated(d: HeadData) -> Candidate:
+    """The trained model itself, scored on the test rows."""
+    return Candidate(
+        "unmitigated", "none", "the trained model", True, False, predictions=d.model.predict(d.X.iloc[d.test])
+    )
+
+
 def candidates_for(
     d: HeadData, attributes: list[AttributeSpec], group_rmse_bound: float | None, min_parity: float = 0.8
 ) -> list[Candidate]:
@@ -250,16 +257,7 @@ def candidates_for(
     from fairlearn.reductions import BoundedGroupLoss, DemographicParity, EqualizedOdds, SquareLoss
 
     head = d.model.head
-    out = [
-        Candidate(
-            "unmitigated",
-            "none",
-            "the trained model",
-            True,
-            False,
-            predictions=d.model.predict(d.X.iloc[d.test]),
-        )
-    ]
+    out = [unmitigated(d)]
     weighed = Candidate(
         "reweighing",
         "pre-processing",
