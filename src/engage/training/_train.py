@@ -182,17 +182,18 @@ def train(
     config = config or TrainConfig()
     policy = policy or load_policy()
     planned, notes = plan_heads(contract, heads)
-    for head in planned:  # fail fast on a target absent from the table, before anything else
-        head_labels(frame, head)
+    # fail fast on a target absent from the table, then on one the split leaves too few rows or a single
+    # class, before any fitting
+    labels = {head.name: head_labels(frame, head) for head in planned}
     split = time_split(frame, contract, seed=config.seed)
     parts = {"train": split.train, "validation": split.valid, "test": split.test}
-    for head in planned:  # and on one the split leaves too few rows or a single class, before any fitting
-        check_parts(head, head_labels(frame, head), parts)
+    for head in planned:
+        check_parts(head, labels[head.name], parts)
     features = fit_feature_set(frame.iloc[split.train], contract)
     X = design_matrix(frame, features)
     results: dict[str, HeadResult] = {}
     for head in planned:
-        results[head.name] = _train_head(head, frame, X, split, config)
+        results[head.name] = _train_head(head, labels[head.name], X, split, config)
         notes.extend(results[head.name].notes)
     verdict = evaluate(
         policy,
@@ -219,10 +220,8 @@ def train(
     return result
 
 
-def _train_head(
-    head: Head, frame: pd.DataFrame, X: pd.DataFrame, split: Split, config: TrainConfig
-) -> HeadResult:
-    y = head_labels(frame, head)
+def _train_head(head: Head, y: F64, X: pd.DataFrame, split: Split, config: TrainConfig) -> HeadResult:
+    """Fit both learners of one head on its labels ``y`` (NaN: unlabelled), score them, and measure."""
     labelled = np.isfinite(y)
     train_rows = split.train[labelled[split.train]]
     valid_rows = split.valid[labelled[split.valid]]
