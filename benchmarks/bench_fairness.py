@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _results import write_results
 
 AS_OF = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 #: budget from issue 5: the whole fairness stage on 100K rows <= 2 minutes
@@ -104,23 +104,7 @@ def main() -> int:
             flush=True,
         )
     observed = {f"{k}_seconds": float(v["seconds"]) for k, v in cases.items()}
-    results = {
-        "benchmark": "fairness",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "budgets": BUDGETS,
-        "observed": observed,
-        "within_budget": {k: v <= BUDGETS[k] for k, v in observed.items()},
-        "cases": cases,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
-    return 0 if all(results["within_budget"].values()) else 1
+    return write_results(args.out, "fairness", BUDGETS, observed, cases)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,6 +19,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _results import write_results
 
 AS_OF = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 #: budgets from issue 4: 100K rows <= 60 s, 1M rows <= 5 min on 2 cores
@@ -112,27 +112,8 @@ def main() -> int:
     for rows in [100_000] if args.quick else [100_000, 1_000_000]:
         cases["train_100k" if rows == 100_000 else "train_1m"] = run_case(rows)
     observed = {f"{case}_seconds": float(figures["train_seconds"]) for case, figures in cases.items()}  # type: ignore[arg-type]
-    results = {
-        "benchmark": "train",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "xgboost": xgboost.__version__,
-            "scikit-learn": sklearn.__version__,
-        },
-        "budgets": BUDGETS,
-        "observed": observed,
-        "within_budget": {k: v <= BUDGETS[k] for k, v in observed.items()},
-        "cases": cases,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
-    for k, v in observed.items():
-        print(f"  {k:24s} {v:8.1f}  (budget {BUDGETS[k]:g}) {'ok' if v <= BUDGETS[k] else 'OVER BUDGET'}")
-    return 0 if all(results["within_budget"].values()) else 1  # type: ignore[attr-defined]
+    versions = {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__}
+    return write_results(args.out, "train", BUDGETS, observed, cases, versions)
 
 
 if __name__ == "__main__":
