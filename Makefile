@@ -22,7 +22,7 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/python -m pip install --quiet "uv>=0.5"
 
 $(SYNCED): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch $@
 
 run: $(SYNCED)  ## the main job on embedded defaults (ENGAGE_RUN_* to change them)
