@@ -136,6 +136,9 @@ class Column(_Strict):
     impute_value: float | str | bool | None = None
     #: remediation: clip values to the column's bounds (declared min / max and range rules on it)
     cap: bool = False
+    #: False for a feature nobody can change by acting (country, signup channel, tenure): counterfactual
+    #: explanations never vary it
+    mutable: bool = True
     #: spellings read as true / false when the table is CSV (case-insensitive)
     true_values: list[str] = Field(default_factory=lambda: ["true", "1", "yes", "y", "t"])
     false_values: list[str] = Field(default_factory=lambda: ["false", "0", "no", "n", "f"])
@@ -155,6 +158,8 @@ class Column(_Strict):
             out.append("critical")
         if self.cap:
             out.append("remediation: cap")
+        if not self.mutable:
+            out.append("immutable")
         if self.impute:
             value = f" {self.impute_value}" if self.impute_value is not None else ""
             out.append(f"remediation: impute {self.impute}{value}")
@@ -178,6 +183,8 @@ class Column(_Strict):
                 raise ValueError("bins must be strictly increasing")
         if self.critical and self.role is not Role.feature:
             raise ValueError("critical applies to feature columns only")
+        if not self.mutable and self.role is not Role.feature:
+            raise ValueError("mutable applies to feature columns only (other roles are never model inputs)")
         if self.impute is not None and not self.nullable:
             raise ValueError(
                 "impute applies to nullable columns only (empty values elsewhere are quarantined)"
@@ -209,6 +216,8 @@ class Target(_Strict):
     positive: bool | int | str | None = None
     #: the shape of a regression target (regression only)
     distribution: Distribution = Distribution.continuous
+    #: what the prediction is called in plain language ("churn risk"); default: the head's name
+    display_name: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _positive(self) -> Target:
