@@ -13,6 +13,7 @@ __all__ = [
     "ContractError",
     "DataError",
     "EngageError",
+    "ExplainError",
     "SchemaError",
     "TableRefused",
     "TrainingError",
@@ -89,3 +90,15 @@ class ArtifactError(EngageError):
     """
 
     http_status = 503  # a server with a bad model is not ready
+
+
+class ExplainError(EngageError):
+    """An explanation that cannot be given as asked.
+
+    An unknown method, a method that does not apply to the model (exact TreeSHAP of a model that is not
+    a tree ensemble Engage can read), a method the licence setting excludes, an optional library that is
+    not installed, or a customer id the table does not hold. A counterfactual that cannot be found is
+    not an error: it is an explicit "none found within budget" result.
+    """
+
+    http_status = 400

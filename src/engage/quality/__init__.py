@@ -5,7 +5,7 @@ and writes the reports, the remediated table, metrics and lineage.
 """
 
 from ._association import association
-from ._checks import prohibited_matches
+from ._checks import prohibited_matches, rows_breaking_rules
 from ._gate import GateReport, GateResult, Verdict, run_gate
 from ._groundtruth import DefectScore, score_defects
 from ._remediate import QUARANTINE_REASONS, Action, Remediated, remediate
@@ -26,6 +26,7 @@ __all__ = [
     "association",
     "prohibited_matches",
     "remediate",
+    "rows_breaking_rules",
     "run_gate",
     "score_defects",
     "validate",

@@ -340,3 +340,31 @@ def _proxy(check: ProxyAssociationCheck, ctx: Context) -> Finding:
     )
     flagged = sorted({p.split(" ~ ")[0] for p in proxies})
     return Finding(not proxies, msg, strongest, check.threshold, columns=flagged, details=details)
+
+
+#: rules a single hypothetical row can be held to (counterfactuals must keep them)
+_ROW_RULES = (CompareCheck, RangeCheck, SumEqualsCheck)
+
+
+def rows_breaking_rules(
+    frame: pd.DataFrame, contract: Contract, *, now: datetime
+) -> tuple[BoolArray, list[str]]:
+    """Rows of ``frame`` that break a row-level contract rule (compare, range, sum) on its columns.
+
+    Only rules whose every column is in ``frame`` are judged. Returns the mask and the ids of the
+    rules judged. Counterfactual search uses it to drop proposals no real customer could have, such
+    as more sessions in 30 days than in 90.
+    """
+    ctx = Context(frame=frame, contract=contract, now=now)
+    mask = np.zeros(len(frame), dtype=bool)
+    judged = []
+    for rule in contract.rules:
+        if not isinstance(rule.check, _ROW_RULES):
+            continue
+        if any(col not in frame.columns for _, col in rule.check.columns_referenced()):
+            continue
+        finding = run_check(rule.check, ctx)
+        if finding.mask is not None:
+            mask |= finding.mask
+        judged.append(rule.id)
+    return mask, judged

@@ -5,7 +5,7 @@ fails its contract, trains, and writes the model bundles, metrics, KFP metric fi
 ``load_bundle`` reads a model bundle back after verifying its manifest.
 """
 
-from ._bundle import BUNDLE_FORMAT, ModelBundle, load_bundle
+from ._bundle import BUNDLE_FORMAT, ModelBundle, bundle_version, load_bundle
 from ._heads import MIN_ROWS, PRODUCT_HEADS, Head, head_labels, plan_heads
 from ._learners import HeadModel, TrainConfig
 from ._outputs import evaluation_json, kfp_metrics, write_outputs
@@ -22,6 +22,7 @@ __all__ = [
     "ModelBundle",
     "TrainConfig",
     "TrainResult",
+    "bundle_version",
     "evaluation_json",
     "head_labels",
     "head_metrics",

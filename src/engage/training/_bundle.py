@@ -22,7 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from engage._io import sha256_file
 from engage.artifacts import (
+    MANIFEST,
     SKLEARN_SUFFIX,
     XGBOOST_SUFFIX,
     load_sklearn,
@@ -39,7 +41,7 @@ from engage.features import FeatureSet, design_matrix
 from ._heads import Head
 from ._learners import HeadModel
 
-__all__ = ["BUNDLE_FORMAT", "ModelBundle", "load_bundle"]
+__all__ = ["BUNDLE_FORMAT", "ModelBundle", "bundle_version", "load_bundle"]
 
 BUNDLE_FORMAT = "engage-model/1"
 FEATURES_FILE = "features.json"
@@ -55,6 +57,9 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: per head, a fairness post-processor (``group_logit_offsets``) applied to its predictions
     adjustments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``sha256:<hex>`` of the manifest it was loaded from (it names every file's digest, so it names
+    #: the exact artifact); None for a bundle not yet saved
+    version: str | None = None
 
     @property
     def learner(self) -> str:
@@ -109,7 +114,13 @@ class ModelBundle:
             }
         self.metadata = {**(metadata or self.metadata), "format": BUNDLE_FORMAT, "heads": heads}
         write_manifest(directory, metadata=self.metadata)
+        self.version = bundle_version(directory)
         return directory
+
+
+def bundle_version(directory: Path) -> str:
+    """The version of the bundle in ``directory``: the SHA-256 of its manifest."""
+    return f"sha256:{sha256_file(Path(directory) / MANIFEST)}"
 
 
 def load_bundle(directory: Path) -> ModelBundle:
@@ -157,4 +168,10 @@ def load_bundle(directory: Path) -> ModelBundle:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{directory}: bundle metadata is incomplete or malformed: {e}") from None
-    return ModelBundle(features=features, heads=heads, metadata=metadata, adjustments=adjustments)
+    return ModelBundle(
+        features=features,
+        heads=heads,
+        metadata=metadata,
+        adjustments=adjustments,
+        version=bundle_version(directory),
+    )

@@ -75,6 +75,23 @@ class HeadModel:
             return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype="float64")
         return np.asarray(self.estimator.predict(X), dtype="float64")
 
+    def margin(self, X: pd.DataFrame) -> F64:
+        """The untransformed model output that tree attributions add up to (see :attr:`margin_space`)."""
+        if self.learner == "xgboost":
+            return np.asarray(self.estimator.predict(X, output_margin=True), dtype="float64")
+        if self.head.classification:
+            return np.asarray(self.estimator.decision_function(X), dtype="float64")
+        return np.asarray(self.estimator.predict(X), dtype="float64")
+
+    @property
+    def margin_space(self) -> str:
+        """What :meth:`margin` measures: ``log-odds``, ``logit``, ``log`` or ``identity``."""
+        if self.head.classification:
+            return "log-odds"
+        if self.learner == "xgboost":
+            return {"reg:logistic": "logit", "reg:tweedie": "log"}.get(self.objective, "identity")
+        return "log1p" if self.transform == "log1p" else "identity"
+
     def predict(self, X: pd.DataFrame) -> F64:
         """Predictions on the target's scale (classification: calibrated probability of the positive)."""
         out = self.raw(X)
