@@ -14,7 +14,7 @@ import typer
 
 from engage import __version__
 
-from . import _contract, _data, _fairness, _run, _train
+from . import _card, _contract, _data, _explain, _fairness, _run, _train
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -53,6 +53,8 @@ app.command("generate")(_data.generate)
 app.command("validate")(_data.validate)
 app.command("train")(_train.train)
 app.command("fairness")(_fairness.fairness)
+app.command("explain")(_explain.explain)
+app.command("card")(_card.card)
 app.command("run")(_run.run)
 app.add_typer(_contract.app, name="contract")
 
