@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,33 +88,35 @@ class Explainer:
 
     def explain(
         self,
-        frame: pd.DataFrame,
+        rows: pd.DataFrame | Sequence[Mapping[str, Any]],
         *,
         method: str = "tree_shap",
         head: str | None = None,
         desired: tuple[float, float | None] | None = None,
     ) -> Explanation:
-        """Explain every row of ``frame`` for ``head`` (default :attr:`default_head`) by ``method``.
+        """Explain every row for ``head`` (default :attr:`default_head`) by ``method``.
 
-        ``desired`` is a counterfactual's target range for the prediction (``None`` as the upper end:
-        no upper limit); by default a classifier's probability below the decision threshold, a
-        regression's prediction raised by ``regression_lift``.
+        ``rows`` is a table, or a list of mappings of column to value (a JSON request's instances: no
+        pandas on that path). ``desired`` is a counterfactual's target range for the prediction
+        (``None`` as the upper end: no upper limit); by default a classifier's probability below the
+        decision threshold, a regression's prediction raised by ``regression_lift``.
         """
+        started = time.perf_counter()
         name = head or self.default_head
         if name not in self.bundle.heads:
             raise ExplainError(f"unknown head {name!r}; this model has: {', '.join(self.heads)}")
         model = self.bundle.heads[name]
         spec = check_method(method, self.settings, learner=model.learner, head=name)
-        if len(frame) == 0:
+        if len(rows) == 0:
             raise SchemaError("no rows to explain")
         limit = MAX_ROWS.get(method)
-        if limit is not None and len(frame) > limit:
-            raise ExplainError(f"{method} explains at most {limit} rows per call; got {len(frame)}")
-        X = self.encoder.encode(frame)
-        started = time.perf_counter()
-        data, space, params, notes = self._run(method, model, X, frame, desired)
+        if limit is not None and len(rows) > limit:
+            raise ExplainError(f"{method} explains at most {limit} rows per call; got {len(rows)}")
+        given = _Rows(rows, self.encoder)
+        X = given.matrix
+        data, space, params, notes = self._run(method, model, X, given, desired)
+        ids = given.ids(self.contract.primary_key)
         elapsed = (time.perf_counter() - started) * 1e3
-        ids = self._ids(frame)
         meta = ExplanationMeta(
             method=method,
             library=spec.library,
@@ -134,7 +136,7 @@ class Explainer:
         method: str,
         model: HeadModel,
         X: F64,
-        frame: pd.DataFrame,
+        frame: _Rows,
         desired: tuple[float, float | None] | None,
     ) -> _Result:
         if method == "tree_shap":
@@ -162,7 +164,7 @@ class Explainer:
     def _margin(self, model: HeadModel) -> Callable[[F64], F64]:
         return lambda X: model.margin(self.encoder.decode(X))
 
-    def _final(self, model: HeadModel, predicted: F64, frame: pd.DataFrame, notes: list[str]) -> F64:
+    def _final(self, model: HeadModel, predicted: F64, rows: _Rows, notes: list[str]) -> F64:
         """Apply the head's fairness post-processor when the rows carry its protected columns."""
         adjustment = self.bundle.adjustments.get(model.head.name)
         if adjustment is None:
@@ -171,17 +173,18 @@ class Explainer:
 
         offsets = GroupOffsets.from_json(adjustment)
         needed = [str(a["name"]) for a in offsets.attributes]
-        if any(c not in frame.columns for c in needed):
+        lacking = [c for c in needed if not rows.has(c)]
+        if lacking:
             notes.append(
                 f"prediction excludes the fairness adjustment ({adjustment['kind']}): "
-                f"the rows lack {', '.join(c for c in needed if c not in frame.columns)}"
+                f"the rows lack {', '.join(lacking)}"
             )
             return predicted
         notes.append(
             f"prediction includes the fairness adjustment ({adjustment['kind']}); attributions explain "
             "the model score before it"
         )
-        return offsets.apply_frame(predicted, frame.reset_index(drop=True))
+        return offsets.apply_frame(predicted, rows.frame.reset_index(drop=True))
 
     # ---- methods ----------------------------------------------------------------------------------
 
@@ -191,7 +194,7 @@ class Explainer:
             self._trees[head] = TreeShap(self.bundle.heads[head], self.encoder)
         return self._trees[head]
 
-    def _attributions(self, model: HeadModel, X: F64, frame: pd.DataFrame, *, kernel: bool) -> _Result:
+    def _attributions(self, model: HeadModel, X: F64, frame: _Rows, *, kernel: bool) -> _Result:
         """TreeSHAP (exact) or KernelSHAP (sampled) attributions on the margin, with their additivity."""
         params: dict[str, Any]
         if kernel:
@@ -213,7 +216,10 @@ class Explainer:
         # TreeSHAP is exact; KernelSHAP's efficiency constraint makes its values add up too
         error = additivity_error(values, base, margin)
         notes: list[str] = []
-        predicted = self._final(model, model.predict(self.encoder.decode(X)), frame, notes)
+        score = (
+            model.from_margin(margin) if model.learner == "xgboost" else model.predict(self.encoder.decode(X))
+        )
+        predicted = self._final(model, score, frame, notes)
         data = {
             "feature_names": self.encoder.names,
             "base_value": base_value,
@@ -228,10 +234,10 @@ class Explainer:
         }
         return data, model.margin_space, params, notes
 
-    def _tree_shap(self, model: HeadModel, X: F64, frame: pd.DataFrame) -> _Result:
+    def _tree_shap(self, model: HeadModel, X: F64, frame: _Rows) -> _Result:
         return self._attributions(model, X, frame, kernel=False)
 
-    def _kernel_shap(self, model: HeadModel, X: F64, frame: pd.DataFrame) -> _Result:
+    def _kernel_shap(self, model: HeadModel, X: F64, frame: _Rows) -> _Result:
         return self._attributions(model, X, frame, kernel=True)
 
     @property
@@ -245,7 +251,7 @@ class Explainer:
     def _kernel_background(self) -> F64:
         return self.background[: self.settings.kernel_background_rows]
 
-    def _reasons(self, model: HeadModel, X: F64, frame: pd.DataFrame) -> _Result:
+    def _reasons(self, model: HeadModel, X: F64, frame: _Rows) -> _Result:
         if model.learner != "xgboost":
             check_method("kernel_shap", self.settings, learner=model.learner, head=model.head.name)
         kernel = model.learner != "xgboost"
@@ -447,10 +453,44 @@ class Explainer:
         note = f"empty values of {', '.join(names)} were filled from the reference rows for this method"
         return np.where(empty, self._fills, X), [note]
 
-    def _ids(self, frame: pd.DataFrame) -> list[Any] | None:
-        keys = [k for k in self.contract.primary_key if k in frame.columns]
-        if not keys:
+
+class _Rows:
+    """The rows of one request: a table, or mappings (a JSON request's instances), and their matrix."""
+
+    def __init__(self, rows: pd.DataFrame | Sequence[Mapping[str, Any]], encoder: Encoder) -> None:
+        if isinstance(rows, pd.DataFrame):
+            self._frame: pd.DataFrame | None = rows
+            self._records: Sequence[Mapping[str, Any]] = ()
+            self.matrix = encoder.encode(rows)
+        else:
+            self._frame, self._records = None, rows
+            self.matrix = encoder.encode_records(rows)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame.from_records(list(self._records))
+        return self._frame
+
+    def has(self, column: str) -> bool:
+        if self._frame is not None:
+            return column in self._frame.columns
+        return all(column in r for r in self._records)
+
+    def ids(self, keys: list[str]) -> list[Any] | None:
+        """The primary key of each row (one value, or a mapping for a composite key); None without it."""
+        present = [k for k in keys if self.has(k)]
+        if not present:
             return None
-        if len(keys) == 1:
-            return [None if pd.isna(v) else str(v) for v in frame[keys[0]].tolist()]
-        return [dict(zip(keys, map(str, row), strict=True)) for row in frame[keys].itertuples(index=False)]
+        if self._frame is not None:
+            columns = [self._frame[k].tolist() for k in present]
+            values = list(zip(*columns, strict=True))
+        else:
+            values = [tuple(r[k] for k in present) for r in self._records]
+        if len(present) == 1:
+            return [None if _missing(v[0]) else str(v[0]) for v in values]
+        return [dict(zip(present, map(str, v), strict=True)) for v in values]
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))

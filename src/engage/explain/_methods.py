@@ -9,6 +9,7 @@ refused with a message that says why.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 
@@ -80,6 +81,7 @@ LICENCE_REFUSED = (
 NOT_INSTALLED = "{method} needs {modules}, not installed here (pip install 'engage[alibi]' adds them)"
 
 
+@functools.cache
 def _installed(modules: tuple[str, ...]) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in modules)
 

@@ -39,6 +39,12 @@ class TreeShap:
         self.model = model
         self.encoder = encoder
         self._booster: Any = model.estimator.get_booster()
+        names = self._booster.feature_names
+        if names is not None and list(names) != encoder.names:
+            raise ExplainError(
+                f"head {model.head.name}: the model's features ({', '.join(names)}) are not the bundle's "
+                f"feature set ({', '.join(encoder.names)})"
+            )
         self._single: Any = self._booster.copy()
         self._single.set_param({"nthread": 1})
         best = model.best_iteration
@@ -48,20 +54,22 @@ class TreeShap:
         import xgboost
 
         small = len(X) <= _SMALL
+        # no feature names: the columns are the encoder's, checked against the booster once above, and
+        # naming them on every call costs more than the TreeSHAP of one row
         dmatrix = xgboost.DMatrix(
-            X,
-            feature_names=self.encoder.names,
-            feature_types=self.encoder.xgboost_types,
-            enable_categorical=True,
-            nthread=1 if small else -1,
+            X, feature_types=self.encoder.xgboost_types, enable_categorical=True, nthread=1 if small else -1
         )
         return dmatrix, (self._single if small else self._booster)
 
     def shap_values(self, X: F64) -> tuple[F64, F64, F64]:
         """``(values (n, features), base_value (n,), margin (n,))`` of encoded rows ``X``."""
         dmatrix, booster = self._matrix(np.asarray(X, dtype="float64").reshape(-1, len(self.encoder.names)))
-        contribs = booster.predict(dmatrix, pred_contribs=True, iteration_range=self._range)
-        margin = booster.predict(dmatrix, output_margin=True, iteration_range=self._range)
+        contribs = booster.predict(
+            dmatrix, pred_contribs=True, iteration_range=self._range, validate_features=False
+        )
+        margin = booster.predict(
+            dmatrix, output_margin=True, iteration_range=self._range, validate_features=False
+        )
         contribs = np.asarray(contribs, dtype="float64").reshape(len(margin), -1)
         return contribs[:, :-1], contribs[:, -1], np.asarray(margin, dtype="float64")
 

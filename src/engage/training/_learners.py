@@ -94,7 +94,23 @@ class HeadModel:
 
     def predict(self, X: pd.DataFrame) -> F64:
         """Predictions on the target's scale (classification: calibrated probability of the positive)."""
-        out = self.raw(X)
+        return self.finish(self.raw(X))
+
+    def from_margin(self, margin: F64) -> F64:
+        """:meth:`predict` from an xgboost head's :meth:`margin`, without scoring the trees again."""
+        if self.learner != "xgboost":
+            raise ValueError(f"head {self.head.name}: from_margin needs an xgboost head, not {self.learner}")
+        if self.objective in ("binary:logistic", "reg:logistic"):
+            raw = 1.0 / (1.0 + np.exp(-margin))
+        elif self.objective == "reg:tweedie":
+            raw = np.exp(margin)
+        else:
+            raw = np.asarray(margin, dtype="float64")
+        return self.finish(raw)
+
+    def finish(self, raw: F64) -> F64:
+        """The learner's raw output made a prediction: calibration, back-transform, bounds."""
+        out = np.asarray(raw, dtype="float64")
         if self.calibrator is not None:
             out = np.asarray(self.calibrator.predict(out), dtype="float64")
         if self.transform == "log1p":
