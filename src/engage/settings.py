@@ -31,6 +31,9 @@ class RunSettings(BaseSettings):
     snapshots: int = Field(default=4, ge=1, le=36, description="Monthly extracts in the generated table")
     train: bool = Field(default=True, description="Train the models on the gate's remediated table")
     fairness: bool = Field(default=True, description="Run the fairness gate after training")
+    explain: bool = Field(
+        default=True, description="Explain the chosen model and write its model card after training"
+    )
     champion: Path | None = Field(default=None, description="Model bundle in production, to challenge")
     out_dir: Path = Field(default=Path("artifacts/run"), description="Where the run writes its outputs")
     contract: Path | None = Field(default=None, description="Contract file (default: the customer contract)")

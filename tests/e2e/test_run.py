@@ -63,4 +63,20 @@ def test_run_generates_checks_and_scores_the_defects(tmp_path: Path) -> None:
     fairness = json.loads((tmp_path / "out" / "fairness" / "fairness.json").read_text())
     assert set(fairness["heads"]) == {"engagement_score", "churn", "ltv"}
     assert fairness["verdict"] in {"pass", "pass_after_mitigation", "fail"}
-    assert out.strip().splitlines()[-1].startswith("fairness outputs:")
+    assert "fairness outputs:" in out
+
+    # then the model that would ship is explained, one customer gets their document, and the card is written
+    run = tmp_path / "out"
+    shipped = run / ("fairness/model" if fairness["verdict"] != "fail" else "training/model")
+    summary = json.loads((run / "explanations" / "global.json").read_text())
+    assert set(summary["data"]["heads"]) == {"engagement_score", "churn", "ltv"}
+    documents = list((run / "explanations" / "customers").glob("*/explanation.md"))
+    assert len(documents) == 1
+    assert "## How to contest this prediction" in documents[0].read_text()
+    card = json.loads((run / "card" / "model_card.json").read_text())
+    version = summary["meta"]["model_version"]
+    assert version == json.loads(documents[0].with_suffix(".json").read_text())["model_version"]
+    assert version in (run / "card" / "model_card.md").read_text()
+    assert (shipped / "manifest.json").is_file()
+    assert card  # the card's own content is tested in tests/unit/test_modelcard.py
+    assert out.strip().splitlines()[-1].startswith("model card:")

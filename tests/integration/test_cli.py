@@ -31,7 +31,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_help_answers_without_importing_the_data_stack() -> None:
     proc = engage("--help")
     assert proc.returncode == 0
-    for command in ("generate", "validate", "train", "fairness", "run", "contract"):
+    for command in ("generate", "validate", "train", "fairness", "explain", "card", "run", "contract"):
         assert command in proc.stdout
     probe = subprocess.run(
         [

@@ -311,3 +311,36 @@ def test_rows_as_json_objects_explain_exactly_like_the_table(explainer: Explaine
         explainer.explain([{**records[0], "sessions_90d": "many"}])
     with pytest.raises(SchemaError, match="row 0: expected an object of feature values, got list"):
         explainer.explain([[1, 2, 3]])  # type: ignore[list-item]
+
+
+@pytest.mark.slow
+def test_licence_clean_mode_never_imports_alibi(trained: Any, panel: Any) -> None:
+    from engage.tables import write_table
+
+    root = trained[2]
+    table = write_table(panel.frame.iloc[:500], root / "small.parquet")
+    script = f"""
+import sys, pandas as pd
+from engage.contract import load_contract
+from engage.explain import Explainer, ExplainSettings, available_methods
+from engage.training import load_bundle
+frame = pd.read_parquet({str(table)!r})
+ex = Explainer(load_bundle({str(root / "model")!r}), load_contract(), frame, settings=ExplainSettings(counterfactual_samples=300))
+for method in available_methods(ex.settings):
+    ex.explain(frame.iloc[:1], method=method)
+print(sorted(available_methods(ex.settings)), "alibi" in sys.modules, "shap" in sys.modules)
+"""
+    proc = subprocess.run(
+        [str(Path(ENGAGE).parent / "python"), "-c", script],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ENGAGE_EXPLAIN_LICENCE_CLEAN": "true"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [
+        "['counterfactual',",
+        "'lime',",
+        "'reasons',",
+        "'tree_shap']",
+        "False",
+        "False",
+    ]

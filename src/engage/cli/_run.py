@@ -1,8 +1,9 @@
 """``engage run``: the main job. Generate a customer table, run the data-quality gate on it (contract
 checks with the Great Expectations suite, remediation, reports, metrics, lineage), score the checks
 against the defects the generator recorded, then train the three heads on the remediated table and judge
-them by the promotion policy. Later stages (fairness, explanations, promotion) join here as the
-pipeline grows.
+them by the promotion policy, judge fairness (with mitigation), explain the chosen model (global
+importance, and the right-to-explanation document of the customer most at risk) and write its model
+card. Promotion joins here as the pipeline grows.
 """
 
 from __future__ import annotations
@@ -122,3 +123,64 @@ def _train(settings: RunSettings, contract: Contract, table: Path) -> None:
         console.print(
             f"fairness outputs: {fair_dir}/ (fairness.json, report.html, summary.md, model/ unless it failed)"
         )
+    if settings.explain:
+        fairness_dir = settings.out_dir / "fairness"
+        _explain_and_card(
+            settings,
+            contract,
+            table,
+            train_dir,
+            fairness_dir if (fairness_dir / "fairness.json").is_file() else None,
+        )
+
+
+def _explain_and_card(
+    settings: RunSettings, contract: Contract, table: Path, train_dir: Path, fair_dir: Path | None
+) -> None:
+    """Global explanations of the model that would ship, one customer's document, and the model card."""
+    import json
+
+    from engage._io import write_text_atomic
+    from engage.explain import Explainer, customer_explanation, global_summary
+    from engage.features import design_matrix
+    from engage.modelcard import build_model_card, write_model_card
+    from engage.policy import load_policy
+    from engage.tables import conform, read_table
+    from engage.training import load_bundle
+
+    from ._console import out, stage
+
+    model_dir = (
+        fair_dir / "model" if fair_dir is not None and (fair_dir / "model").is_dir() else train_dir / "model"
+    )
+    explain_dir = settings.out_dir / "explanations"
+    frame = conform(read_table(table), contract).frame
+    bundle = load_bundle(model_dir)
+    explainer = Explainer(bundle, contract, frame)
+    with stage(f"explanations of {model_dir}: mean |SHAP| and permutation importance"):
+        summary = global_summary(explainer, frame, contract, load_policy(), seed=settings.seed)
+        explain_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(explain_dir / "global.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    head = explainer.default_head
+    risk = bundle.heads[head].predict(design_matrix(frame, bundle.features))
+    customer = str(frame[contract.primary_key[0]].iloc[int(risk.argmax())])
+    with stage(f"right-to-explanation document of customer {customer} (highest {head} prediction)"):
+        doc = customer_explanation(explainer, frame, customer)
+        doc.write(explain_dir / "customers" / customer)
+    with stage("model card"):
+        card = build_model_card(
+            train_dir,
+            fairness_dir=fair_dir,
+            explanations=explain_dir / "global.json",
+            contract=contract,
+            model_dir=model_dir,
+        )
+        write_model_card(card, settings.out_dir / "card")
+    console = out()
+    console.print(
+        f"\n[bold]Explanations[/]: customer {customer}: " + " ".join(r["text"] for r in doc.reasons[head][:2])
+    )
+    console.print(
+        f"explanation outputs: {explain_dir}/ (global.json, customers/{customer}/explanation.md|html|json)\n"
+        f"model card: {settings.out_dir / 'card'}/ (model_card.md, model_card.html, model_card.json)"
+    )
