@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
 from _results import write_results
 
 AS_OF = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
