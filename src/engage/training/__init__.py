@@ -9,7 +9,7 @@ from ._bundle import BUNDLE_FORMAT, ModelBundle, bundle_version, load_bundle
 from ._heads import MIN_ROWS, PRODUCT_HEADS, Head, head_labels, plan_heads
 from ._learners import HeadModel, TrainConfig
 from ._outputs import evaluation_json, kfp_metrics, write_outputs
-from ._train import ChampionComparison, HeadResult, TrainResult, head_metrics, train, train_table
+from ._train import ChampionComparison, HeadResult, TrainResult, head_metrics, measure, train, train_table
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -28,6 +28,7 @@ __all__ = [
     "head_metrics",
     "kfp_metrics",
     "load_bundle",
+    "measure",
     "plan_heads",
     "train",
     "train_table",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,25 +176,80 @@ def train(
     config: TrainConfig | None = None,
     heads: Sequence[str] | None = None,
     champion: Path | None = None,
+    features: FeatureSet | None = None,
+    split: Split | None = None,
 ) -> TrainResult:
-    """Train each head the contract defines on ``frame`` (already conformed to the contract)."""
+    """Train each head the contract defines on ``frame`` (already conformed to the contract).
+
+    ``features`` and ``split`` default to :func:`fit_feature_set` and :func:`time_split` of ``frame``;
+    a pipeline passes the ones its features step decided, so heads trained apart share them.
+    """
     started = time.perf_counter()
     config = config or TrainConfig()
-    policy = policy or load_policy()
     planned, notes = plan_heads(contract, heads)
     # fail fast on a target absent from the table, then on one the split leaves too few rows or a single
     # class, before any fitting
     labels = {head.name: head_labels(frame, head) for head in planned}
-    split = time_split(frame, contract, seed=config.seed)
+    split = split if split is not None else time_split(frame, contract, seed=config.seed)
+    _check_split(split, len(frame))
     parts = {"train": split.train, "validation": split.valid, "test": split.test}
     for head in planned:
         check_parts(head, labels[head.name], parts)
-    features = fit_feature_set(frame.iloc[split.train], contract)
+    features = features if features is not None else fit_feature_set(frame.iloc[split.train], contract)
+    X = design_matrix(frame, features)
+    fitted: dict[str, dict[str, HeadModel]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    for head in planned:
+        fitted[head.name], seconds[head.name], head_notes = _fit_head(
+            head, labels[head.name], X, split, config
+        )
+        notes.extend(head_notes)
+    result = measure(
+        frame,
+        contract,
+        features=features,
+        split=split,
+        models=fitted,
+        policy=policy,
+        config=config,
+        seconds=seconds,
+        notes=notes,
+        champion=champion,
+    )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def measure(
+    frame: pd.DataFrame,
+    contract: Contract,
+    *,
+    features: FeatureSet,
+    split: Split,
+    models: Mapping[str, Mapping[str, HeadModel]],
+    policy: PromotionPolicy | None = None,
+    config: TrainConfig | None = None,
+    seconds: Mapping[str, dict[str, float]] | None = None,
+    notes: Sequence[str] = (),
+    champion: Path | None = None,
+) -> TrainResult:
+    """Score fitted heads (``models[head]["xgboost" | "sklearn"]``) on the split and judge them by the policy.
+
+    The evaluation half of :func:`train`, on its own so a pipeline can fit heads in parallel tasks and
+    measure them together.
+    """
+    started = time.perf_counter()
+    config = config or TrainConfig()
+    policy = policy or load_policy()
+    _check_split(split, len(frame))
     X = design_matrix(frame, features)
     results: dict[str, HeadResult] = {}
-    for head in planned:
-        results[head.name] = _train_head(head, labels[head.name], X, split, config)
-        notes.extend(results[head.name].notes)
+    for name, learners in models.items():
+        head = learners["xgboost"].head
+        y = head_labels(frame, head)
+        results[name] = _measure_head(
+            head, dict(learners), y, X, split, config, dict((seconds or {}).get(name, {}))
+        )
     verdict = evaluate(
         policy,
         {n: r.test_metrics() for n, r in results.items()},
@@ -206,7 +261,7 @@ def train(
         features=features,
         split=split,
         heads=results,
-        notes=notes,
+        notes=list(notes),
         verdict=verdict,
         policy=policy,
         config=config,
@@ -220,12 +275,21 @@ def train(
     return result
 
 
-def _train_head(head: Head, y: F64, X: pd.DataFrame, split: Split, config: TrainConfig) -> HeadResult:
-    """Fit both learners of one head on its labels ``y`` (NaN: unlabelled), score them, and measure."""
+def _check_split(split: Split, rows: int) -> None:
+    top = max((int(p.max()) for p in (split.train, split.valid, split.test) if len(p)), default=-1)
+    if top >= rows:
+        raise TrainingError(
+            f"the split refers to row {top:,} of a table of {rows:,} rows: it belongs to another table"
+        )
+
+
+def _fit_head(
+    head: Head, y: F64, X: pd.DataFrame, split: Split, config: TrainConfig
+) -> tuple[dict[str, HeadModel], dict[str, float], list[str]]:
+    """Fit both learners of one head on its labels ``y`` (NaN: unlabelled): models, seconds, notes."""
     labelled = np.isfinite(y)
     train_rows = split.train[labelled[split.train]]
     valid_rows = split.valid[labelled[split.valid]]
-    test_rows = split.test[labelled[split.test]]
     notes: list[str] = []
     missing = int((~labelled).sum())
     if missing:
@@ -257,7 +321,23 @@ def _train_head(head: Head, y: F64, X: pd.DataFrame, split: Split, config: Train
             notes.append(calibrate(model, X.iloc[cal_rows], y[cal_rows], config.seed))
         seconds[name] = time.perf_counter() - t
         models[name] = model
+    return models, seconds, notes
 
+
+def _measure_head(
+    head: Head,
+    models: dict[str, HeadModel],
+    y: F64,
+    X: pd.DataFrame,
+    split: Split,
+    config: TrainConfig,
+    seconds: dict[str, float],
+) -> HeadResult:
+    """Score both learners of one head on the test rows (and a train sample) and measure them."""
+    labelled = np.isfinite(y)
+    train_rows = split.train[labelled[split.train]]
+    valid_rows = split.valid[labelled[split.valid]]
+    test_rows = split.test[labelled[split.test]]
     # every test row is scored once (the labelled ones are measured); train metrics use a seeded sample
     X_all_test = X.iloc[split.test]
     scored = {name: m.predict(X_all_test) for name, m in models.items()}
@@ -293,7 +373,6 @@ def _train_head(head: Head, y: F64, X: pd.DataFrame, split: Split, config: Train
         predictions=predictions,
         metrics=metrics,
         seconds=seconds,
-        notes=notes,
     )
 
 
