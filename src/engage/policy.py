@@ -2,7 +2,9 @@
 
 Loaded into typed objects (unknown keys and wrong types fail with the file and key path, like a data
 contract) and evaluated by :func:`evaluate`, which lists every rule with its observed value and threshold.
-Later stages (fairness, drift, canary) add their sections here.
+Sections: per-head quality thresholds, the overfitting rule, champion / challenger, fairness, the data
+quality gate, drift baselines and promotion (canary). :func:`promotion_verdict` judges a whole run by
+every section at once, the same way under ``kfp.local``, on a cluster and in ``engage promote``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,24 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engage._io import shipped_file
 from engage.errors import ConfigError
 
 __all__ = [
+    "CLASSIFICATION_METRICS",
     "DEFAULT_POLICY",
     "OPS",
+    "REGRESSION_METRICS",
+    "DriftBaseline",
     "FairnessPolicy",
     "FairnessRule",
     "MetricRule",
     "PolicyVerdict",
+    "Promotion",
     "PromotionPolicy",
+    "QualityGate",
     "RuleOutcome",
     "evaluate",
     "load_policy",
@@ -41,14 +48,40 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+#: metrics a head's rule may name (the keys of engage.evaluation's metric functions)
+REGRESSION_METRICS = frozenset({"r2", "rmse", "mae", "spearman", "top_decile_capture", "gini"})
+CLASSIFICATION_METRICS = frozenset(
+    {
+        "auc_roc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile", "capture_top_decile",
+        "accuracy", "precision", "recall", "f1", "positive_rate", "ece_uncalibrated",
+    }
+)  # fmt: skip
+#: figures a fairness rule may name (engage.fairness gap figures)
+FAIRNESS_METRICS = frozenset(
+    {
+        "demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference",
+        "equal_opportunity_difference", "max_group_ece",
+        "mae_ratio", "rmse_ratio", "mean_prediction_ratio", "max_group_rmse",
+    }
+)  # fmt: skip
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
 class MetricRule(_Strict):
     metric: str = Field(min_length=1)
     op: Literal["<", "<=", ">", ">="]
-    value: float
+    value: float = Field(allow_inf_nan=False)
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        known = REGRESSION_METRICS | CLASSIFICATION_METRICS
+        if metric not in known:
+            raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(known))}")
+        return metric
 
 
 class Overfitting(_Strict):
@@ -60,9 +93,49 @@ class Champion(_Strict):
     min_improvement: float = Field(default=0.0, ge=0)
 
 
-class FairnessRule(MetricRule):
+class FairnessRule(_Strict):
+    metric: str = Field(min_length=1)
+    op: Literal["<", "<=", ">", ">="]
+    value: float = Field(allow_inf_nan=False)
     #: where the rule applies: every attribute and intersection, single attributes only, or intersections only
     scope: Literal["all", "attributes", "intersections"] = "all"
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        if metric not in FAIRNESS_METRICS:
+            raise ValueError(
+                f"unknown fairness figure {metric!r}; known: {', '.join(sorted(FAIRNESS_METRICS))}"
+            )
+        return metric
+
+
+class QualityGate(_Strict):
+    """What the data-quality gate must have said about the training table."""
+
+    allowed_verdicts: list[Literal["pass", "pass_after_remediation"]] = Field(
+        default=["pass", "pass_after_remediation"], min_length=1
+    )
+    max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
+
+
+class DriftBaseline(_Strict):
+    """The training distribution the drift detector compares serving traffic against."""
+
+    reference_rows: int = Field(default=5_000, ge=100, le=1_000_000)
+    #: the detector's per-feature test level (Bonferroni-corrected across features by the detector)
+    p_value: float = Field(default=0.05, gt=0, lt=1)
+    #: features watched (empty: every model feature)
+    features: list[str] = Field(default_factory=list)
+
+
+class Promotion(_Strict):
+    """How a model that passes is rolled out."""
+
+    canary_percent: int = Field(default=10, ge=0, le=100)
+    require_fairness: bool = True
+    #: a challenger must beat the production model (the champion) when there is one
+    require_champion_win: bool = True
 
 
 class FairnessPolicy(_Strict):
@@ -90,6 +163,9 @@ class PromotionPolicy(_Strict):
     overfitting: Overfitting
     champion: Champion = Field(default_factory=Champion)
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
+    quality: QualityGate = Field(default_factory=QualityGate)
+    drift: DriftBaseline = Field(default_factory=DriftBaseline)
+    promotion: Promotion = Field(default_factory=Promotion)
 
     def primary_metric(self, task: str) -> str:
         return self.overfitting.primary_metric[task]  # type: ignore[index]
@@ -98,9 +174,11 @@ class PromotionPolicy(_Strict):
 class RuleOutcome(BaseModel):
     head: str
     rule: str
-    observed: float | None
-    threshold: float
+    observed: float | str | None
+    threshold: float | str
     passed: bool
+    #: the policy section the rule comes from: heads, overfitting, quality, fairness, champion, drift
+    section: str = "heads"
 
 
 class PolicyVerdict(BaseModel):
@@ -176,6 +254,7 @@ def evaluate(
                     observed=observed,
                     threshold=ratio,
                     passed=observed is not None and observed >= ratio,
+                    section="overfitting",
                 )
             )
     return PolicyVerdict(policy=policy.policy, version=policy.version, rules=rules)

@@ -163,9 +163,11 @@ def print_training(result: TrainResult) -> None:
             console.print(f"  {line}")
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | str | None) -> str:
     import math
 
+    if isinstance(value, str):
+        return value
     if value is None or not math.isfinite(value):
         return "n/a"
     return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"

@@ -87,7 +87,9 @@ def _worst(c: CandidateResult, task: str) -> float:
     return float(pick(values)) if values else float("nan")
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def _fmt(value: float | str | None, digits: int = 4) -> str:
+    if isinstance(value, str):
+        return value
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 

@@ -173,7 +173,9 @@ def _report_html(result: TrainResult) -> str:
     )
 
 
-def _show(value: float | None) -> str:
+def _show(value: float | str | None) -> str:
+    if isinstance(value, str):
+        return value
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 

@@ -1,0 +1,323 @@
+"""Promotion: judge a whole run by the one promotion policy, and ship only a model that passes.
+
+:func:`judge` reads a run's artifacts (the quality gate's ``report.json``, training's
+``evaluation.json``, the fairness gate's ``fairness.json``, the drift reference's ``summary.json``) and
+lists every rule of every policy section with its observed value and threshold. :func:`promote` then
+publishes a passing model to the registry (content-addressed, with its reports, card and drift
+reference), moves the aliases (``candidate``, ``production``, ``previous``) and renders the
+InferenceService; a failing run moves nothing and leaves an audit record of why. The same functions
+run inside the KFP promote step, under ``kfp.local`` and behind ``engage promote``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engage.errors import ArtifactError
+from engage.policy import PolicyVerdict, PromotionPolicy, RuleOutcome, evaluate
+
+__all__ = ["PromotionResult", "RunArtifacts", "judge", "promote"]
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    """Where one run's outputs are (any may be absent: the verdict then says which rule lacks it)."""
+
+    training: Path
+    quality: Path | None = None
+    fairness: Path | None = None
+    explanations: Path | None = None
+    card: Path | None = None
+    drift: Path | None = None
+
+    @property
+    def model(self) -> Path:
+        """The model to ship: the fairness gate's choice when it wrote one, else the trained model."""
+        if self.fairness is not None and (self.fairness / "model" / "manifest.json").is_file():
+            return self.fairness / "model"
+        return self.training / "model"
+
+
+def _read(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    return data
+
+
+def judge(policy: PromotionPolicy, run: RunArtifacts, *, champion: bool = True) -> PolicyVerdict:
+    """Every rule of the policy against this run's artifacts, in one verdict.
+
+    ``champion=False`` leaves out champion / challenger: the model is the production model itself (a
+    rerun of the same inputs), which cannot beat itself and need not.
+    """
+    rules: list[RuleOutcome] = []
+    rules += _quality_rules(policy, _read(run.quality / "report.json" if run.quality else None))
+    evaluation = _read(run.training / "evaluation.json")
+    if evaluation is None:
+        raise ArtifactError(f"{run.training / 'evaluation.json'}: missing: not the output of a training step")
+    rules += _training_rules(policy, evaluation)
+    if policy.promotion.require_fairness:
+        rules += _fairness_rules(_read(run.fairness / "fairness.json" if run.fairness else None))
+    if policy.promotion.require_champion_win and champion:
+        rules += _champion_rules(evaluation.get("champion"))
+    rules += _drift_rules(policy, _read(run.drift / "summary.json" if run.drift else None))
+    return PolicyVerdict(policy=policy.policy, version=policy.version, rules=rules)
+
+
+def _rule(section: str, head: str, rule: str, observed: Any, threshold: Any, passed: bool) -> RuleOutcome:
+    return RuleOutcome(
+        section=section, head=head, rule=rule, observed=observed, threshold=threshold, passed=passed
+    )
+
+
+def _quality_rules(policy: PromotionPolicy, report: dict[str, Any] | None) -> list[RuleOutcome]:
+    allowed = policy.quality.allowed_verdicts
+    if report is None:
+        return [_rule("quality", "table", "quality report present", None, "report.json", False)]
+    verdict = str(report.get("verdict"))
+    rows_in = report.get("rows_in") or 0
+    share = (report.get("rows_quarantined") or 0) / rows_in if rows_in else None
+    limit = policy.quality.max_quarantine_share
+    return [
+        _rule(
+            "quality",
+            "table",
+            f"gate verdict in {', '.join(allowed)}",
+            verdict,
+            ", ".join(allowed),
+            verdict in allowed,
+        ),
+        _rule(
+            "quality",
+            "table",
+            f"quarantined share <= {limit:g}",
+            share,
+            limit,
+            share is not None and share <= limit,
+        ),
+    ]
+
+
+def _training_rules(policy: PromotionPolicy, evaluation: dict[str, Any]) -> list[RuleOutcome]:
+    """The head and overfitting rules, re-judged by this policy from the recorded metrics."""
+    heads = evaluation.get("heads", {})
+    test, train, tasks = {}, {}, {}
+    for name, head in heads.items():
+        model = head["models"]["xgboost"]
+        test[name], train[name], tasks[name] = model["test"], model["train"], head["task"]
+    return evaluate(policy, test, train_metrics=train, tasks=tasks).rules
+
+
+def _fairness_rules(fairness: dict[str, Any] | None) -> list[RuleOutcome]:
+    if fairness is None:
+        return [_rule("fairness", "all", "fairness gate ran", None, "fairness.json", False)]
+    out = []
+    for name, head in fairness.get("heads", {}).items():
+        verdict = str(head.get("verdict"))
+        out.append(
+            _rule("fairness", name, "fairness verdict is not fail", verdict, "pass", verdict != "fail")
+        )
+    return out
+
+
+def _champion_rules(champion: dict[str, Any] | None) -> list[RuleOutcome]:
+    if not champion or champion.get("problem"):
+        return []  # no production model to defend (or it could not be scored): nothing to beat
+    winner = str(champion.get("winner"))
+    return [
+        _rule(
+            "champion",
+            "all",
+            "challenger beats the production model",
+            winner,
+            "challenger",
+            winner == "challenger",
+        )
+    ]
+
+
+def _drift_rules(policy: PromotionPolicy, summary: dict[str, Any] | None) -> list[RuleOutcome]:
+    want = policy.drift.reference_rows
+    if summary is None:
+        return [_rule("drift", "all", "drift reference present", None, "summary.json", False)]
+    rows = int(summary.get("rows", 0))
+    # a small table gives a smaller reference: all of its training rows are enough
+    enough = rows >= min(want, int(summary.get("available_rows", want)))
+    watched = set(summary.get("features", []))
+    missing = sorted(set(policy.drift.features) - watched)
+    return [
+        _rule("drift", "all", f"reference rows >= {want}", rows, want, enough),
+        _rule(
+            "drift",
+            "all",
+            "watched features in the reference",
+            ", ".join(missing) or "all",
+            "all",
+            not missing,
+        ),
+    ]
+
+
+@dataclass
+class PromotionResult:
+    verdict: PolicyVerdict
+    version: str | None = None
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    manifest: Path | None = None
+    note: str | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.version is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "promoted": self.promoted,
+            "version": self.version,
+            "passed": self.verdict.passed,
+            "failures": [r.model_dump() for r in self.verdict.failures],
+            "rules": [r.model_dump() for r in self.verdict.rules],
+            "moves": self.moves,
+            "note": self.note,
+            "inference_service": str(self.manifest) if self.manifest else None,
+        }
+
+    def markdown(self) -> str:
+        head = (
+            f"**Promoted** version `{self.version}`"
+            if self.promoted
+            else f"**Not promoted**: {len(self.verdict.failures)} rule(s) failed"
+        )
+        lines = [f"# Promotion: {self.verdict.policy} {self.verdict.version}", "", head, ""]
+        lines += ["| section | head | rule | observed | threshold | result |", "|---|---|---|---|---|---|"]
+        for r in self.verdict.rules:
+            shown = f"{r.observed:.4g}" if isinstance(r.observed, float) else str(r.observed)
+            lines.append(
+                f"| {r.section} | {r.head} | {r.rule} | {shown} | {r.threshold} | {'pass' if r.passed else 'FAIL'} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def promote(
+    policy: PromotionPolicy,
+    run: RunArtifacts,
+    *,
+    registry: Any,
+    run_id: str,
+    out_dir: Path,
+    deploy_settings: Any = None,
+) -> PromotionResult:
+    """Judge the run; publish and promote the model when it passes; write promotion.json (+ the ISVC).
+
+    ``registry`` is an :class:`engage.registry.Registry`. Nothing moves when a rule fails: the refusal is
+    an audit record. The InferenceService is rendered for the promoted version, with the policy's canary.
+    """
+    from engage._io import write_text_atomic
+    from engage.training import bundle_version
+
+    candidate = bundle_version(run.model)
+    production = registry.alias("production")
+    in_production = production is not None and production.id == candidate
+    verdict = judge(policy, run, champion=not in_production)
+    result = PromotionResult(verdict=verdict)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not verdict.passed:
+        registry.record(
+            {
+                "event": "promotion_refused",
+                "pipeline_run_id": run_id,
+                "failures": [
+                    f"{r.section}/{r.head}: {r.rule} (observed {r.observed})" for r in verdict.failures
+                ],
+            }
+        )
+    elif in_production:
+        result.version = production.id  # the same model is serving: nothing moves
+        result.note = "this model is already in production: no alias moved"
+        result.manifest = _render(production, policy, out_dir, deploy_settings)
+    else:
+        version = registry.publish(
+            run.model, attachments=_attachments(run), metadata=_metadata(run, verdict, run_id)
+        )
+        reason = f"pipeline run {run_id} passed policy {policy.policy} {policy.version}"
+        moves = [registry.set_alias("candidate", version.id, reason=reason)]
+        moves += registry.promote(version.id, reason=reason)
+        result.version = version.id
+        result.moves = [m.model_dump(mode="json") if hasattr(m, "model_dump") else dict(m) for m in moves]
+        result.manifest = _render(version, policy, out_dir, deploy_settings)
+    write_text_atomic(out_dir / "promotion.json", json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    write_text_atomic(out_dir / "promotion.md", result.markdown())
+    return result
+
+
+def _attachments(run: RunArtifacts) -> dict[str, Path]:
+    wanted = {
+        "evaluation.json": run.training / "evaluation.json",
+        "training_report.html": run.training / "report.html",
+        "quality_report.json": run.quality / "report.json" if run.quality else None,
+        "fairness.json": run.fairness / "fairness.json" if run.fairness else None,
+        "fairness_report.html": run.fairness / "report.html" if run.fairness else None,
+        "explanations.json": run.explanations / "global.json" if run.explanations else None,
+        "model_card.md": run.card / "model_card.md" if run.card else None,
+        "model_card.html": run.card / "model_card.html" if run.card else None,
+        "model_card.json": run.card / "model_card.json" if run.card else None,
+        "drift_reference": run.drift,
+    }
+    return {name: path for name, path in wanted.items() if path is not None and path.exists()}
+
+
+def _metadata(run: RunArtifacts, verdict: PolicyVerdict, run_id: str) -> dict[str, Any]:
+    evaluation = _read(run.training / "evaluation.json") or {}
+    quality = _read(run.quality / "report.json" if run.quality else None) or {}
+    fairness = _read(run.fairness / "fairness.json" if run.fairness else None) or {}
+    metrics = {
+        name: {k: v for k, v in head["models"]["xgboost"]["test"].items() if isinstance(v, int | float)}
+        for name, head in evaluation.get("heads", {}).items()
+    }
+    return {
+        "pipeline_run_id": run_id,
+        "data_sha256": quality.get("input_sha256"),
+        "contract": evaluation.get("contract"),
+        "trained_at": evaluation.get("trained_at"),
+        "metrics": metrics,
+        "fairness_verdict": fairness.get("verdict"),
+        "policy": verdict.model_dump(mode="json"),
+    }
+
+
+#: schemes KServe's storage initializer fetches from
+_FETCHABLE = ("s3://", "gs://", "pvc://", "http://", "https://", "hf://", "oci://", "hdfs://", "webhdfs://")
+
+
+def storage_uri(version: Any) -> str:
+    """Where the cluster fetches the version's model: the registry's own URI when the storage initializer
+    can read it (``s3://`` in production), else the same layout on the ``engage-registry`` PVC (a local
+    registry on a laptop is not reachable from a cluster: sync it there, or use an ``s3://`` registry)."""
+    uri = f"{version.uri.rstrip('/')}/model"
+    if uri.startswith(_FETCHABLE):
+        return uri
+    hexid = version.id.removeprefix("sha256:")
+    return f"pvc://engage-registry/{version.model}/versions/{hexid}/model"
+
+
+def _render(version: Any, policy: PromotionPolicy, out_dir: Path, settings: Any) -> Path:
+    from engage._io import write_text_atomic
+    from engage.deploy import DeploySettings, render_inference_service, to_yaml
+
+    base = settings if settings is not None else DeploySettings()
+    chosen = DeploySettings.model_validate(
+        {**base.model_dump(), "canary_traffic_percent": policy.promotion.canary_percent}
+    )
+    manifest = render_inference_service(version.id, storage_uri(version), chosen)
+    path = out_dir / "inferenceservice.yaml"
+    write_text_atomic(path, to_yaml(manifest))
+    return path
