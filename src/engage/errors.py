@@ -12,8 +12,10 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "DataError",
+    "DeployError",
     "EngageError",
     "ExplainError",
+    "RegistryError",
     "SchemaError",
     "TableRefused",
     "TrainingError",
@@ -102,3 +104,30 @@ class ExplainError(EngageError):
     """
 
     http_status = 400
+
+
+class RegistryError(EngageError):
+    """A model registry cannot do what was asked: an unknown or ambiguous version or alias, no previous
+    version to roll back to, or a publish with unusable inputs.
+
+    The message names the ref and lists what the registry holds, so a typo is visible at once. Unknown
+    refs are the common case, hence 404; a request that can never succeed (a bad alias name, a missing
+    attachment) is 400, and a rollback with no previous version 409 (``http_status=`` per instance).
+    """
+
+    http_status = 404
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        if http_status is not None:
+            self.http_status = http_status
+
+
+class DeployError(EngageError):
+    """The cluster could not be reached or refused the InferenceService (the message says which).
+
+    A kubeconfig that is missing or holds no such context, an API server that cannot be reached, or an
+    API answer that is not a success (forbidden, refused by the webhook, conflict).
+    """
+
+    http_status = 502  # the upstream (Kubernetes API) failed, not the caller's request

@@ -1,0 +1,527 @@
+"""The model registry: content-addressed versions, aliases that move with an audit trail, atomic publish.
+
+Layout below ``<uri>/<model>/``::
+
+    versions/<hex>/model/…            the bundle's files, exactly as published (its manifest lists them)
+    versions/<hex>/<attachment>       evaluation.json, fairness.json, model_card.md, drift_reference/, …
+    versions/<hex>/version.json       the commit marker, written last: a version exists iff it has one
+    versions/.staging-<uuid>/         a publish in progress (never read)
+    aliases/<alias>.json              which version an alias names, and who moved it last and why
+    audit/<utc-timestamp>-<uuid>.json one object per event, never rewritten
+
+Why a commit marker: on a local directory the staged folder is renamed into place, which is atomic, but
+on an object store a "rename" is a copy of every object and a delete, so a reader could see a folder
+half-copied. Readers list only folders that hold ``version.json``, and ``version.json`` is written after
+every other file is in place, in one whole-object write; so a version is either complete or invisible,
+whatever the storage and wherever a publish stops.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engage.errors import ArtifactError, RegistryError
+
+from ._models import AliasMove, AliasPointer, ModelVersion
+from ._store import Store
+
+__all__ = ["ALIASES", "Registry"]
+
+#: the aliases promotion uses; any other valid name may be set with :meth:`Registry.set_alias`
+ALIASES = ("candidate", "production", "previous")
+VERSION_FILE = "version.json"
+MODEL_FOLDER = "model"
+MIN_PREFIX = 12
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_RESERVED = frozenset({MODEL_FOLDER, VERSION_FILE})
+
+
+class Registry:
+    """Versioned model bundles of one model on a storage URI (a local directory, or ``s3://…``).
+
+    Every method reads the storage afresh, so several processes (pipeline steps, servers, people) can use
+    one registry at once: versions are immutable once committed, and an alias file is replaced whole.
+    """
+
+    def __init__(
+        self, uri: str, *, model: str = "customers", storage_options: dict[str, Any] | None = None
+    ) -> None:
+        if not _NAME.fullmatch(model):
+            raise RegistryError(
+                f"model name {model!r}: use letters, digits, '.', '_' and '-' (a folder of the registry)",
+                http_status=400,
+            )
+        self.model = model
+        self._store = Store(uri, storage_options)
+        self._root = self._store.path(model)
+
+    @property
+    def uri(self) -> str:
+        """The registry's storage, with its protocol (``file:///…/registry``, ``s3://bucket/prefix``)."""
+        return self._store.url(self._store.root)
+
+    @property
+    def location(self) -> str:
+        """The model's folder in the registry, with its protocol (``s3://bucket/prefix/customers``)."""
+        return self._store.url(self._root)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.uri!r}, model={self.model!r})"
+
+    # --- publish ---------------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        bundle_dir: Path,
+        *,
+        attachments: Mapping[str, Path] = {},
+        metadata: Mapping[str, Any] = {},
+        actor: str = "engage",
+    ) -> ModelVersion:
+        """Publish a verified model bundle as a version named by its content; atomic and idempotent.
+
+        The bundle is checked against its manifest first (:class:`ArtifactError` otherwise), so a
+        version's id (the SHA-256 of its manifest) vouches for every file. Publishing content the registry
+        holds already returns that version and writes nothing, whatever the attachments and metadata.
+        """
+        from engage.artifacts import verify_manifest
+
+        bundle_dir = Path(bundle_dir)
+        verify_manifest(bundle_dir)
+        version_id = _bundle_id(bundle_dir)
+        sources = _attachment_sources(attachments)
+        facts = _json_object(metadata, "publish metadata")
+        existing = self._read_version(_hex(version_id))
+        if existing is not None:
+            return existing
+        version = ModelVersion(
+            id=version_id,
+            short_id=_hex(version_id)[:MIN_PREFIX],
+            model=self.model,
+            created_at=_now(),
+            metadata=facts,
+            attachments=tuple(sorted(sources)),
+        )
+        committed = self._stage_and_commit(bundle_dir, sources, version)
+        if committed is not None:
+            return committed  # a concurrent publisher committed the same content first
+        self.record({"event": "publish", "version": version.id, "actor": actor})
+        return self._live(version)
+
+    def _stage_and_commit(
+        self, bundle_dir: Path, sources: dict[str, Path], version: ModelVersion
+    ) -> ModelVersion | None:
+        """Write everything under a staging prefix, move it into place, then write the marker.
+
+        Returns the version another publisher committed meanwhile (then this one writes no marker), or
+        None when this publish committed. On any failure the staging prefix is removed, and so is the
+        version folder if this publish created it: nothing half-written stays, and nothing is visible.
+        """
+        staging = self._path("versions", f".staging-{uuid.uuid4().hex}")
+        target = self._path("versions", version.hex)
+        created = done = False
+        try:
+            self._store.put_tree(bundle_dir, f"{staging}/{MODEL_FOLDER}")
+            for name, source in sources.items():
+                self._store.put_tree(source, f"{staging}/{name}")
+            if (other := self._read_version(version.hex)) is not None:
+                done = True
+                return other
+            created = not self._store.exists(target)
+            self._store.move_tree(staging, target)
+            if (other := self._read_version(version.hex)) is not None:
+                done = True
+                return other
+            body = version.model_dump_json(exclude={"uri", "aliases"}, indent=2) + "\n"
+            self._store.write(f"{target}/{VERSION_FILE}", body.encode())
+            done = True
+            return None
+        finally:
+            self._store.remove_tree(staging)
+            if created and not done:
+                self._store.remove_tree(target)
+
+    # --- read ------------------------------------------------------------------------------------------
+
+    def versions(self) -> list[ModelVersion]:
+        """Every committed version, newest first (folders without ``version.json`` are not versions)."""
+        hexes = [n for n in self._store.children(self._path("versions")) if _is_version_folder(n)]
+        return self._read_versions(hexes)
+
+    def get(self, ref: str) -> ModelVersion:
+        """The version ``ref`` names: ``sha256:<hex>``, an alias, or a unique hex prefix (>= 12 characters).
+
+        :class:`RegistryError` (404) names the ref and what the registry holds when nothing matches, and
+        lists the candidates when a prefix matches several versions.
+        """
+        text = ref.strip()
+        digits = text.removeprefix("sha256:").lower()
+        if not _HEX.fullmatch(digits):
+            if not text.startswith("sha256:") and _NAME.fullmatch(text):
+                pointer = self._read_alias(text)
+                if pointer is not None:
+                    return self._aliased(pointer)
+            raise self._unknown(ref)
+        if len(digits) < MIN_PREFIX:
+            raise RegistryError(
+                f"version ref {ref!r} is too short: give sha256:<hex>, at least {MIN_PREFIX} hex characters "
+                f"of it, or an alias (registry {self.location})",
+                http_status=400,
+            )
+        folders = [
+            n
+            for n in self._store.children(self._path("versions"))
+            if _is_version_folder(n) and n.startswith(digits)
+        ]
+        found = self._read_versions(folders)
+        if len(found) > 1:
+            listed = ", ".join(v.short_id for v in found[:5]) + (" …" if len(found) > 5 else "")
+            raise RegistryError(
+                f"version prefix {ref!r} is ambiguous in registry {self.location}: it matches {len(found)} "
+                f"versions ({listed}); give more characters",
+                http_status=400,
+            )
+        if not found:
+            raise self._unknown(ref)
+        return found[0]
+
+    def alias(self, name: str) -> ModelVersion | None:
+        """The version an alias names, or None when the alias is not set."""
+        _check_alias_name(name)
+        pointer = self._read_alias(name)
+        return None if pointer is None else self._aliased(pointer)
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the version id it names, by alias name."""
+        return {name: p.version for name, p in sorted(self._read_aliases().items())}
+
+    # --- aliases ---------------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, ref: str, *, reason: str, actor: str = "engage") -> AliasMove:
+        """Point ``name`` at the version ``ref`` names; audited, even when it names it already."""
+        _check_alias_name(name)
+        target = self.get(ref)
+        return self._move(name, target.id, self._read_alias(name), reason=reason, actor=actor)
+
+    def promote(self, ref: str, *, reason: str, actor: str = "engage") -> list[AliasMove]:
+        """Make ``ref`` production; the version it replaces becomes ``previous`` (the rollback target).
+
+        Promoting the version production names already is one unchanged, audited move: ``previous``
+        keeps what it names, so a rollback still has somewhere to go.
+        """
+        target = self.get(ref)
+        production = self._read_alias("production")
+        if production is not None and production.version == target.id:
+            return [self._move("production", target.id, production, reason=reason, actor=actor)]
+        moves = []
+        if production is not None:
+            previous = self._read_alias("previous")
+            moves.append(self._move("previous", production.version, previous, reason=reason, actor=actor))
+        moves.append(self._move("production", target.id, production, reason=reason, actor=actor))
+        return moves
+
+    def rollback(self, *, reason: str, actor: str = "engage") -> list[AliasMove]:
+        """Swap ``production`` and ``previous``: the version before the last promotion serves again."""
+        production = self._read_alias("production")
+        previous = self._read_alias("previous")
+        if previous is None or production is None:
+            raise RegistryError(
+                f"nothing to roll back to in registry {self.location}: "
+                + ("no production alias" if production is None else "no previous alias")
+                + f" (aliases: {', '.join(self.aliases()) or 'none'})",
+                http_status=409,
+            )
+        self._aliased(previous)  # refuse before moving anything if previous names a missing version
+        return [
+            self._move("production", previous.version, production, reason=reason, actor=actor),
+            self._move("previous", production.version, previous, reason=reason, actor=actor),
+        ]
+
+    def _move(
+        self, name: str, to_version: str, current: AliasPointer | None, *, reason: str, actor: str
+    ) -> AliasMove:
+        """Move one alias: the audit record first (a move is never unrecorded), then the alias file."""
+        if not reason.strip() or not actor.strip():
+            raise RegistryError(
+                f"moving alias {name!r} needs a reason and an actor (they go to the audit trail)",
+                http_status=400,
+            )
+        at = _now()
+        before = None if current is None else current.version
+        changed = before != to_version
+        key = self.record(
+            {
+                "event": "alias",
+                "alias": name,
+                "from": before,
+                "to": to_version,
+                "changed": changed,
+                "actor": actor,
+                "reason": reason,
+                "at": at.isoformat(),
+            }
+        )
+        if changed:
+            pointer = AliasPointer(alias=name, version=to_version, set_at=at, actor=actor, reason=reason)
+            self._store.write(self._alias_path(name), (pointer.model_dump_json(indent=2) + "\n").encode())
+        return AliasMove(
+            alias=name,
+            from_version=before,
+            to_version=to_version,
+            actor=actor,
+            reason=reason,
+            at=at,
+            changed=changed,
+            audit_key=key,
+        )
+
+    # --- fetch -----------------------------------------------------------------------------------------
+
+    def fetch(self, ref: str, dest: Path) -> Path:
+        """Copy the version's model files into ``dest`` (new or empty) and verify them; returns ``dest``.
+
+        The copy is checked against its manifest, and the manifest against the version id, before it
+        appears at ``dest``: a changed byte anywhere is an :class:`ArtifactError` naming the stored file,
+        and ``dest`` is left as it was.
+        """
+        from engage._io import replace_dir, staging_dir
+
+        version = self.get(ref)
+        dest = Path(dest)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise RegistryError(
+                f"{dest}: not empty: a version is fetched into a new or empty folder", http_status=400
+            )
+        remote = self._path("versions", version.hex, MODEL_FOLDER)
+        with staging_dir(dest) as staged:
+            if not self._store.get_tree(remote, staged):
+                raise ArtifactError(f"{self._store.url(remote)}: missing: version {version.id} has no files")
+            self._verify(staged, version, remote)
+            replace_dir(staged, dest)
+        return dest
+
+    def _verify(self, local: Path, version: ModelVersion, remote: str) -> None:
+        """Check fetched files against their manifest and the manifest against the id; name stored files."""
+        from engage.artifacts import MANIFEST, verify_manifest
+
+        try:
+            verify_manifest(local)
+        except ArtifactError as e:
+            message = e.message.replace(str(local), self._store.url(remote), 1)
+            raise ArtifactError(f"{message} (fetching {version.id})") from e
+        actual = _bundle_id(local)
+        if actual != version.id:
+            raise ArtifactError(
+                f"{self._store.url(remote)}/{MANIFEST}: SHA-256 mismatch (version {version.short_id}…, "
+                f"file {_hex(actual)[:MIN_PREFIX]}…): the stored manifest was changed after publishing"
+            )
+
+    # --- audit -----------------------------------------------------------------------------------------
+
+    def record(self, event: Mapping[str, Any]) -> str:
+        """Append one audit record (a new object; records are never rewritten); returns its key.
+
+        The key is ``audit/<utc-timestamp>-<uuid>.json`` relative to the model's folder, so keys sort in
+        time order. ``at`` (now, UTC) and ``model`` are added unless the event gives them.
+        """
+        body = _json_object(event, "audit event")
+        now = _now()
+        body.setdefault("at", now.isoformat())
+        body.setdefault("model", self.model)
+        key = f"audit/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex}.json"
+        self._store.write(self._path(key), (json.dumps(body, sort_keys=True, indent=2) + "\n").encode())
+        return key
+
+    def audit(self) -> list[dict[str, Any]]:
+        """Every audit record, oldest first, each with its ``key``."""
+        names = [n for n in self._store.children(self._path("audit")) if _is_record(n)]
+        paths = {self._path("audit", n): f"audit/{n}" for n in names}
+        found = self._store.read_many(paths)
+        records = []
+        for path, key in paths.items():
+            if path in found:
+                record = _parse_json(found[path], self._store.url(path))
+                records.append({**record, "key": key})
+        return records
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self._root, *parts])
+
+    def _alias_path(self, name: str) -> str:
+        return self._path("aliases", f"{name}.json")
+
+    def _read_version(self, hex_id: str) -> ModelVersion | None:
+        found = self._read_versions([hex_id])
+        return found[0] if found else None
+
+    def _read_versions(self, hexes: list[str]) -> list[ModelVersion]:
+        """The committed versions among the folders ``hexes``, newest first, with uri and aliases."""
+        if not hexes:
+            return []
+        paths = {self._path("versions", h, VERSION_FILE): h for h in hexes}
+        found = self._store.read_many(paths)
+        if not found:
+            return []
+        held: dict[str, list[str]] = {}
+        for name, pointer in sorted(self._read_aliases().items()):
+            held.setdefault(pointer.version, []).append(name)
+        versions = []
+        for path, data in found.items():
+            version = self._parse_version(data, path, paths.get(path))
+            uri = self._store.url(self._path("versions", version.hex))
+            versions.append(
+                version.model_copy(update={"uri": uri, "aliases": tuple(held.get(version.id, ()))})
+            )
+        return sorted(versions, key=lambda v: (v.created_at, v.id), reverse=True)
+
+    def _parse_version(self, data: bytes, path: str, folder: str | None) -> ModelVersion:
+        where = self._store.url(path)
+        try:
+            version = ModelVersion.model_validate_json(data)
+        except ValidationError as e:
+            raise ArtifactError(f"{where}: corrupt: not a version record ({_first_error(e)})") from e
+        if folder is not None and version.hex != folder:
+            raise ArtifactError(f"{where}: corrupt: it names version {version.id}, not its folder")
+        return version
+
+    def _live(self, version: ModelVersion) -> ModelVersion:
+        """A version as readers see it now (its uri, the aliases it holds)."""
+        found = self._read_version(version.hex)
+        if found is None:  # committed a moment ago: only a concurrent delete gets here
+            raise self._unknown(version.id)
+        return found
+
+    def _read_alias(self, name: str) -> AliasPointer | None:
+        data = self._store.read(self._alias_path(name))
+        return None if data is None else self._parse_alias(data, self._alias_path(name))
+
+    def _read_aliases(self) -> dict[str, AliasPointer]:
+        names = [
+            n.removesuffix(".json")
+            for n in self._store.children(self._path("aliases"))
+            if n.endswith(".json") and not n.startswith(".")
+        ]
+        found = self._store.read_many(self._alias_path(n) for n in names)
+        return {n: self._parse_alias(found[p], p) for n in names if (p := self._alias_path(n)) in found}
+
+    def _parse_alias(self, data: bytes, path: str) -> AliasPointer:
+        try:
+            return AliasPointer.model_validate_json(data)
+        except ValidationError as e:
+            raise ArtifactError(
+                f"{self._store.url(path)}: corrupt: not an alias record ({_first_error(e)})"
+            ) from e
+
+    def _aliased(self, pointer: AliasPointer) -> ModelVersion:
+        version = self._read_version(_hex(pointer.version))
+        if version is None:
+            raise ArtifactError(
+                f"{self._store.url(self._alias_path(pointer.alias))}: alias {pointer.alias!r} names "
+                f"{pointer.version}, which registry {self.location} does not hold"
+            )
+        return version
+
+    def _unknown(self, ref: str) -> RegistryError:
+        count = len(self.versions())
+        names = ", ".join(self.aliases()) or "none"
+        return RegistryError(
+            f"no version or alias {ref!r} in registry {self.location} (versions: {count}, aliases: {names})"
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _hex(version_id: str) -> str:
+    return version_id.removeprefix("sha256:")
+
+
+def _bundle_id(directory: Path) -> str:
+    """The bundle's version, exactly :func:`engage.training.bundle_version` (the SHA-256 of its manifest).
+
+    Computed here because importing :mod:`engage.training` loads pandas and xgboost, which a server
+    fetching its model, or ``engage registry list``, does not need. A test holds the two equal.
+    """
+    from engage._io import sha256_file
+    from engage.artifacts import MANIFEST
+
+    return f"sha256:{sha256_file(Path(directory) / MANIFEST)}"
+
+
+def _is_version_folder(name: str) -> bool:
+    return len(name) == 64 and _HEX.fullmatch(name) is not None and name == name.lower()
+
+
+def _is_record(name: str) -> bool:
+    return name.endswith(".json") and not name.startswith(".")
+
+
+def _check_alias_name(name: str) -> None:
+    """Alias names are folder-safe and never all hex, so a ref is an alias or a version, never both."""
+    if not _NAME.fullmatch(name) or name.endswith(".json") or _HEX.fullmatch(name):
+        raise RegistryError(
+            f"alias name {name!r}: use letters, digits, '.', '_' and '-', not only hex digits "
+            f"(for example {', '.join(ALIASES)})",
+            http_status=400,
+        )
+
+
+def _attachment_sources(attachments: Mapping[str, Path]) -> dict[str, Path]:
+    """Attachment names (one path component; a trailing '/' is allowed) and their existing sources."""
+    sources: dict[str, Path] = {}
+    for raw, source in attachments.items():
+        name = raw.rstrip("/")
+        if not _NAME.fullmatch(name) or name in _RESERVED:
+            raise RegistryError(
+                f"attachment name {raw!r}: one file or folder name of letters, digits, '.', '_' and '-', "
+                f"not {' or '.join(sorted(_RESERVED))}",
+                http_status=400,
+            )
+        if name in sources:
+            raise RegistryError(f"attachment {name!r} is given twice", http_status=400)
+        path = Path(source)
+        if not path.is_file() and not path.is_dir():
+            raise RegistryError(f"attachment {name!r}: {path}: no such file or folder", http_status=400)
+        sources[name] = path
+    return sources
+
+
+def _json_object(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A plain JSON copy of ``value``; :class:`RegistryError` naming what is not JSON."""
+    try:
+        data: dict[str, Any] = json.loads(json.dumps(dict(value), allow_nan=True))
+    except (TypeError, ValueError) as e:
+        raise RegistryError(f"{what} is not JSON: {e}", http_status=400) from e
+    return data
+
+
+def _parse_json(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as e:
+        raise ArtifactError(f"{where}: corrupt: not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{where}: corrupt: not a JSON object")
+    return value
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(p) for p in first["loc"]) or "(top)"
+    return f"{location}: {first['msg']}"

@@ -1,0 +1,476 @@
+"""The model registry on a local folder: publish, refs, aliases and their audit trail, atomicity, fetch, CLI.
+
+The bundles are real: the churn head trained once on 2,000 generated rows (20 rounds), saved three times
+with different manifest metadata, so the three versions differ in id and share everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from engage.errors import ArtifactError, RegistryError
+from engage.registry import ModelVersion, Registry, RegistrySettings
+from engage.registry._store import Store
+from tests.conftest import AS_OF
+
+METADATA = {
+    "metrics": {"churn": {"auc_roc": 0.8312, "ece": 0.0123}},
+    "data_sha256": "ab" * 32,
+    "pipeline_run_id": "run-42",
+    "policy_verdict": "pass",
+}
+
+
+def build_bundles(root: Path, count: int = 3) -> list[Path]:
+    """``count`` model bundles of one trained churn head, each with its own manifest (so its own id)."""
+    from engage.contract import load_contract
+    from engage.synthetic import SyntheticConfig, generate_customers
+    from engage.training import TrainConfig, train
+
+    frame = generate_customers(SyntheticConfig(rows=2_000, seed=21, as_of=AS_OF)).frame
+    result = train(frame, load_contract(), config=TrainConfig(max_rounds=20), heads=["churn"])
+    bundle = result.bundle("xgboost")
+    return [
+        bundle.save(root / f"bundle{i}", metadata={**bundle.metadata, "variant": i}) for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return build_bundles(tmp_path_factory.mktemp("bundles"))
+
+
+#: the registry's folder: brackets, as in parametrized pytest folders, are no glob patterns to the registry
+REG = "reg[1]"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(str(tmp_path / REG))
+
+
+@pytest.fixture
+def attachments(tmp_path: Path) -> dict[str, Path]:
+    src = tmp_path / "attachments"
+    (src / "drift").mkdir(parents=True)
+    (src / "evaluation.json").write_text('{"auc_roc": 0.83}\n', encoding="utf-8")
+    (src / "model_card.md").write_text("# Model card\n", encoding="utf-8")
+    (src / "drift" / "reference.parquet").write_bytes(b"PAR1")
+    (src / "drift" / "nested").mkdir()
+    (src / "drift" / "nested" / "stats.json").write_text("{}", encoding="utf-8")
+    return {
+        "evaluation.json": src / "evaluation.json",
+        "model_card.md": src / "model_card.md",
+        "drift_reference/": src / "drift",
+    }
+
+
+def files_below(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+# ---- publish and refs ------------------------------------------------------------------------------
+
+
+def test_publish_then_get_by_id_prefix_and_alias(
+    registry: Registry, bundles: list[Path], attachments: dict[str, Path], tmp_path: Path
+) -> None:
+    from engage.training import bundle_version
+
+    version = registry.publish(bundles[0], attachments=attachments, metadata=METADATA)
+
+    assert version.id == bundle_version(bundles[0])  # content-addressed: the training's own version
+    assert version.short_id == version.hex[:12]
+    assert version.model == "customers"
+    assert version.metadata == METADATA
+    assert version.attachments == ("drift_reference", "evaluation.json", "model_card.md")
+    assert version.aliases == ()
+    folder = tmp_path / REG / "customers" / "versions" / version.hex
+    assert version.uri == f"file://{folder}"
+    assert files_below(folder) == sorted(
+        [
+            "drift_reference/nested/stats.json",
+            "drift_reference/reference.parquet",
+            "evaluation.json",
+            "model_card.md",
+            "version.json",
+            *(f"model/{f}" for f in files_below(bundles[0])),
+        ]
+    )
+    stored = json.loads((folder / "version.json").read_text(encoding="utf-8"))
+    assert stored["id"] == version.id
+    assert "aliases" not in stored  # aliases move: they are read from aliases/, never frozen here
+
+    assert registry.get(version.id) == version
+    assert registry.get(version.short_id) == version
+    assert registry.get(version.hex[:20].upper()) == version
+    assert registry.get(f"sha256:{version.hex[:16]}") == version
+    assert registry.alias("candidate") is None
+    move = registry.set_alias("candidate", version.short_id, reason="trained by run-42", actor="ci")
+    assert (move.alias, move.from_version, move.to_version, move.changed) == (
+        "candidate",
+        None,
+        version.id,
+        True,
+    )
+    assert registry.get("candidate") == registry.alias("candidate")
+    assert registry.get("candidate").aliases == ("candidate",)
+
+
+def test_publish_is_idempotent(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    first = registry.publish(bundles[0], metadata={"pipeline_run_id": "run-1"})
+    before = files_below(tmp_path / REG)
+
+    again = registry.publish(bundles[0], metadata={"pipeline_run_id": "run-2"})
+
+    assert again == first
+    assert again.metadata == {"pipeline_run_id": "run-1"}  # the first publish holds; nothing rewritten
+    assert files_below(tmp_path / REG) == before
+    assert [r["event"] for r in registry.audit()] == ["publish"]
+
+
+def test_versions_are_listed_newest_first(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    published = [registry.publish(b) for b in bundles]
+    assert [v.id for v in registry.versions()] == [v.id for v in reversed(published)]
+    assert registry.uri == f"file://{tmp_path / REG}"
+    assert registry.location == f"file://{tmp_path / REG / 'customers'}"
+    assert Registry(registry.uri).versions() == registry.versions()  # file:// URIs work as well
+    assert Registry(registry.uri, model="telco").versions() == []
+
+
+def test_unknown_ref_names_the_ref_and_what_exists(registry: Registry, bundles: list[Path]) -> None:
+    version = registry.publish(bundles[0])
+    registry.promote(version.id, reason="first")
+
+    with pytest.raises(RegistryError) as caught:
+        registry.get("foo")
+    assert str(caught.value) == (
+        f"no version or alias 'foo' in registry {registry.location} (versions: 1, aliases: production)"
+    )
+    assert caught.value.http_status == 404 == RegistryError.http_status
+    with pytest.raises(RegistryError, match="no version or alias 'fedcba9876543210'"):
+        registry.get("fedcba9876543210")
+    with pytest.raises(RegistryError, match="no version or alias 'sha256:"):
+        registry.get("sha256:" + "0" * 64)
+    with pytest.raises(RegistryError, match="too short") as short:
+        registry.get(version.hex[:8])
+    assert short.value.http_status == 400
+
+
+def test_an_ambiguous_prefix_is_refused(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    real = registry.publish(bundles[0])
+    twin_hex = real.hex[:14] + "f" * 50 if real.hex[14] != "f" else real.hex[:14] + "e" * 50
+    twin = real.model_copy(update={"id": f"sha256:{twin_hex}", "uri": "", "aliases": ()})
+    twin_folder = tmp_path / REG / "customers" / "versions" / twin_hex
+    twin_folder.mkdir()
+    (twin_folder / "version.json").write_text(
+        twin.model_dump_json(exclude={"uri", "aliases"}), encoding="utf-8"
+    )
+
+    with pytest.raises(RegistryError, match=r"is ambiguous .*: it matches 2 versions") as caught:
+        registry.get(real.hex[:12])
+    assert real.short_id in str(caught.value)
+    assert registry.get(real.hex[:15]) == registry.get(real.id)  # one more character settles it
+
+
+# ---- aliases and audit -----------------------------------------------------------------------------
+
+
+def test_promote_and_rollback_move_aliases_with_an_audit_trail(
+    registry: Registry, bundles: list[Path]
+) -> None:
+    a, b = (registry.publish(x) for x in bundles[:2])
+
+    first = registry.promote(a.id, reason="first model", actor="alice")
+    assert [(m.alias, m.from_version, m.to_version) for m in first] == [("production", None, a.id)]
+
+    second = registry.promote(b.short_id, reason="better auc", actor="bob")
+    assert [(m.alias, m.from_version, m.to_version, m.changed) for m in second] == [
+        ("previous", None, a.id, True),
+        ("production", a.id, b.id, True),
+    ]
+    assert registry.aliases() == {"previous": a.id, "production": b.id}
+    assert registry.get("production").aliases == ("production",)
+
+    again = registry.promote("production", reason="re-run", actor="bob")
+    assert [(m.alias, m.from_version, m.to_version, m.changed) for m in again] == [
+        ("production", b.id, b.id, False)
+    ]
+    assert registry.aliases() == {"previous": a.id, "production": b.id}  # previous kept its target
+
+    back = registry.rollback(reason="latency regression", actor="carol")
+    assert [(m.alias, m.from_version, m.to_version) for m in back] == [
+        ("production", b.id, a.id),
+        ("previous", a.id, b.id),
+    ]
+    assert registry.alias("production") == registry.get(a.id)
+    assert registry.get(a.id).aliases == ("production",)
+    assert registry.get(b.id).aliases == ("previous",)
+
+    moves = [r for r in registry.audit() if r["event"] == "alias"]
+    assert [(r["alias"], r["from"], r["to"], r["actor"], r["reason"]) for r in moves] == [
+        ("production", None, a.id, "alice", "first model"),
+        ("previous", None, a.id, "bob", "better auc"),
+        ("production", a.id, b.id, "bob", "better auc"),
+        ("production", b.id, b.id, "bob", "re-run"),
+        ("production", b.id, a.id, "carol", "latency regression"),
+        ("previous", a.id, b.id, "carol", "latency regression"),
+    ]
+    assert [m.audit_key for m in [*first, *second, *again, *back]] == [r["key"] for r in moves]
+    assert all(r["model"] == "customers" and r["at"].endswith("+00:00") for r in moves)
+
+
+def test_rollback_needs_a_previous_version(registry: Registry, bundles: list[Path]) -> None:
+    with pytest.raises(RegistryError, match=r"nothing to roll back to .*no production alias"):
+        registry.rollback(reason="oops")
+    registry.promote(registry.publish(bundles[0]).id, reason="first")
+    with pytest.raises(RegistryError, match=r"nothing to roll back to .*no previous alias") as caught:
+        registry.rollback(reason="oops")
+    assert caught.value.http_status == 409
+
+
+def test_alias_names_and_reasons_are_checked(registry: Registry, bundles: list[Path]) -> None:
+    version = registry.publish(bundles[0])
+    for bad in ("deadbeef0123", "../production", "production.json", ""):
+        with pytest.raises(RegistryError, match="alias name") as caught:
+            registry.set_alias(bad, version.id, reason="x")
+        assert caught.value.http_status == 400
+    with pytest.raises(RegistryError, match="needs a reason"):
+        registry.set_alias("candidate", version.id, reason=" ")
+    assert registry.aliases() == {}
+
+
+def test_record_appends_one_object_per_event(registry: Registry, tmp_path: Path) -> None:
+    keys = [registry.record({"event": "note", "n": i, "actor": "dave"}) for i in range(3)]
+
+    assert all(k.startswith("audit/") and k.endswith(".json") for k in keys)
+    assert len(set(keys)) == 3
+    records = registry.audit()
+    assert [r["n"] for r in records] == [0, 1, 2]  # oldest first
+    assert [r["key"] for r in records] == keys
+    assert len(list((tmp_path / REG / "customers" / "audit").iterdir())) == 3
+    with pytest.raises(RegistryError, match="audit event is not JSON"):
+        registry.record({"when": object()})
+
+
+# ---- atomicity -------------------------------------------------------------------------------------
+
+
+def _leftovers(tmp_path: Path) -> list[str]:
+    versions = tmp_path / REG / "customers" / "versions"
+    return sorted(p.name for p in versions.iterdir()) if versions.exists() else []
+
+
+def test_a_publish_failing_midway_leaves_nothing(
+    registry: Registry, bundles: list[Path], attachments: dict[str, Path], tmp_path: Path, monkeypatch: Any
+) -> None:
+    real_put = Store.put_file
+    calls: list[str] = []
+
+    def put_then_fail(self: Store, source: Path, path: str) -> None:
+        if calls:
+            raise OSError(28, "No space left on device")
+        calls.append(path)
+        real_put(self, source, path)
+
+    monkeypatch.setattr(Store, "put_file", put_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        registry.publish(bundles[0], attachments=attachments)
+    assert len(calls) == 1  # one file was written before the failure
+    assert registry.versions() == []
+    assert _leftovers(tmp_path) == []  # the staging prefix is gone
+    assert registry.audit() == []
+
+
+def test_a_publish_failing_at_the_commit_leaves_nothing(
+    registry: Registry, bundles: list[Path], tmp_path: Path, monkeypatch: Any
+) -> None:
+    real_write = Store.write
+
+    def refuse_marker(self: Store, path: str, data: bytes) -> None:
+        if path.endswith("/version.json"):
+            raise OSError(5, "Input/output error")
+        real_write(self, path, data)
+
+    monkeypatch.setattr(Store, "write", refuse_marker)
+    with pytest.raises(OSError, match="Input/output error"):
+        registry.publish(bundles[0])
+    assert registry.versions() == []
+    assert _leftovers(tmp_path) == []  # the moved folder this publish created is removed too
+
+
+def test_refused_inputs_write_nothing(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(
+        RegistryError, match=r"attachment 'fairness\.json': .*: no such file or folder"
+    ) as caught:
+        registry.publish(bundles[0], attachments={"fairness.json": tmp_path / "absent.json"})
+    assert caught.value.http_status == 400
+    for name in ("model", "version.json", "a/b", ".hidden"):
+        with pytest.raises(RegistryError, match="attachment name"):
+            registry.publish(bundles[0], attachments={name: bundles[1] / "features.json"})
+    with pytest.raises(RegistryError, match="publish metadata is not JSON"):
+        registry.publish(bundles[0], metadata={"path": tmp_path})
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(bundles[0], tampered)
+    model = tampered / "churn" / "model.ubj"
+    data = bytearray(model.read_bytes())
+    data[100] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"churn/model\.ubj: SHA-256 mismatch"):
+        registry.publish(tampered)
+    assert not (tmp_path / REG).exists()
+
+
+def test_a_version_folder_without_its_marker_is_invisible_and_repaired(
+    registry: Registry, bundles: list[Path], tmp_path: Path
+) -> None:
+    version = registry.publish(bundles[0])
+    folder = tmp_path / REG / "customers" / "versions" / version.hex
+    (folder / "version.json").unlink()  # as if the publisher died between the move and the commit
+    (folder / "model" / "churn" / "model.ubj").unlink()  # ... with the copy incomplete (object store)
+
+    assert registry.versions() == []
+    with pytest.raises(RegistryError, match="versions: 0"):
+        registry.get(version.id)
+
+    again = registry.publish(bundles[0])  # publishing the same content completes the folder
+    assert again.id == version.id
+    assert registry.versions() == [again]
+    registry.fetch(again.id, tmp_path / "fetched")  # and it verifies
+
+
+# ---- fetch -----------------------------------------------------------------------------------------
+
+
+def test_fetch_copies_and_verifies(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    from engage.training import load_bundle
+
+    version = registry.publish(bundles[0])
+    registry.promote(version.id, reason="first")
+    dest = registry.fetch("production", tmp_path / "serving" / "model")
+
+    assert files_below(dest) == files_below(bundles[0])
+    assert load_bundle(dest).version == version.id
+    with pytest.raises(RegistryError, match="not empty"):
+        registry.fetch(version.id, dest)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert registry.fetch(version.short_id, empty) == empty
+    assert files_below(empty) == files_below(bundles[0])
+
+
+def test_fetch_refuses_a_changed_byte_naming_the_stored_file(
+    registry: Registry, bundles: list[Path], tmp_path: Path
+) -> None:
+    version = registry.publish(bundles[0])
+    stored = tmp_path / REG / "customers" / "versions" / version.hex / "model" / "churn" / "model.ubj"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+
+    dest = tmp_path / "fetched"
+    with pytest.raises(ArtifactError) as caught:
+        registry.fetch(version.id, dest)
+    assert str(caught.value).startswith(f"file://{stored}: SHA-256 mismatch")
+    assert version.id in str(caught.value)
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fetched")] == []
+
+
+def test_fetch_refuses_a_rewritten_manifest(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    version = registry.publish(bundles[0])
+    manifest = tmp_path / REG / "customers" / "versions" / version.hex / "model" / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text(encoding="utf-8"))), encoding="utf-8")
+
+    with pytest.raises(
+        ArtifactError, match=r"model/manifest\.json: SHA-256 mismatch .*changed after publishing"
+    ):
+        registry.fetch(version.id, tmp_path / "fetched")
+
+
+def test_corrupt_records_are_artifact_errors_naming_the_file(
+    registry: Registry, bundles: list[Path], tmp_path: Path
+) -> None:
+    version = registry.publish(bundles[0])
+    registry.promote(version.id, reason="first")
+    marker = tmp_path / REG / "customers" / "versions" / version.hex / "version.json"
+    marker.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"version\.json: corrupt: not a version record"):
+        registry.versions()
+    marker.unlink()
+    with pytest.raises(
+        ArtifactError, match=r"production\.json: alias 'production' names sha256:.* does not hold"
+    ):
+        registry.get("production")
+
+
+# ---- settings and CLI ------------------------------------------------------------------------------
+
+
+def test_settings_read_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.delenv("ENGAGE_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("ENGAGE_REGISTRY_MODEL", raising=False)
+    assert RegistrySettings() == RegistrySettings(uri="artifacts/registry", model="customers")
+    monkeypatch.setenv("ENGAGE_REGISTRY_URI", "s3://models/engage")
+    monkeypatch.setenv("ENGAGE_REGISTRY_MODEL", "telco")
+    assert (RegistrySettings().uri, RegistrySettings().model) == ("s3://models/engage", "telco")
+
+
+def test_cli_lists_shows_and_audits(registry: Registry, bundles: list[Path], monkeypatch: Any) -> None:
+    from engage.cli._registry import app
+
+    a = registry.publish(bundles[0], metadata=METADATA)
+    b = registry.publish(bundles[1])
+    registry.promote(a.id, reason="first")
+    registry.promote(b.id, reason="second")
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["list", "--registry", registry.uri])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert "2 version(s)" in lines[0]
+    row_a = next(line for line in lines if a.short_id in line)
+    assert "previous" in row_a
+    assert "pass" in row_a
+    assert "churn.auc_roc=0.8312" in row_a
+    assert lines.index(next(line for line in lines if b.short_id in line)) < lines.index(row_a)
+
+    monkeypatch.setenv("ENGAGE_REGISTRY_URI", registry.uri)  # the default comes from the environment
+    shown = runner.invoke(app, ["show", a.short_id])
+    assert shown.exit_code == 0, shown.output
+    assert ModelVersion.model_validate_json(shown.output) == registry.get(a.id)
+
+    audited = runner.invoke(app, ["audit", "--json"])
+    assert audited.exit_code == 0, audited.output
+    events = [json.loads(line) for line in audited.output.splitlines()]
+    assert [e["event"] for e in events] == ["publish", "publish", "alias", "alias", "alias"]
+    table = runner.invoke(app, ["audit"])
+    assert table.exit_code == 0, table.output
+    assert "second" in table.output
+    assert "5 record(s)" in table.output
+
+    unknown = runner.invoke(app, ["show", "nope"])
+    assert isinstance(unknown.exception, RegistryError)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "shown"),
+    [
+        ({"policy_verdict": "pass"}, "pass"),
+        ({"policy": {"verdict": "fail"}}, "fail"),
+        ({"policy": {"rules": [{"passed": True}, {"passed": True}]}}, "pass"),
+        ({"policy": {"rules": [{"passed": True}, {"passed": False}]}}, "fail"),
+        ({}, ""),
+    ],
+)
+def test_cli_shows_the_recorded_policy_verdict(metadata: dict[str, Any], shown: str) -> None:
+    from engage.cli._registry import _verdict
+
+    assert _verdict(metadata) == shown
