@@ -56,6 +56,7 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_train.py --out benchmarks/results/train.json
 	$(RUN) python benchmarks/bench_fairness.py --out benchmarks/results/fairness.json
 	$(RUN) python benchmarks/bench_explain.py --out benchmarks/results/explain.json
+	$(RUN) python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts

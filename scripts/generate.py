@@ -3,7 +3,8 @@
 Generated here, each from its one source:
 * ``contracts/contract.schema.json``: JSON Schema of the contract model (editors validate YAML with it);
 * ``docs/contract.md``: reference of the customer contract, from ``contracts/customers_contract.yml``;
-* ``tests/fixtures/telco_customers.csv``: the second table's fixture, from its seeded script.
+* ``tests/fixtures/telco_customers.csv``: the second table's fixture, from its seeded script;
+* ``pipelines/engage_pipeline.yaml``: the compiled KFP pipeline (IR YAML), from ``engage.pipeline.dag``.
 """
 
 from __future__ import annotations
@@ -101,10 +102,18 @@ def telco_fixture() -> str:
         return path.read_text(encoding="utf-8")
 
 
+def compiled_pipeline() -> str:
+    from engage.pipeline import compile_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return compile_pipeline(Path(tmp) / "engage_pipeline.yaml").read_text(encoding="utf-8")
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     "contracts/contract.schema.json": contract_schema,
     "docs/contract.md": contract_doc,
     "tests/fixtures/telco_customers.csv": telco_fixture,
+    "pipelines/engage_pipeline.yaml": compiled_pipeline,
 }
 
 

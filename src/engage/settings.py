@@ -14,12 +14,15 @@ __all__ = ["RunSettings"]
 
 
 class RunSettings(BaseSettings):
-    """Embedded defaults of ``engage run`` (``make run``)."""
+    """Embedded defaults of ``engage run`` (``make run``): the pipeline's parameters under ``kfp.local``."""
 
     model_config = SettingsConfigDict(env_prefix="ENGAGE_RUN_", extra="forbid")
 
+    data_uri: str = Field(default="", description="A table to run on (path or s3://...); empty: generate one")
     rows: int = Field(default=100_000, ge=1, description="Customers to generate")
-    seed: int = Field(default=42, description="Seed of the synthetic population")
+    seed: int = Field(
+        default=42, ge=0, description="Seed of the synthetic population, the split and the learners"
+    )
     defect_rate: float = Field(
         default=0.002,
         ge=0,
@@ -29,12 +32,39 @@ class RunSettings(BaseSettings):
     bias: float = Field(default=0.0, ge=0, le=1, description="Bias knob on the protected attribute")
     drift: float = Field(default=0.0, ge=0, le=1, description="Drift knob on the latest signup cohort")
     snapshots: int = Field(default=4, ge=1, le=36, description="Monthly extracts in the generated table")
-    train: bool = Field(default=True, description="Train the models on the gate's remediated table")
-    fairness: bool = Field(default=True, description="Run the fairness gate after training")
-    explain: bool = Field(
-        default=True, description="Explain the chosen model and write its model card after training"
+    as_of: str = Field(
+        default="", description="Snapshot time of the generated table, ISO 8601 (empty: this hour)"
     )
-    champion: Path | None = Field(default=None, description="Model bundle in production, to challenge")
-    out_dir: Path = Field(default=Path("artifacts/run"), description="Where the run writes its outputs")
+    max_rounds: int = Field(default=1000, ge=1, description="Most boosting rounds per head")
     contract: Path | None = Field(default=None, description="Contract file (default: the customer contract)")
-    great_expectations: bool = Field(default=True, description="Run the generated Great Expectations suite")
+    policy: Path | None = Field(default=None, description="Promotion policy file (default: the shipped one)")
+    registry: str = Field(default="artifacts/registry", description="Model registry URI (folder or s3://...)")
+    canary_percent: int = Field(
+        default=-1, ge=-1, le=100, description="Canary traffic share (-1: the policy's)"
+    )
+    pushgateway: str = Field(default="", description="Prometheus Pushgateway host:port for the run's metrics")
+    out_dir: Path = Field(
+        default=Path("artifacts/run"), description="Where kfp.local keeps the run's outputs"
+    )
+
+    def pipeline_params(self) -> dict[str, object]:
+        """The pipeline's parameters (the snapshot time is this hour, so a rerun within it hits the cache)."""
+        from datetime import UTC, datetime
+
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat()
+        return {
+            "data_uri": self.data_uri,
+            "rows": self.rows,
+            "seed": self.seed,
+            "snapshots": self.snapshots,
+            "defect_rate": self.defect_rate,
+            "bias": self.bias,
+            "drift": self.drift,
+            "as_of": self.as_of or hour,
+            "contract": str(self.contract.resolve()) if self.contract else "",
+            "policy": str(self.policy.resolve()) if self.policy else "",
+            "registry": self.registry if "://" in self.registry else str(Path(self.registry).resolve()),
+            "max_rounds": self.max_rounds,
+            "canary_percent": self.canary_percent,
+            "pushgateway": self.pushgateway,
+        }

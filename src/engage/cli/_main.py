@@ -14,7 +14,7 @@ import typer
 
 from engage import __version__
 
-from . import _card, _contract, _data, _explain, _fairness, _run, _train
+from . import _card, _contract, _data, _explain, _fairness, _pipeline, _registry, _run, _train
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -56,6 +56,11 @@ app.command("fairness")(_fairness.fairness)
 app.command("explain")(_explain.explain)
 app.command("card")(_card.card)
 app.command("run")(_run.run)
+app.command("promote")(_pipeline.promote)
+app.command("deploy")(_pipeline.deploy)
+app.command("rollback")(_pipeline.rollback)
+app.add_typer(_pipeline.app, name="pipeline")
+app.add_typer(_registry.app, name="registry")
 app.add_typer(_contract.app, name="contract")
 
 

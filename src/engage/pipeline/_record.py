@@ -1,0 +1,201 @@
+"""What a run records about itself: each step's time, the run's cost, and its outcome.
+
+Every component writes a small JSON record (``step`` output artifact): its name, when it started, how
+long it ran, and what it found. The exit handler (:func:`record_outcome`) runs whatever happened, finds
+the records of the steps that ran in this run (cached steps did not run and cost nothing), estimates the
+run's cost from the resources each step requested (:data:`RESOURCES`, the same table the pipeline sets
+its requests from) at EKS node prices, writes ``outcome.json``, appends an audit record to the registry,
+and pushes the run's metrics to a Prometheus Pushgateway when one is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["RESOURCES", "CostSettings", "Resources", "estimate_cost", "record_outcome", "timed"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float
+    memory_gib: float
+
+    @property
+    def cpu_request(self) -> str:
+        return f"{round(self.cpu * 1000)}m"
+
+    @property
+    def memory_request(self) -> str:
+        return f"{round(self.memory_gib * 1024)}Mi"
+
+
+#: what each step requests on a cluster (the pipeline sets these; the cost estimate prices them)
+RESOURCES: dict[str, Resources] = {
+    "load-data": Resources(1, 2),
+    "validate": Resources(2, 4),
+    "features": Resources(1, 2),
+    "train-head": Resources(2, 4),
+    "evaluate": Resources(1, 4),
+    "fairness": Resources(2, 4),
+    "explain": Resources(1, 4),
+    "drift-reference": Resources(1, 2),
+    "promote": Resources(0.5, 1),
+    "record-outcome": Resources(0.25, 0.5),
+}
+
+
+class CostSettings(BaseSettings):
+    """EKS node prices the cost estimate uses (``ENGAGE_COST_*``); defaults: m5.xlarge in us-east-1."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_COST_", extra="forbid", frozen=True)
+
+    node_type: str = "m5.xlarge"
+    node_vcpu: float = Field(default=4, gt=0)
+    node_memory_gib: float = Field(default=16, gt=0)
+    on_demand_per_hour: float = Field(default=0.192, ge=0, description="USD per node-hour, on-demand")
+    spot_per_hour: float = Field(default=0.0768, ge=0, description="USD per node-hour, Spot (typical)")
+    target_per_run: float = Field(default=4.42, ge=0, description="The checklist's target cost per run")
+
+
+def estimate_cost(steps: list[dict[str, Any]], settings: CostSettings | None = None) -> dict[str, Any]:
+    """Price each step as its share of a node (the larger of its CPU and memory shares) for its time."""
+    prices = settings or CostSettings()
+    rows: list[dict[str, Any]] = []
+    for record in steps:
+        need = RESOURCES.get(str(record.get("step")), Resources(1, 2))
+        share = max(need.cpu / prices.node_vcpu, need.memory_gib / prices.node_memory_gib)
+        hours = float(record.get("seconds", 0.0)) / 3600
+        rows.append(
+            {
+                "step": record.get("step"),
+                "seconds": round(float(record.get("seconds", 0.0)), 2),
+                "cpu": need.cpu,
+                "memory_gib": need.memory_gib,
+                "on_demand_usd": hours * share * prices.on_demand_per_hour,
+                "spot_usd": hours * share * prices.spot_per_hour,
+            }
+        )
+    on_demand = sum(r["on_demand_usd"] for r in rows)
+    spot = sum(r["spot_usd"] for r in rows)
+    return {
+        "node_type": prices.node_type,
+        "on_demand_usd": on_demand,
+        "spot_usd": spot,
+        "target_usd": prices.target_per_run,
+        "below_target_by": prices.target_per_run / on_demand if on_demand > 0 else None,
+        "steps": rows,
+        "excluded": "the EKS control plane, idle node capacity, storage and data transfer",
+    }
+
+
+@contextlib.contextmanager
+def timed(step: str, record_path: str) -> Iterator[dict[str, Any]]:
+    """Time the body and write the step's record to ``record_path`` (also when the body fails)."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"step": step, "started": started.isoformat(timespec="seconds")}
+    try:
+        yield record
+        record["status"] = "succeeded"
+    except BaseException as e:
+        record["status"] = "failed"
+        record["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        record["seconds"] = time.perf_counter() - t0
+        path = Path(record_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _job_root(outcome_uri: str) -> str:
+    """The run's folder: outputs live at ``<pipeline root>/<run>/<task>/<output>``."""
+    return outcome_uri.rstrip("/").rsplit("/", 2)[0]
+
+
+def step_records(job_root: str) -> list[dict[str, Any]]:
+    """The records of the steps that ran in this run (local folder or any fsspec URL)."""
+    import fsspec  # type: ignore[import-untyped]
+
+    fs, root = fsspec.core.url_to_fs(job_root)
+    records = []
+    for path in sorted(fs.glob(f"{root.rstrip('/')}/**/step")):
+        try:
+            with fs.open(path, "r") as f:
+                records.append(json.load(f))
+        except (OSError, ValueError):
+            continue  # a step killed before it wrote its record: nothing to price
+    return records
+
+
+def record_outcome(
+    *,
+    state: str,
+    error: str,
+    outcome_uri: str,
+    outcome_path: Path,
+    run_id: str,
+    registry_uri: str,
+    pushgateway: str = "",
+) -> dict[str, Any]:
+    """The exit handler's work: ``outcome.json``, an audit record, and metrics for the Pushgateway."""
+    steps = step_records(_job_root(outcome_uri))
+    cost = estimate_cost(steps)
+    outcome = {
+        "run_id": run_id,
+        "state": state,
+        "error": error or None,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": steps,
+        "cost": cost,
+    }
+    outcome_path.parent.mkdir(parents=True, exist_ok=True)
+    outcome_path.write_text(json.dumps(outcome, indent=2, default=str) + "\n", encoding="utf-8")
+    if registry_uri:
+        from engage.registry import Registry
+
+        Registry(registry_uri).record(
+            {
+                "event": "pipeline_run",
+                "pipeline_run_id": run_id,
+                "state": state,
+                "error": error or None,
+                "steps_run": len(steps),
+                "cost_on_demand_usd": cost["on_demand_usd"],
+            }
+        )
+    if pushgateway:
+        _push(pushgateway, run_id, state, steps, cost)
+    return outcome
+
+
+def _push(gateway: str, run_id: str, state: str, steps: list[dict[str, Any]], cost: dict[str, Any]) -> None:
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    registry = CollectorRegistry()
+    Gauge("engage_pipeline_run_success", "1 when the last pipeline run succeeded", registry=registry).set(
+        1.0 if state == "SUCCEEDED" else 0.0
+    )
+    Gauge("engage_pipeline_run_cost_usd", "Estimated on-demand cost of the last run", registry=registry).set(
+        cost["on_demand_usd"]
+    )
+    Gauge("engage_pipeline_run_timestamp_seconds", "When the last run finished", registry=registry).set(
+        time.time()
+    )
+    seconds = Gauge(
+        "engage_pipeline_step_seconds", "Wall time of each step that ran", ["step"], registry=registry
+    )
+    for record in steps:
+        seconds.labels(step=str(record.get("step"))).set(float(record.get("seconds", 0.0)))
+    # one group per pipeline, so each run replaces the last (a run id label would grow without bound)
+    push_to_gateway(gateway, job="engage_pipeline", registry=registry)
