@@ -93,6 +93,8 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
             engage_pipeline(**params)
         except RuntimeError as e:  # kfp.local raises when a task (other than the exit handler) failed
             error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        finally:
+            _release(sink)
     seconds = time.time() - started
     new = sorted(
         (
@@ -116,6 +118,17 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
         summary.state = str(summary.outcome.get("state", summary.state))
     summary.promotion = summary.read("promotion", "promotion.json")
     return summary
+
+
+def _release(sink: Any) -> None:
+    """Detach logging handlers kfp.local bound to the log file, which is about to close."""
+    import logging
+
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sink:
+                logger.removeHandler(handler)
 
 
 def compile_pipeline(path: Path) -> Path:
