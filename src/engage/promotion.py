@@ -19,7 +19,7 @@ from typing import Any
 from engage.errors import ArtifactError
 from engage.policy import PolicyVerdict, PromotionPolicy, RuleOutcome, evaluate
 
-__all__ = ["PromotionResult", "RunArtifacts", "judge", "promote"]
+__all__ = ["PromotionResult", "RunArtifacts", "inference_service", "judge", "promote", "storage_uri"]
 
 
 @dataclass(frozen=True)
@@ -309,15 +309,20 @@ def storage_uri(version: Any) -> str:
     return f"pvc://engage-registry/{version.model}/versions/{hexid}/model"
 
 
-def _render(version: Any, policy: PromotionPolicy, out_dir: Path, settings: Any) -> Path:
-    from engage._io import write_text_atomic
-    from engage.deploy import DeploySettings, render_inference_service, to_yaml
+def inference_service(version: Any, canary_percent: int, settings: Any = None) -> dict[str, Any]:
+    """The InferenceService of a registry version with ``canary_percent`` of the traffic (0: all of it)."""
+    from engage.deploy import DeploySettings, render_inference_service
 
     base = settings if settings is not None else DeploySettings()
-    chosen = DeploySettings.model_validate(
-        {**base.model_dump(), "canary_traffic_percent": policy.promotion.canary_percent}
-    )
-    manifest = render_inference_service(version.id, storage_uri(version), chosen)
+    chosen = DeploySettings.model_validate({**base.model_dump(), "canary_traffic_percent": canary_percent})
+    manifest: dict[str, Any] = render_inference_service(version.id, storage_uri(version), chosen)
+    return manifest
+
+
+def _render(version: Any, policy: PromotionPolicy, out_dir: Path, settings: Any) -> Path:
+    from engage._io import write_text_atomic
+    from engage.deploy import to_yaml
+
     path = out_dir / "inferenceservice.yaml"
-    write_text_atomic(path, to_yaml(manifest))
+    write_text_atomic(path, to_yaml(inference_service(version, policy.promotion.canary_percent, settings)))
     return path

@@ -184,9 +184,9 @@ def _deploy(
     reason: str,
 ) -> None:
     from engage._io import write_text_atomic
-    from engage.deploy import DeploySettings, apply_inference_service, render_inference_service, to_yaml
+    from engage.deploy import apply_inference_service, to_yaml
     from engage.policy import load_policy
-    from engage.promotion import storage_uri
+    from engage.promotion import inference_service
     from engage.registry import Registry, RegistrySettings
 
     from ._console import err
@@ -195,10 +195,7 @@ def _deploy(
     store = Registry(registry or RegistrySettings().uri)
     version = store.get(ref)
     percent = load_policy().promotion.canary_percent if canary is None else canary
-    settings = DeploySettings.model_validate(
-        {**DeploySettings().model_dump(), "canary_traffic_percent": percent}
-    )
-    manifest = render_inference_service(version.id, storage_uri(version), settings)
+    manifest = inference_service(version, percent)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, to_yaml(manifest))
     console().print(f"{version.id} ({', '.join(version.aliases) or 'no alias'}): {out}")
