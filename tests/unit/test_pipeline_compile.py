@@ -40,3 +40,17 @@ def test_the_pipeline_has_its_gates_fan_out_retries_resources_and_exit_handler()
     images = {e["container"]["image"] for e in executors.values()}
     assert images == {f"ghcr.io/engage-ml/engage-components:{__import__('engage').__version__}"}
     assert all("resources" in e["container"] for e in executors.values())
+
+
+def test_command_line_parameters_are_json_when_they_parse_else_text() -> None:
+    import pytest
+
+    from engage.cli._pipeline import _pair, _value
+    from engage.errors import ConfigError
+
+    assert _pair("rows=1000") == ("rows", "1000")
+    assert [_value(v) for v in ("1000", '["churn"]', "true", "", "s3://bucket/x")] == [
+        1000, ["churn"], True, "", "s3://bucket/x",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="--param: expected NAME=VALUE, got 'rows'"):
+        _pair("rows")

@@ -67,11 +67,17 @@ def submit_(
     params: dict[str, object] = {}
     for item in param:
         name, value = _pair(item)
-        params[name] = (
-            json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
-        )
+        params[name] = _value(value)
     ids = submit(host, params, experiment=experiment, namespace=namespace, schedule=schedule)
     out().print(json.dumps(ids, indent=2))
+
+
+def _value(text: str) -> object:
+    """A pipeline parameter from the command line: JSON when it parses (numbers, lists, booleans), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _pair(item: str) -> tuple[str, str]:
