@@ -61,8 +61,9 @@ def print_summary(summary: RunSummary) -> None:
     console = out()
     steps = (summary.outcome or {}).get("steps", [])
     console.print(
-        f"\n[bold]Pipeline[/]: {summary.state} in {summary.seconds:.0f} s; {len(steps)} step(s) ran, the rest "
-        "came from the cache" + (f"\n  error: {summary.error} (log: {summary.log})" if summary.error else "")
+        f"\n[bold]Pipeline[/]: {summary.state} in {summary.seconds:.0f} s; {len(steps)} step(s) ran "
+        "(a step whose inputs did not change comes from the cache and does not run)"
+        + (f"\n  error: {summary.error} (log: {summary.log})" if summary.error else "")
     )
     quality = summary.read("quality", "report.json")
     if quality is not None:
