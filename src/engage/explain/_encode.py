@@ -21,7 +21,7 @@ import pandas as pd
 from engage.errors import SchemaError
 from engage.features import FeatureSet, numeric_values
 
-__all__ = ["Encoder"]
+__all__ = ["Encoder", "is_empty"]
 
 F64 = npt.NDArray[np.float64]
 _SMALL = 64  # rows encoded in pure Python below this
@@ -78,7 +78,7 @@ class Encoder:
             for j, name in enumerate(self.names):
                 v = record[name]
                 if name in self._codes:
-                    out[i, j] = np.nan if _empty(v) else self._codes[name].get(_text(v), np.nan)
+                    out[i, j] = np.nan if is_empty(v) else self._codes[name].get(_text(v), np.nan)
                 else:
                     out[i, j] = _number(name, v)
         return out
@@ -87,7 +87,7 @@ class Encoder:
         codes = self._codes[name]
         if len(values) < _SMALL:
             return np.array(
-                [np.nan if _empty(v) else codes.get(_text(v), np.nan) for v in values.tolist()],
+                [np.nan if is_empty(v) else codes.get(_text(v), np.nan) for v in values.tolist()],
                 dtype="float64",
             )
         index = pd.Categorical(values.astype("string"), categories=self.features.categorical[name]).codes
@@ -123,12 +123,13 @@ class Encoder:
         return int(x) if float(x).is_integer() else float(x)
 
 
-def _empty(v: Any) -> bool:
+def is_empty(v: Any) -> bool:
+    """None, pandas' NA or a float NaN: a value that is not there."""
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
 def _number(name: str, v: Any) -> float:
-    if _empty(v):
+    if is_empty(v):
         return math.nan
     if isinstance(v, bool | int | float | np.number):
         return float(v)

@@ -22,7 +22,7 @@ from engage.contract import Contract
 from engage.errors import ExplainError, SchemaError
 from engage.training import HeadModel, ModelBundle
 
-from ._encode import Encoder
+from ._encode import Encoder, is_empty
 from ._methods import METHODS, available_methods, check_method
 from ._reasons import display_name, reason_codes
 from ._schema import Explanation, ExplanationMeta, Timings
@@ -488,9 +488,5 @@ class _Rows:
         else:
             values = [tuple(r[k] for k in present) for r in self._records]
         if len(present) == 1:
-            return [None if _missing(v[0]) else str(v[0]) for v in values]
+            return [None if is_empty(v[0]) else str(v[0]) for v in values]
         return [dict(zip(present, map(str, v), strict=True)) for v in values]
-
-
-def _missing(v: Any) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
