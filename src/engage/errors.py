@@ -16,6 +16,7 @@ __all__ = [
     "EngageError",
     "ExplainError",
     "RegistryError",
+    "RequestRejected",
     "SchemaError",
     "TableRefused",
     "TrainingError",
@@ -131,3 +132,32 @@ class DeployError(EngageError):
     """
 
     http_status = 502  # the upstream (Kubernetes API) failed, not the caller's request
+
+
+class RequestRejected(EngageError):
+    """A server refused a request before doing any work on it; nothing was predicted or recorded.
+
+    ``http_status`` is 400 for a body that is not what the protocol says (malformed JSON, no
+    ``instances``), 413 for a body or row count over the server's limits, and 422 for rows that break
+    the data contract. ``reason`` is the label of ``engage_request_rejected_total``; ``details`` holds
+    one ``{"row", "field", "error"}`` object per problem found (at most a few dozen).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 422,
+        reason: str = "schema",
+        details: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.reason = reason
+        self.details = details or []
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.message, "reason": self.reason}
+        if self.details:
+            body["details"] = self.details
+        return body

@@ -294,19 +294,36 @@ class Registry:
         appears at ``dest``: a changed byte anywhere is an :class:`ArtifactError` naming the stored file,
         and ``dest`` is left as it was.
         """
+        version = self.get(ref)
+        return self._copy(
+            version, MODEL_FOLDER, Path(dest), f"version {version.id} has no files", verify=True
+        )
+
+    def fetch_attachment(self, ref: str, name: str, dest: Path) -> Path:
+        """Copy the attachment ``name`` of a version (a folder such as ``drift_reference``) into ``dest``
+        (new or empty); returns ``dest``. :class:`RegistryError` (400) when the version has none."""
+        version = self.get(ref)
+        if name not in version.attachments:
+            held = ", ".join(version.attachments) or "none"
+            raise RegistryError(
+                f"version {version.short_id} has no attachment {name!r} (it has: {held})", http_status=400
+            )
+        return self._copy(version, name, Path(dest), f"attachment {name!r} has no files", verify=False)
+
+    def _copy(self, version: ModelVersion, folder: str, dest: Path, empty: str, *, verify: bool) -> Path:
+        """Download one folder of a version into ``dest`` (new or empty), staged: all of it or nothing."""
         from engage._io import replace_dir, staging_dir
 
-        version = self.get(ref)
-        dest = Path(dest)
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise RegistryError(
                 f"{dest}: not empty: a version is fetched into a new or empty folder", http_status=400
             )
-        remote = self._path("versions", version.hex, MODEL_FOLDER)
+        remote = self._path("versions", version.hex, folder)
         with staging_dir(dest) as staged:
             if not self._store.get_tree(remote, staged):
-                raise ArtifactError(f"{self._store.url(remote)}: missing: version {version.id} has no files")
-            self._verify(staged, version, remote)
+                raise ArtifactError(f"{self._store.url(remote)}: missing: {empty}")
+            if verify:
+                self._verify(staged, version, remote)
             replace_dir(staged, dest)
         return dest
 
