@@ -1,0 +1,31 @@
+"""Settings every Engage server shares, read from ``ENGAGE_SERVING_*`` variables (flags override them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServingSettings"]
+
+
+class ServingSettings(BaseSettings):
+    """Limits and logging of the predictor, explainer and drift detector.
+
+    The body and row limits are checked before a request body is parsed: a larger request gets 413.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_SERVING_", extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body a server reads (bytes); 413 above"
+    )
+    max_rows: int = Field(default=10_000, ge=1, description="Most rows one request may carry; 413 above")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object per log line (PII masked); text: KServe's format"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    access_log: bool = Field(
+        default=False, description="One log line per HTTP request (uvicorn's access log); off for speed"
+    )
