@@ -33,7 +33,7 @@ from engage.errors import ConfigError, EngageError
 
 HEX = "0123456789abcdef" * 4
 VERSION = f"sha256:{HEX}"
-STORAGE = "s3://engage-models/customers/versions/0123456789ab"
+STORAGE = "s3://engage-models/customers/versions/0123456789ab/model"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,8 @@ def test_explainer_is_a_custom_container_on_the_same_model(manifest: dict[str, A
     (container,) = manifest["spec"]["explainer"]["containers"]
     assert container["name"] == CONTAINER_NAME
     assert container["command"] == ["python", "-m", "engage.serving.explainer"]
-    assert _env(container) == {"STORAGE_URI": STORAGE}
+    # the whole version folder: the model and the drift reference (its background rows)
+    assert _env(container) == {"STORAGE_URI": STORAGE.removesuffix("/model")}
     assert container["image"].startswith("ghcr.io/engage-ml/engage-explainer:")
     assert "logger" not in manifest["spec"]["explainer"]
 
@@ -95,8 +96,34 @@ def test_labels_and_annotations_name_the_version(manifest: dict[str, Any]) -> No
 
 def test_server_flags_are_written_in_one_place() -> None:
     settings = DeploySettings(model_name="churn")
-    expected = [SERVER_FLAGS["model_name"], "churn", SERVER_FLAGS["model_dir"], MODEL_DIR]
-    assert predictor_args(settings) == explainer_args(settings) == expected
+    assert predictor_args(settings) == [
+        SERVER_FLAGS["model_name"],
+        "churn",
+        SERVER_FLAGS["model_dir"],
+        MODEL_DIR,
+    ]
+    assert explainer_args(settings)[:2] == [SERVER_FLAGS["model_name"], "churn"]
+
+
+def test_the_servers_own_parsers_take_the_rendered_args(manifest: dict[str, Any]) -> None:
+    """Flag drift: what the manifest passes is what the images' entrypoints accept (kserve's
+    hack/verify-image-flag-drift.sh, as a test)."""
+    from engage.serving._server import server_parser
+
+    parsed = {}
+    for component in ("predictor", "explainer"):
+        container = manifest["spec"][component]["containers"][0]
+        assert container["command"][:2] == ["python", "-m"]
+        module = container["command"][2]
+        assert module == f"engage.serving.{component}"
+        parsed[component] = server_parser(module, "").parse_args(container["args"])
+    assert parsed["predictor"].model_dir == MODEL_DIR
+    assert parsed["predictor"].model_name == "engage"
+    assert parsed["explainer"].model_dir == f"{MODEL_DIR}/model"
+    assert parsed["explainer"].reference_dir == f"{MODEL_DIR}/drift_reference"
+    predictor_uri = manifest["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+    explainer_uri = manifest["spec"]["explainer"]["containers"][0]["env"][0]["value"]
+    assert predictor_uri == explainer_uri + "/model"
 
 
 @pytest.mark.parametrize("percent", [0, 100])

@@ -47,7 +47,7 @@ PREDICTOR_MODULE = "engage.serving.predictor"
 EXPLAINER_MODULE = "engage.serving.explainer"
 #: The command-line flags the servers take: the one place their names are written. The servers' parsers
 #: (a later issue) are tested against this mapping.
-SERVER_FLAGS = {"model_name": "--model_name", "model_dir": "--model_dir"}
+SERVER_FLAGS = {"model_name": "--model_name", "model_dir": "--model_dir", "reference_dir": "--reference_dir"}
 #: URI schemes KServe's storage initializer can fetch from inside the cluster.
 STORAGE_SCHEMES = frozenset({"s3", "gs", "pvc", "http", "https", "hf", "oci", "hdfs", "webhdfs"})
 
@@ -83,8 +83,18 @@ def predictor_args(settings: DeploySettings) -> list[str]:
 
 def explainer_args(settings: DeploySettings) -> list[str]:
     """Arguments of ``python -m engage.serving.explainer``: it loads the same bundle as the predictor,
-    because exact TreeSHAP needs the trees themselves, not only the predictor's answers."""
-    return _server_args(settings)
+    because exact TreeSHAP needs the trees themselves, not only the predictor's answers, and the
+    version's drift reference as its background rows; its storage URI is the whole version folder."""
+    return [
+        SERVER_FLAGS["model_name"], settings.model_name,
+        SERVER_FLAGS["model_dir"], f"{MODEL_DIR}/model",
+        SERVER_FLAGS["reference_dir"], f"{MODEL_DIR}/drift_reference",
+    ]  # fmt: skip
+
+
+def version_folder_uri(storage_uri: str) -> str:
+    """The registry version folder of a model's storage URI (``…/versions/<hex>/model`` -> ``…/<hex>``)."""
+    return storage_uri[: -len("/model")] if storage_uri.rstrip("/").endswith("/model") else storage_uri
 
 
 def version_ids(version_id: str) -> tuple[str, str]:
@@ -146,7 +156,7 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
 
 
 def _predictor(storage_uri: str, short_id: str, settings: DeploySettings) -> Any:
-    from kserve.models import V1beta1LoggerSpec, V1beta1PredictorSpec  # type: ignore[import-untyped]
+    from kserve.models import V1beta1LoggerSpec, V1beta1PredictorSpec
 
     container = _container(
         settings.predictor_image, PREDICTOR_MODULE, predictor_args(settings), storage_uri, settings
@@ -166,7 +176,11 @@ def _explainer(storage_uri: str, short_id: str, settings: DeploySettings) -> Any
     from kserve.models import V1beta1ExplainerSpec
 
     container = _container(
-        settings.explainer_image, EXPLAINER_MODULE, explainer_args(settings), storage_uri, settings
+        settings.explainer_image,
+        EXPLAINER_MODULE,
+        explainer_args(settings),
+        version_folder_uri(storage_uri),
+        settings,
     )
     return V1beta1ExplainerSpec(
         containers=[container],
@@ -241,7 +255,7 @@ def validate_inference_service(manifest: Mapping[str, Any]) -> list[str]:
 
 def _model_class(type_name: str) -> Any | None:
     """The generated class named ``type_name`` (kserve's first, then the kubernetes client's)."""
-    import kserve.models  # type: ignore[import-untyped]
+    import kserve.models
     import kubernetes.client.models  # type: ignore[import-untyped]
 
     for module in (kserve.models, kubernetes.client.models):
