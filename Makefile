@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_PYTHON ?= python3.11
 
-.PHONY: help run test test-fast lint fmt typecheck check generate bench clean
+.PHONY: help run serve images test test-fast lint fmt typecheck check generate bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,11 +22,22 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/python -m pip install --quiet "uv>=0.5"
 
 $(SYNCED): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $@
 
 run: $(SYNCED)  ## the main job on embedded defaults (ENGAGE_RUN_* to change them)
 	$(RUN) engage run
+
+serve: $(SYNCED)  ## predictor, explainer, drift detector (+ Prometheus) of the production model
+	$(RUN) engage serve
+
+IMAGE_TAG ?= $(shell $(RUN) python -c 'from engage.deploy._settings import image_tag; import engage; print(image_tag(engage.__version__))' 2>/dev/null)
+images: $(SYNCED)  ## build the server and components images (needs Docker)
+	@command -v docker >/dev/null || { echo "make images: no docker on this machine: images are built where Docker exists"; exit 1; }
+	docker build -f components/Dockerfile -t ghcr.io/engage-ml/engage-components:$(IMAGE_TAG) .
+	docker build -f serving/predictor/Dockerfile -t ghcr.io/engage-ml/engage-predictor:$(IMAGE_TAG) .
+	docker build -f serving/explainer/Dockerfile -t ghcr.io/engage-ml/engage-explainer:$(IMAGE_TAG) .
+	docker build -f serving/drift_detector/Dockerfile -t ghcr.io/engage-ml/engage-drift-detector:$(IMAGE_TAG) .
 
 test: $(SYNCED)  ## every test: unit, integration, e2e, slow
 	$(RUN) pytest

@@ -14,7 +14,7 @@ import typer
 
 from engage import __version__
 
-from . import _card, _contract, _data, _explain, _fairness, _pipeline, _registry, _run, _train
+from . import _card, _contract, _data, _explain, _fairness, _pipeline, _registry, _run, _serve, _train
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -59,6 +59,7 @@ app.command("run")(_run.run)
 app.command("promote")(_pipeline.promote)
 app.command("deploy")(_pipeline.deploy)
 app.command("rollback")(_pipeline.rollback)
+app.command("serve")(_serve.serve)
 app.add_typer(_pipeline.app, name="pipeline")
 app.add_typer(_registry.app, name="registry")
 app.add_typer(_contract.app, name="contract")
