@@ -67,6 +67,9 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_train.py --out benchmarks/results/train.json
 	$(RUN) python benchmarks/bench_fairness.py --out benchmarks/results/fairness.json
 	$(RUN) python benchmarks/bench_explain.py --out benchmarks/results/explain.json
+	$(RUN) python benchmarks/bench_drift.py --out benchmarks/results/drift.json
+	$(RUN) python benchmarks/bench_explain_server.py --out benchmarks/results/explain_server.json
+	$(RUN) python benchmarks/bench_serving.py --out benchmarks/results/serving.json
 	$(RUN) python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
 
 clean:  ## remove the venv, caches and run outputs
