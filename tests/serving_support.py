@@ -83,14 +83,20 @@ def run_server(
     env: dict[str, str] | None = None,
     ready: bool = True,
     timeout: float = 120.0,
+    grpc_port: int | None = None,
 ) -> Iterator[Server]:
     """Start ``python -m <module> <args> --http_port P`` and wait until it answers ``/`` (live) and, with
     ``ready``, ``/v2/health/ready``; stop it on exit."""
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", module, *args, "--http_port", str(port), "--grpc_port", str(free_port())]
-    command += ["--enable_grpc", "false"]
+    command = [sys.executable, "-m", module, *args, "--http_port", str(port)]
+    command += [
+        "--grpc_port",
+        str(grpc_port or free_port()),
+        "--enable_grpc",
+        "true" if grpc_port else "false",
+    ]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("w", encoding="utf-8") as log_file:
         process = subprocess.Popen(

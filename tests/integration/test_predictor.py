@@ -254,3 +254,44 @@ def test_a_dead_event_receiver_changes_nothing_for_callers(
         assert all(a.status_code == 200 for a in answers)
         text = httpx.get(s.url + "/metrics").text
         assert 'engage_logger_events_total{model="engage",outcome="failed"}' in text
+
+
+def test_grpc_answers_as_rest_and_refuses_with_invalid_argument(
+    model_folder: Path, tmp_path: Path, rows: list[dict[str, Any]], server: Server
+) -> None:
+    """KServe's gRPC data plane reaches the same checks and scores through PredictorModel.predict."""
+    import asyncio
+
+    import grpc
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    from engage.training import load_bundle
+    from tests.serving_support import free_port
+
+    features = load_bundle(model_folder / "model").features
+    some = rows[:3]
+    inputs = [
+        InferInput(name=name, shape=[3], datatype="BYTES" if name in features.categorical else "FP64",
+                   data=[str(r[name]) if name in features.categorical else float("nan") if r[name] is None else float(r[name]) for r in some])
+        for name in features.columns
+    ]  # fmt: skip
+
+    async def infer(port: int, tensors: list[Any]) -> Any:
+        client = InferenceGRPCClient(url=f"127.0.0.1:{port}")
+        try:
+            return await client.infer(InferRequest(model_name="engage", infer_inputs=tensors))
+        finally:
+            await client.close()
+
+    port = free_port()
+    args = ["--model_dir", str(model_folder / "model")]
+    with run_server(MODULE, args, tmp_path / "server.log", grpc_port=port):
+        answer = asyncio.run(infer(port, inputs))
+        by_name = {o.name: list(o.data) for o in answer.outputs}
+        rest = post(server, PREDICT, {"instances": some}).json()["predictions"]
+        for output in OUTPUTS:
+            np.testing.assert_allclose(by_name[output], [p[output] for p in rest], rtol=1e-6)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            asyncio.run(infer(port, [i for i in inputs if i.name != "plan"]))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert json.loads(caught.value.details())["reason"] == "missing_feature"

@@ -123,6 +123,9 @@ def _print_promotion(summary: RunSummary) -> None:
             f"InferenceService: {promotion['inference_service']}  (kubectl apply -f it, or engage deploy)"
         )
         console.print(Path(promotion["inference_service"]).read_text(encoding="utf-8"))
+        console.print(
+            "Serve it here: make serve (engage serve: predictor, explainer, drift detector, Prometheus)"
+        )
 
 
 def _print_cost(summary: RunSummary) -> None:

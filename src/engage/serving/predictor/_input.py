@@ -230,6 +230,8 @@ class InputSchema:
                 v, bool
             ):  # a boolean column's levels are "False" and "True", as training spelt them
                 v = str(v)
+            elif isinstance(v, bytes):  # a BYTES tensor element of a gRPC request
+                v = v.decode("utf-8", errors="replace")
             if not isinstance(v, str):
                 problems.add(
                     i, spec.name, "wrong_type", f"expected one of its categories (a string), got {_kind(v)}"
@@ -251,6 +253,8 @@ class InputSchema:
             problems.add(i, spec.name, "wrong_type", f"expected {expected}, got {_kind(v)}")
             return math.nan
         x = float(v)
+        if x != x:  # NaN: how a binary (gRPC, V2 binary) FP tensor carries a missing value
+            return self._value(i, spec, None, problems)
         if not math.isfinite(x):
             problems.add(i, spec.name, "not_finite", f"{v!r} is not a finite number")
             return math.nan

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kserve import Model
+from kserve.errors import InvalidInput
 from kserve.metrics import PREDICT_HIST_TIME
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
@@ -295,8 +296,14 @@ class PredictorModel(Model):  # type: ignore[misc]
             rest, _ = payload.to_rest()
             if isinstance(rest, bytes | bytearray):
                 rest = _loads(bytes(rest))
-            answer = self.answer_v2(self.schema.from_v2(rest), payload.id)
-            return InferResponse.from_rest(answer)
+            try:
+                batch = self.schema.from_v2(rest)
+            except RequestRejected as e:
+                if not payload.from_grpc:
+                    raise
+                # gRPC: KServe's interceptor turns InvalidInput into INVALID_ARGUMENT (anything else: INTERNAL)
+                raise InvalidInput(orjson.dumps(e.to_json()).decode()) from None
+            return InferResponse.from_rest(self.answer_v2(batch, payload.id))
         if isinstance(payload, bytes | bytearray):
             payload = _loads(bytes(payload))
         return self.answer_v1(self.schema.from_v1(payload))
