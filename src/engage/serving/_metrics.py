@@ -19,6 +19,7 @@ engage_model_ready                     model                   1 when the model 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,15 +76,10 @@ class _Metrics:
         )
 
 
-_METRICS: _Metrics | None = None
-
-
+@functools.cache
 def serving_metrics() -> _Metrics:
     """The servers' metrics, registered once per process in the default registry."""
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = _Metrics()
-    return _METRICS
+    return _Metrics()
 
 
 def observe_many(child: Any, values: Any) -> None:

@@ -23,6 +23,7 @@ engage_drift_events_total                model, type             events taken: r
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -106,12 +107,7 @@ class _DriftMetrics:
         self.duration.labels(model).observe(result["meta"]["duration_seconds"])
 
 
-_METRICS: _DriftMetrics | None = None
-
-
+@functools.cache
 def drift_metrics() -> _DriftMetrics:
     """The drift detector's metrics, registered once per process in the default registry."""
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = _DriftMetrics()
-    return _METRICS
+    return _DriftMetrics()

@@ -136,15 +136,10 @@ class _ExplainMetrics:
         )
 
 
-_METRICS: _ExplainMetrics | None = None
-
-
+@functools.cache
 def explain_metrics() -> _ExplainMetrics:
     """The explainer's own metrics, registered once per process in the default registry."""
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = _ExplainMetrics()
-    return _METRICS
+    return _ExplainMetrics()
 
 
 # ---- requests -------------------------------------------------------------------------------------------
