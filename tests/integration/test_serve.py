@@ -144,3 +144,29 @@ def test_engage_serve_check_starts_the_stack_from_the_registry(registry: str, tm
     assert f"predictor       http://127.0.0.1:{port}" in done.stdout
     assert "predict: 200" in done.stdout
     assert "explain: 200" in done.stdout
+
+
+def test_stopping_engage_serve_stops_every_server(registry: str, tmp_path: Path) -> None:
+    import signal
+
+    port = free_port()
+    command = [sys.executable, "-m", "engage", "serve", "--registry", registry, "--no-prometheus",
+               "--port", str(port), "--out", str(tmp_path / "serve")]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port + 4}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "stopping" in output
+    for offset in (0, 2, 4):  # nothing answers on the servers' ports any more
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port + offset}/", timeout=2)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -28,7 +31,7 @@ def serve(
     check: bool = typer.Option(False, "--check", help="Start, send one prediction and one explanation, stop"),
 ) -> None:
     """Start the predictor, explainer and drift detector (and Prometheus) and print their URLs."""
-    from engage.serving._stack import StackPorts, prepare_version, run_stack
+    from engage.serving._stack import StackPorts, prepare_version
 
     reference: Path | None
     if model_dir is not None:
@@ -42,6 +45,17 @@ def serve(
         source = f"{uri} {ref} = {version}"
     ports = StackPorts(port, port + 2, port + 4, prometheus_port)
     typer.echo(f"serving {source}")
+    # a `kill` (SIGTERM) stops the servers too, as Ctrl-C does, at any point: no server outlives this
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _serve(model, reference, out, ports, prometheus, check)
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+
+
+def _serve(model: Path, reference: Path | None, out: Path, ports: Any, prometheus: bool, check: bool) -> None:
+    from engage.serving._stack import run_stack
+
     with run_stack(model, reference, out, ports=ports, prometheus=prometheus, say=typer.echo) as stack:
         for name, url in stack.urls.items():
             typer.echo(f"  {name:<15} {url}")
@@ -52,14 +66,8 @@ def serve(
             _check(stack.urls, reference)
             return
         typer.echo("press Ctrl-C to stop")
-        try:
-            while all(p.poll() is None for p in stack.processes.values()):
-                import time
-
-                time.sleep(1)
-        except KeyboardInterrupt:
-            typer.echo("stopping")
-            return
+        while all(p.poll() is None for p in stack.processes.values()):
+            time.sleep(1)
         dead = [n for n, p in stack.processes.items() if p.poll() is not None]
         raise typer.Exit(code=1) if dead else typer.Exit()
 
