@@ -113,6 +113,12 @@ class HeadModel:
         out = np.asarray(raw, dtype="float64")
         if self.calibrator is not None:
             out = np.asarray(self.calibrator.predict(out), dtype="float64")
+        return self.settle(out)
+
+    def settle(self, out: F64) -> F64:
+        """A calibrated output made a prediction: back-transform and bounds (:meth:`finish` after its
+        calibration; the predictor calls it after an isotonic calibration of its own, for one value)."""
+        out = np.asarray(out, dtype="float64")
         if self.transform == "log1p":
             out = np.expm1(out)
         if self.head.classification or self.transform == "clip01":

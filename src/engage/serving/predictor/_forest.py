@@ -64,6 +64,8 @@ class CompiledForest:
         self.categorical = frozenset(categorical)
         expressions: list[str] = []
         self.heads: list[_Head] = []
+        #: per feature index, the thresholds of the numeric splits on it (to probe the trees with)
+        self.split_points: dict[int, list[float]] = {}
         for name, booster in boosters.items():
             model = json.loads(booster.save_raw("json"))["learner"]
             if model["gradient_booster"]["name"] != "gbtree":
@@ -71,6 +73,13 @@ class CompiledForest:
             trees = model["gradient_booster"]["model"]["trees"]
             limit = iterations.get(name)
             trees = trees if limit is None else trees[:limit]
+            for tree in trees:
+                for f, t, kind, child in zip(
+                    tree["split_indices"], tree["split_conditions"], tree["split_type"], tree["left_children"],
+                    strict=True,
+                ):  # fmt: skip
+                    if child != -1 and kind == 0:
+                        self.split_points.setdefault(int(f), []).append(float(t))
             start = len(expressions)
             base = base_margin(model)
             expressions.append(_f32(float(base)))  # the sum starts from the base margin

@@ -67,11 +67,7 @@ class _Finish:
             return float(self.many(np.asarray([raw], dtype=np.float32))[0])
         if self.isotonic is not None:
             raw = float(np.interp(raw, *self.isotonic))
-        return (
-            float(self.head.finish(np.asarray([raw]))[0])
-            if self.head.transform != "none"
-            else _bound(self, raw)
-        )
+        return float(self.head.settle(np.asarray([raw]))[0])
 
     def many(self, values: Any) -> Any:
         """Predictions from xgboost's own outputs (``predict_type="value"``), as the library finishes them."""
@@ -90,15 +86,6 @@ def _link32(link: str, margin: float) -> float:
     if link == "exp":
         return _f32(math.exp(min(margin, 88.7)))
     return margin
-
-
-def _bound(finish: _Finish, value: float) -> float:
-    head = finish.head
-    if head.head.classification:
-        return min(max(value, 0.0), 1.0)
-    if head.head.distribution.value == "heavy_tailed":
-        return max(value, 0.0)
-    return value
 
 
 class PredictorModel(Model):  # type: ignore[misc]
@@ -140,8 +127,7 @@ class PredictorModel(Model):  # type: ignore[misc]
                 name: (h.best_iteration + 1 if h.best_iteration is not None else 0)
                 for name, h in bundle.heads.items()
             }
-            self.forest = self._compile()
-        self._warm_up()
+            self._compile()
         self._observers = {
             f.output: (self.metrics.prediction_ltv if f.link == "exp" else self.metrics.prediction).labels(
                 self.name, f.output
@@ -163,22 +149,18 @@ class PredictorModel(Model):  # type: ignore[misc]
         )  # fmt: skip
         return True
 
-    def _compile(self) -> CompiledForest | None:
+    def _compile(self) -> None:
+        """Use the compiled trees if they give xgboost's margins on probe rows; warm both paths up."""
         forest = CompiledForest(self.boosters, self.iterations, self.schema.categorical)
-        X = _probe_rows(self.boosters, len(self.schema.names), self.schema, _CHECK_ROWS)
+        X = _probe_rows(forest.split_points, self.schema, _CHECK_ROWS)
         gap = forest.agreement(X, self._xgboost_margins(X))
-        if gap > AGREEMENT:
+        self.forest = forest if gap <= AGREEMENT else None
+        if self.forest is None:
             log.warning(
                 "compiled trees differ from xgboost by %.3g (> %g): scoring with xgboost only", gap, AGREEMENT
             )
-            return None
-        return forest
-
-    def _warm_up(self) -> None:
-        X = _probe_rows(self.boosters, len(self.schema.names), self.schema, 64) if self.xgboost else None
-        if X is not None:
-            for n in (1, SMALL_BATCH + 1):
-                self.score(Batch(X[:n]))
+        for n in (1, SMALL_BATCH + 1):  # warm-up: both paths, once
+            self.score(Batch(X[:n]))
 
     # ---------------------------------------------------------------------------------- scoring
     def _xgboost_margins(self, X: Any) -> dict[str, Any]:
@@ -318,24 +300,12 @@ def _loads(body: bytes) -> Any:
         ) from None
 
 
-def _probe_rows(boosters: Mapping[str, Any], width: int, schema: InputSchema, rows: int) -> Any:
+def _probe_rows(split_points: Mapping[int, list[float]], schema: InputSchema, rows: int) -> Any:
     """Rows that reach many leaves: values on and around the models' own split points, some missing,
     every category and an unseen one. Seeded: the same model always gets the same probe."""
-    import json
-
     rng = np.random.default_rng(0)
-    points: list[list[float]] = [[] for _ in range(width)]
-    for booster in boosters.values():
-        for tree in json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]:
-            for f, t, kind, child in zip(
-                tree["split_indices"],
-                tree["split_conditions"],
-                tree["split_type"],
-                tree["left_children"],
-                strict=True,
-            ):
-                if child != -1 and kind == 0:
-                    points[f].append(float(t))
+    width = len(schema.names)
+    points = [split_points.get(j, []) for j in range(width)]
     X = np.empty((rows, width), dtype=np.float32)
     for j in range(width):
         if j in schema.categorical:
