@@ -187,7 +187,7 @@ class Middleware:
         reason = self.layer.not_ready()
         if reason is not None:
             return _NotReady(f"model {self.layer.model_name} is not ready: {reason}")
-        if _is_plain_json(headers) and not any(k.startswith("ce-") for k in headers):
+        if _media_type(headers) == "application/json" and not _binary_cloudevent(headers):
             try:
                 orjson.loads(body)
             except orjson.JSONDecodeError as e:
@@ -269,16 +269,20 @@ class _NotReady(EngageError):
     http_status = 503
 
 
-def _is_plain_json(headers: Mapping[str, str]) -> bool:
-    return headers.get("content-type", "").split(";")[0].strip() == "application/json"
+def _media_type(headers: Mapping[str, str], default: str = "") -> str:
+    return headers.get("content-type", default).split(";")[0].strip()
+
+
+def _binary_cloudevent(headers: Mapping[str, str]) -> bool:
+    return any(k.startswith("ce-") for k in headers)
 
 
 def _takes(route: FastRoute, headers: Mapping[str, str]) -> bool:
     """JSON bodies only; CloudEvents only where the route says so (else KServe's data plane decodes them)."""
-    kind = headers.get("content-type", "application/json").split(";")[0].strip()
+    kind = _media_type(headers, "application/json")
     if route.cloudevents:
         return kind in ("application/json", "application/cloudevents+json")
-    return kind == "application/json" and not any(k.startswith("ce-") for k in headers)
+    return kind == "application/json" and not _binary_cloudevent(headers)
 
 
 async def _answer(send: Send, status: int, payload: bytes) -> None:

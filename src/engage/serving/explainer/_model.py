@@ -71,13 +71,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _flag(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def _strtobool(text: str) -> bool:
+    from kserve.utils.utils import strtobool
+
+    return bool(strtobool(text))
 
 
 def explainer_parser() -> argparse.ArgumentParser:
@@ -101,7 +98,7 @@ def explainer_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--licence_clean",
-        type=_flag,
+        type=_strtobool,  # KServe's own reading of boolean flags (--enable_grpc …)
         nargs="?",
         const=True,
         default=False,
