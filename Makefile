@@ -21,8 +21,8 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/python -m pip install --quiet "uv>=0.5"
 
-$(SYNCED): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-extras --compile-bytecode
+$(SYNCED): pyproject.toml components/pyproject.toml serving/pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-packages --all-extras --compile-bytecode
 	@touch $@
 
 run: $(SYNCED)  ## the main job on embedded defaults (ENGAGE_RUN_* to change them)
@@ -31,13 +31,13 @@ run: $(SYNCED)  ## the main job on embedded defaults (ENGAGE_RUN_* to change the
 serve: $(SYNCED)  ## predictor, explainer, drift detector (+ Prometheus) of the production model
 	$(RUN) engage serve
 
-IMAGE_TAG ?= $(shell $(RUN) python -c 'from engage.deploy._settings import image_tag; import engage; print(image_tag(engage.__version__))' 2>/dev/null)
+IMAGE_TAG ?= $(shell $(RUN) python -c 'from engage_serving.deploy._settings import image_tag; import engage; print(image_tag(engage.__version__))' 2>/dev/null)
 images: $(SYNCED)  ## build the server and components images (needs Docker)
 	@command -v docker >/dev/null || { echo "make images: no docker on this machine: images are built where Docker exists"; exit 1; }
 	docker build -f components/Dockerfile -t ghcr.io/engage-ml/engage-components:$(IMAGE_TAG) .
-	docker build -f serving/predictor/Dockerfile -t ghcr.io/engage-ml/engage-predictor:$(IMAGE_TAG) .
-	docker build -f serving/explainer/Dockerfile -t ghcr.io/engage-ml/engage-explainer:$(IMAGE_TAG) .
-	docker build -f serving/drift_detector/Dockerfile -t ghcr.io/engage-ml/engage-drift-detector:$(IMAGE_TAG) .
+	docker build -f serving/predictor.Dockerfile -t ghcr.io/engage-ml/engage-predictor:$(IMAGE_TAG) .
+	docker build -f serving/explainer.Dockerfile -t ghcr.io/engage-ml/engage-explainer:$(IMAGE_TAG) .
+	docker build -f serving/drift_detector.Dockerfile -t ghcr.io/engage-ml/engage-drift-detector:$(IMAGE_TAG) .
 
 test: $(SYNCED)  ## every test: unit, integration, e2e, slow
 	$(RUN) pytest
@@ -53,7 +53,7 @@ fmt: $(SYNCED)  ## format and fix what ruff can
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-typecheck: $(SYNCED)  ## mypy (strict) on src/engage
+typecheck: $(SYNCED)  ## mypy (strict) on the three packages and the DAG
 	$(RUN) mypy
 
 generate: $(SYNCED)  ## regenerate committed generated files

@@ -3,7 +3,7 @@
 A model folder is built from 100K generated customers through the pipeline's own features / train /
 drift-reference steps with the default training settings (untimed), so the trees are the size
 ``engage run`` ships and the background rows are the drift reference's. Then ``python -m
-engage.serving.explainer`` serves it on loopback (default ``ENGAGE_EXPLAIN_*`` budgets, one slow
+engage_serving.explainer`` serves it on loopback (default ``ENGAGE_EXPLAIN_*`` budgets, one slow
 slot) and, after a warm-up of 200 requests:
 
 * ``tree_shap_1_row``: ``hey -n 2000 -c 1`` POSTing one customer (a JSON object, every column of the
@@ -42,7 +42,7 @@ AS_OF = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 BUDGETS = {"tree_shap_1_row_p95_ms": 15.0}
 ROWS = 100_000
 SAMPLED = 5  # requests timed for each sampling method
-MODULE = "engage.serving.explainer"
+MODULE = "engage_serving.explainer"
 EXPLAIN = "/v1/models/engage:explain"
 
 

@@ -22,8 +22,8 @@ BUDGETS = {"pipeline_100k_seconds": 300.0}
 
 
 def one_run(root: Path, rows: int, as_of: str) -> dict[str, Any]:
-    from engage.pipeline import run_local
     from engage.settings import RunSettings
+    from engage_components import run_local
 
     settings = RunSettings(rows=rows, registry=str(root / "registry"), out_dir=root / "runs", as_of=as_of)
     t0 = time.perf_counter()

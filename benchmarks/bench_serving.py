@@ -4,7 +4,7 @@ One model folder is built (``--rows`` generated customers through the pipeline's
 drift-reference steps, untimed, in a child process with one OpenMP thread). The servers then run ONE AT A TIME on loopback, each stopped before
 the next starts, and each gets the same load from ``hey``:
 
-* ``predictor``: ``python -m engage.serving.predictor`` on the whole bundle (three heads), V1 JSON
+* ``predictor``: ``python -m engage_serving.predictor`` on the whole bundle (three heads), V1 JSON
   objects holding the model's input features (categoricals as their string levels);
 * ``kserve``: ``benchmarks/_stock_kserve.py``, the stock xgbserver predict path (a DMatrix built per
   request) on the churn head's ``model.ubj``, V1 rows of numbers (categoricals as level codes);
@@ -365,7 +365,7 @@ def predictor_command(model_dir: Path, http: int, grpc: int) -> tuple[list[str],
     if not (ROOT / "src" / "engage" / "serving" / "predictor" / "__main__.py").exists():
         raise Unavailable("src/engage/serving/predictor/__main__.py does not exist yet")
     command = [
-        sys.executable, "-m", "engage.serving.predictor", "--model_dir", str(model_dir),
+        sys.executable, "-m", "engage_serving.predictor", "--model_dir", str(model_dir),
         "--model_name", PREDICTOR_NAME, "--http_port", str(http), "--grpc_port", str(grpc), "--enable_grpc", "false",
     ]  # fmt: skip
     return command, f"http://127.0.0.1:{http}/v1/models/{PREDICTOR_NAME}:predict"

@@ -4,7 +4,7 @@ Generated here, each from its one source:
 * ``contracts/contract.schema.json``: JSON Schema of the contract model (editors validate YAML with it);
 * ``docs/contract.md``: reference of the customer contract, from ``contracts/customers_contract.yml``;
 * ``tests/fixtures/telco_customers.csv``: the second table's fixture, from its seeded script;
-* ``pipelines/engage_pipeline.yaml``: the compiled KFP pipeline (IR YAML), from ``engage.pipeline.dag``.
+* ``pipelines/engage_pipeline.yaml``: the compiled KFP pipeline (IR YAML), from ``pipelines/engage_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def telco_fixture() -> str:
 
 
 def compiled_pipeline() -> str:
-    from engage.pipeline import compile_pipeline
+    from engage_components import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         return compile_pipeline(Path(tmp) / "engage_pipeline.yaml").read_text(encoding="utf-8")

@@ -23,10 +23,10 @@ def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rou
     them, and lay the results out as a registry version folder: ``root/model`` (the bundle) and
     ``root/drift_reference``. Returns ``root``."""
     from engage.contract import default_contract_path, load_contract
-    from engage.pipeline._steps import drift_reference_step, features_step, read_features
     from engage.synthetic import SyntheticConfig, generate_customers
     from engage.tables import write_table
     from engage.training import TrainConfig, train
+    from engage_components._steps import drift_reference_step, features_step, read_features
 
     root.mkdir(parents=True, exist_ok=True)
     contract_path = str(default_contract_path())

@@ -4,14 +4,15 @@
 ``evaluation.json``, the fairness gate's ``fairness.json``, the drift reference's ``summary.json``) and
 lists every rule of every policy section with its observed value and threshold. :func:`promote` then
 publishes a passing model to the registry (content-addressed, with its reports, card and drift
-reference), moves the aliases (``candidate``, ``production``, ``previous``) and renders the
-InferenceService; a failing run moves nothing and leaves an audit record of why. The same functions
+reference), moves the aliases (``candidate``, ``production``, ``previous``) and has the
+InferenceService rendered (by the ``render`` it is given: KServe's models are ``engage-serving``'s); a failing run moves nothing and leaves an audit record of why. The same functions
 run inside the KFP promote step, under ``kfp.local`` and behind ``engage promote``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,11 @@ from typing import Any
 from engage.errors import ArtifactError
 from engage.policy import PolicyVerdict, PromotionPolicy, RuleOutcome, evaluate
 
-__all__ = ["PromotionResult", "RunArtifacts", "inference_service", "judge", "promote", "storage_uri"]
+__all__ = ["PromotionResult", "Render", "RunArtifacts", "judge", "promote"]
+
+#: ``render(version, canary_percent)``: the InferenceService YAML of a promoted registry version
+#: (``engage_serving.deploy.render_version``; this library does not import KServe)
+Render = Callable[[Any, int], str]
 
 
 @dataclass(frozen=True)
@@ -214,12 +219,13 @@ def promote(
     registry: Any,
     run_id: str,
     out_dir: Path,
-    deploy_settings: Any = None,
+    render: Render | None = None,
 ) -> PromotionResult:
     """Judge the run; publish and promote the model when it passes; write promotion.json (+ the ISVC).
 
     ``registry`` is an :class:`engage.registry.Registry`. Nothing moves when a rule fails: the refusal is
-    an audit record. The InferenceService is rendered for the promoted version, with the policy's canary.
+    an audit record. ``render``, when given, writes the promoted version's InferenceService, with the
+    policy's canary.
     """
     from engage._io import write_text_atomic
     from engage.training import bundle_version
@@ -243,7 +249,7 @@ def promote(
     elif in_production:
         result.version = production.id  # the same model is serving: nothing moves
         result.note = "this model is already in production: no alias moved"
-        result.manifest = _render(production, policy, out_dir, deploy_settings)
+        result.manifest = _render(production, policy, out_dir, render)
     else:
         version = registry.publish(
             run.model, attachments=_attachments(run), metadata=_metadata(run, verdict, run_id)
@@ -253,7 +259,7 @@ def promote(
         moves += registry.promote(version.id, reason=reason)
         result.version = version.id
         result.moves = [m.model_dump(mode="json") if hasattr(m, "model_dump") else dict(m) for m in moves]
-        result.manifest = _render(version, policy, out_dir, deploy_settings)
+        result.manifest = _render(version, policy, out_dir, render)
     write_text_atomic(out_dir / "promotion.json", json.dumps(result.to_json(), indent=2, default=str) + "\n")
     write_text_atomic(out_dir / "promotion.md", result.markdown())
     return result
@@ -294,35 +300,11 @@ def _metadata(run: RunArtifacts, verdict: PolicyVerdict, run_id: str) -> dict[st
     }
 
 
-#: schemes KServe's storage initializer fetches from
-_FETCHABLE = ("s3://", "gs://", "pvc://", "http://", "https://", "hf://", "oci://", "hdfs://", "webhdfs://")
-
-
-def storage_uri(version: Any) -> str:
-    """Where the cluster fetches the version's model: the registry's own URI when the storage initializer
-    can read it (``s3://`` in production), else the same layout on the ``engage-registry`` PVC (a local
-    registry on a laptop is not reachable from a cluster: sync it there, or use an ``s3://`` registry)."""
-    uri = f"{version.uri.rstrip('/')}/model"
-    if uri.startswith(_FETCHABLE):
-        return uri
-    hexid = version.id.removeprefix("sha256:")
-    return f"pvc://engage-registry/{version.model}/versions/{hexid}/model"
-
-
-def inference_service(version: Any, canary_percent: int, settings: Any = None) -> dict[str, Any]:
-    """The InferenceService of a registry version with ``canary_percent`` of the traffic (0: all of it)."""
-    from engage.deploy import DeploySettings, render_inference_service
-
-    base = settings if settings is not None else DeploySettings()
-    chosen = DeploySettings.model_validate({**base.model_dump(), "canary_traffic_percent": canary_percent})
-    manifest: dict[str, Any] = render_inference_service(version.id, storage_uri(version), chosen)
-    return manifest
-
-
-def _render(version: Any, policy: PromotionPolicy, out_dir: Path, settings: Any) -> Path:
+def _render(version: Any, policy: PromotionPolicy, out_dir: Path, render: Render | None) -> Path | None:
+    if render is None:
+        return None
     from engage._io import write_text_atomic
-    from engage.deploy import to_yaml
 
     path = out_dir / "inferenceservice.yaml"
-    write_text_atomic(path, to_yaml(inference_service(version, policy.promotion.canary_percent, settings)))
+    write_text_atomic(path, render(version, policy.promotion.canary_percent))
     return path

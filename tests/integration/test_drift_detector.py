@@ -1,4 +1,4 @@
-"""The drift detector server for real: ``python -m engage.serving.drift_detector`` on a loopback port,
+"""The drift detector server for real: ``python -m engage_serving.drift_detector`` on a loopback port,
 fed CloudEvents as KServe's InferenceService logger posts them, on a small model trained here.
 
 One server serves the module (window 400 rows, a test every 400 rows); a second one, started beside it on
@@ -24,7 +24,7 @@ import pytest
 
 from tests.serving_support import Server, build_model_folder, run_server
 
-MODULE = "engage.serving.drift_detector"
+MODULE = "engage_serving.drift_detector"
 NAME = "engage"
 WINDOW = 400
 BATCH = 50

@@ -17,7 +17,7 @@ import pytest
 
 from tests.serving_support import Server, run_server
 
-MODULE = "engage.serving.explainer"
+MODULE = "engage_serving.explainer"
 EXPLAIN = "/v1/models/engage:explain"
 MAX_BODY = 32_768
 MAX_ROWS = 30

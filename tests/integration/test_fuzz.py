@@ -26,7 +26,7 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(Healt
 @pytest.fixture(scope="module")
 def predictor(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("fuzz") / "predictor.log"
-    with run_server("engage.serving.predictor", ["--model_dir", str(model_folder / "model")], log) as server:
+    with run_server("engage_serving.predictor", ["--model_dir", str(model_folder / "model")], log) as server:
         yield server
 
 
@@ -139,7 +139,7 @@ def explainer(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     log = tmp_path_factory.mktemp("fuzz") / "explainer.log"
     env = {"ENGAGE_EXPLAIN_LIME_SAMPLES": "200", "ENGAGE_EXPLAIN_COUNTERFACTUAL_SAMPLES": "200"}
     args = ["--model_dir", str(model_folder / "model"), "--licence_clean", "true"]
-    with run_server("engage.serving.explainer", args, log, env=env) as server:
+    with run_server("engage_serving.explainer", args, log, env=env) as server:
         yield server
 
 
@@ -147,7 +147,7 @@ def explainer(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def drift_detector(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("fuzz") / "drift.log"
     args = ["--model_dir", str(model_folder / "model"), "--backend", "scipy"]
-    with run_server("engage.serving.drift_detector", args, log) as server:
+    with run_server("engage_serving.drift_detector", args, log) as server:
         yield server
 
 

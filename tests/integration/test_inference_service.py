@@ -4,7 +4,7 @@ Without a cluster, ``kubectl create --dry-run=client`` cannot handle a custom re
 server's discovery for the InferenceService kind first. ``kubectl kustomize`` works offline: it parses
 the file as a Kubernetes resource, runs it through kustomize's resource model and writes it again, so a
 manifest that survives it unchanged is one kubectl and kustomize read as Engage wrote it. Field names and
-types against the CRD are checked by engage.deploy.validate_inference_service (see tests/unit).
+types against the CRD are checked by engage_serving.deploy.validate_inference_service (see tests/unit).
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from engage.deploy import DeploySettings, render_inference_service, to_yaml, validate_inference_service
+from engage_serving.deploy import (
+    DeploySettings,
+    render_inference_service,
+    to_yaml,
+    validate_inference_service,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FETCH = ROOT / "scripts" / "fetch_k8s_tools.py"

@@ -4,14 +4,15 @@ registry, the exit handler's outcome and cost; the cache on a rerun; a failing s
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from engage.pipeline import run_local
 from engage.registry import Registry
+from engage_components import run_local
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +23,10 @@ POLICY = ROOT / "tests" / "fixtures" / "small_table_policy.yml"
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("pipeline")
+    # the table is extracted an hour ago: the quality gate judges freshness (BR-010) against the clock
+    as_of = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     params = {
-        "rows": 4_000, "seed": 3, "max_rounds": 60, "as_of": "2026-11-30T04:00:00+00:00",
+        "rows": 4_000, "seed": 3, "max_rounds": 60, "as_of": as_of.isoformat(),
         "policy": str(POLICY), "registry": str(root / "registry"),
     }  # fmt: skip
     first = run_local(params, pipeline_root=root / "runs")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.serving_support import Server, run_server
 
-MODULE = "engage.serving.predictor"
+MODULE = "engage_serving.predictor"
 PREDICT = "/v1/models/engage:predict"
 INFER = "/v2/models/engage/infer"
 OUTPUTS = ("churn_probability", "engagement_score", "ltv")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engage.serving._stack import StackPorts, prepare_version, run_stack
+from engage_serving._stack import StackPorts, prepare_version, run_stack
 from tests.serving_support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""engage.deploy without a cluster: the rendered InferenceService, its validation, the settings' bounds,
+"""engage_serving.deploy without a cluster: the rendered InferenceService, its validation, the settings' bounds,
 and the apply errors that can happen for real here (no kubeconfig, no such context, no API server)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from engage.deploy import (
+from engage.errors import ConfigError, EngageError
+from engage_serving.deploy import (
     CONTAINER_NAME,
     MODEL_DIR,
     SERVER_FLAGS,
@@ -29,7 +30,6 @@ from engage.deploy import (
     validate_inference_service,
     version_ids,
 )
-from engage.errors import ConfigError, EngageError
 
 HEX = "0123456789abcdef" * 4
 VERSION = f"sha256:{HEX}"
@@ -50,7 +50,7 @@ def test_predictor_is_our_container_with_the_storage_uri(manifest: dict[str, Any
     (container,) = predictor["containers"]
     assert container["name"] == CONTAINER_NAME == "kserve-container"
     assert _env(container) == {"STORAGE_URI": STORAGE}
-    assert container["command"] == ["python", "-m", "engage.serving.predictor"]
+    assert container["command"] == ["python", "-m", "engage_serving.predictor"]
     assert container["args"] == ["--model_name", "engage", "--model_dir", MODEL_DIR]
     assert container["image"].startswith("ghcr.io/engage-ml/engage-predictor:")
     assert container["resources"] == {
@@ -74,7 +74,7 @@ def test_logger_posts_to_the_drift_detector_and_canary_splits(manifest: dict[str
 def test_explainer_is_a_custom_container_on_the_same_model(manifest: dict[str, Any]) -> None:
     (container,) = manifest["spec"]["explainer"]["containers"]
     assert container["name"] == CONTAINER_NAME
-    assert container["command"] == ["python", "-m", "engage.serving.explainer"]
+    assert container["command"] == ["python", "-m", "engage_serving.explainer"]
     # the whole version folder: the model and the drift reference (its background rows)
     assert _env(container) == {"STORAGE_URI": STORAGE.removesuffix("/model")}
     assert container["image"].startswith("ghcr.io/engage-ml/engage-explainer:")
@@ -108,14 +108,14 @@ def test_server_flags_are_written_in_one_place() -> None:
 def test_the_servers_own_parsers_take_the_rendered_args(manifest: dict[str, Any]) -> None:
     """Flag drift: what the manifest passes is what the images' entrypoints accept (kserve's
     hack/verify-image-flag-drift.sh, as a test)."""
-    from engage.serving._server import server_parser
+    from engage_serving._server import server_parser
 
     parsed = {}
     for component in ("predictor", "explainer"):
         container = manifest["spec"][component]["containers"][0]
         assert container["command"][:2] == ["python", "-m"]
         module = container["command"][2]
-        assert module == f"engage.serving.{component}"
+        assert module == f"engage_serving.{component}"
         parsed[component] = server_parser(module, "").parse_args(container["args"])
     assert parsed["predictor"].model_dir == MODEL_DIR
     assert parsed["predictor"].model_name == "engage"

@@ -11,7 +11,7 @@ COMPILED = ROOT / "pipelines" / "engage_pipeline.yaml"
 
 
 def test_the_committed_pipeline_yaml_is_what_the_code_compiles_to(tmp_path: Path) -> None:
-    from engage.pipeline import compile_pipeline
+    from engage_components import compile_pipeline
 
     fresh = compile_pipeline(tmp_path / "p.yaml").read_text()
     assert fresh == COMPILED.read_text(), "pipelines/engage_pipeline.yaml is stale: run `make generate`"
@@ -45,8 +45,8 @@ def test_the_pipeline_has_its_gates_fan_out_retries_resources_and_exit_handler()
 def test_command_line_parameters_are_json_when_they_parse_else_text() -> None:
     import pytest
 
-    from engage.cli._pipeline import _pair, _value
     from engage.errors import ConfigError
+    from engage_components.cli import _pair, _value
 
     assert _pair("rows=1000") == ("rows", "1000")
     assert [_value(v) for v in ("1000", '["churn"]', "true", "", "s3://bucket/x")] == [

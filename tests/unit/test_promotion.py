@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from engage.errors import ConfigError
-from engage.pipeline import RESOURCES, CostSettings, estimate_cost
 from engage.policy import load_policy
 from engage.promotion import RunArtifacts, judge
+from engage_components import RESOURCES, CostSettings, estimate_cost
 
 ROOT = Path(__file__).resolve().parents[2]
 

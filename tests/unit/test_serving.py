@@ -12,7 +12,7 @@ import pytest
 
 from engage.errors import RequestRejected
 from engage.features import FeatureSet
-from engage.serving.predictor._input import MAX_DETAILS, InputSchema
+from engage_serving.predictor._input import MAX_DETAILS, InputSchema
 
 FEATURES = FeatureSet(
     numeric=["sessions_30d", "avg_session_minutes", "nps_score"],
@@ -101,7 +101,7 @@ def test_compiled_trees_reproduce_xgboost_margins_with_categories_and_missing_va
     import pandas as pd
     import xgboost as xgb
 
-    from engage.serving.predictor._forest import CompiledForest
+    from engage_serving.predictor._forest import CompiledForest
 
     rng = np.random.default_rng(3)
     n = 2_000
@@ -125,7 +125,7 @@ def test_compiled_trees_reproduce_xgboost_margins_with_categories_and_missing_va
 
 
 def test_pii_is_masked_in_messages_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    from engage.serving._logging import configure_logging
+    from engage_serving._logging import configure_logging
 
     configure_logging(fmt="json", pii_fields=["full_name"], id_fields=["customer_id"])
     log = logging.getLogger("engage.test")
@@ -143,7 +143,7 @@ def test_pii_is_masked_in_messages_and_fields(capsys: pytest.CaptureFixture[str]
 
 
 def test_large_batches_are_checked_a_column_at_a_time_with_the_same_result(contract: Any) -> None:
-    from engage.serving.predictor._input import COLUMNAR_FROM
+    from engage_serving.predictor._input import COLUMNAR_FROM
 
     rng = np.random.default_rng(0)
     rows = [
@@ -165,7 +165,7 @@ def test_large_batches_are_checked_a_column_at_a_time_with_the_same_result(contr
 
 
 def test_the_one_row_link_is_xgboosts_float32_arithmetic() -> None:
-    from engage.serving.predictor._model import _link32
+    from engage_serving.predictor._model import _link32
 
     margins = np.linspace(-12, 12, 2001, dtype=np.float32)
     expected = (

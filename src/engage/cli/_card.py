@@ -34,11 +34,10 @@ def card(
     from the artifacts; the model's version is the SHA-256 of its bundle's manifest. Without --fairness the
     card says fairness was not assessed.
     """
+    from engage.cli.console import err, out, stage
     from engage.contract import load_contract
     from engage.modelcard import build_model_card, write_model_card
     from engage.policy import load_policy
-
-    from ._console import err, out, stage
 
     spec = load_contract(contract)
     rules = load_policy(policy) if policy is not None else None

@@ -47,9 +47,8 @@ def show(path: Path | None = typer.Argument(None, help="Contract YAML file (defa
     """Print a contract's columns by role, its targets and its rules."""
     from rich.table import Table
 
+    from engage.cli.console import out
     from engage.contract import load_contract
-
-    from ._console import out
 
     c = load_contract(path)
     console = out()

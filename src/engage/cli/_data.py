@@ -98,10 +98,9 @@ def generate(
         raise ConfigError(f"--out: expected a .parquet file name, got {str(out)!r}")
     config = synthetic_config(rows, seed, as_of, defect_rate, defect, bias, drift, snapshots)
 
+    from engage.cli.console import out as console
+    from engage.cli.console import stage
     from engage.synthetic import generate_customers
-
-    from ._console import out as console
-    from ._console import stage
 
     with stage(f"generate {rows:,} customers (seed {seed})"):
         generated = generate_customers(config)
@@ -143,10 +142,9 @@ def validate(
     checks are quarantined and the gate passes when the remediated table does.
     """
     from engage._io import write_text_atomic
+    from engage.cli.console import err, out, print_report, remediation_line, stage, verdict_line
     from engage.contract import load_contract
     from engage.quality import run_gate
-
-    from ._console import err, out, print_report, remediation_line, stage, verdict_line
 
     spec = load_contract(contract)
     reference = parse_time(now, "--now")

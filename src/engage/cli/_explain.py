@@ -61,13 +61,12 @@ def explain(
 ) -> None:
     """Explain predictions: one customer's document (prediction, reasons, counterfactual, how to contest),
     or the model's global feature importance for the model card."""
+    from engage.cli.console import err, stage
     from engage.contract import load_contract
     from engage.explain import Explainer, ExplainSettings, check_method, global_summary
     from engage.policy import load_policy
     from engage.tables import read_table
     from engage.training import load_bundle
-
-    from ._console import err, stage
 
     if customer is None and not global_:
         raise ConfigError("say what to explain: --customer ID (one customer's document) or --global")
@@ -133,7 +132,7 @@ def _safe(customer: str) -> str:
 def _print(doc: CustomerExplanation) -> None:
     from rich.table import Table
 
-    from ._console import out
+    from engage.cli.console import out
 
     console = out()
     table = Table(title=f"customer {doc.customer_id}", title_justify="left")

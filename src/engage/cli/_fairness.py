@@ -39,14 +39,13 @@ def fairness(
     The test rows are rebuilt from the table with the model's own split (its seed is in the bundle), so
     pass the table the model was trained on.
     """
+    from engage.cli.console import err, stage
     from engage.contract import load_contract
     from engage.errors import TableRefused
     from engage.fairness import assess, split_for, write_fairness
     from engage.policy import load_policy
     from engage.quality import run_gate
     from engage.training import load_bundle
-
-    from ._console import err, stage
 
     spec = load_contract(contract)
     rules = load_policy(policy)
@@ -76,7 +75,7 @@ def fairness(
 def print_fairness(result: FairnessResult) -> None:
     from rich.table import Table
 
-    from ._console import out
+    from engage.cli.console import out
 
     console = out()
     for name, h in result.heads.items():

@@ -14,7 +14,7 @@ import typer
 
 from engage import __version__
 
-from . import _card, _contract, _data, _explain, _fairness, _pipeline, _registry, _run, _serve, _train
+from . import _card, _contract, _data, _explain, _fairness, _registry, _train
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -55,14 +55,23 @@ app.command("train")(_train.train)
 app.command("fairness")(_fairness.fairness)
 app.command("explain")(_explain.explain)
 app.command("card")(_card.card)
-app.command("run")(_run.run)
-app.command("promote")(_pipeline.promote)
-app.command("deploy")(_pipeline.deploy)
-app.command("rollback")(_pipeline.rollback)
-app.command("serve")(_serve.serve)
-app.add_typer(_pipeline.app, name="pipeline")
 app.add_typer(_registry.app, name="registry")
 app.add_typer(_contract.app, name="contract")
+
+#: the entry-point group through which the other Engage packages add their commands: each entry is a
+#: ``register(app)`` function (``engage-components``: run, pipeline, promote; ``engage-serving``: serve,
+#: deploy, rollback). A package that is not installed adds nothing.
+PLUGIN_GROUP = "engage.cli"
+
+
+def _register_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        entry.load()(app)
+
+
+_register_plugins()
 
 
 def main(argv: list[str] | None = None) -> None:

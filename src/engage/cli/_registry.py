@@ -39,7 +39,7 @@ def list_versions(
     """List the committed versions, newest first, with their aliases and key metrics."""
     from rich.table import Table
 
-    from ._console import out
+    from engage.cli.console import out
 
     reg = _open(registry, model)
     versions = reg.versions()
@@ -80,7 +80,7 @@ def audit(
 
     from rich.table import Table
 
-    from ._console import out
+    from engage.cli.console import out
 
     records = _open(registry, model).audit()
     if as_json:

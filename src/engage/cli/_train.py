@@ -43,12 +43,11 @@ def train(
     """
     from pydantic import ValidationError
 
+    from engage.cli.console import err, out, print_training, stage, training_verdict_line
     from engage.contract import load_contract
     from engage.errors import ConfigError, TableRefused
     from engage.policy import load_policy
     from engage.training import TrainConfig, train_table
-
-    from ._console import err, out, print_training, stage, training_verdict_line
 
     spec = load_contract(contract)
     rules = load_policy(policy)

@@ -1,0 +1,390 @@
+"""The work of each pipeline step, as plain functions of paths and values.
+
+A KFP component (:mod:`engage_components.components`) is a typed signature that calls one of these with
+its artifacts' paths; tests call them directly. Each writes its outputs completely or not at all
+(staging folders and atomic renames, as everywhere in Engage) and returns a small JSON-able summary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engage._io import replace_dir, sha256_file, staging_dir, write_text_atomic
+
+__all__ = [
+    "drift_reference_step",
+    "evaluate_step",
+    "explain_step",
+    "fairness_step",
+    "features_step",
+    "load_data_step",
+    "promote_step",
+    "train_head_step",
+    "validate_step",
+]
+
+FEATURES_FILE = "features.json"
+SPLIT_FILE = "split.npz"
+HEAD_FILE = "head.json"
+
+
+def _contract(path: str) -> Any:
+    from engage.contract import load_contract
+
+    return load_contract(path or None)
+
+
+def _policy(path: str) -> Any:
+    from engage.policy import load_policy
+
+    return load_policy(path or None)
+
+
+def _frame(data: Path, contract: Any) -> Any:
+    from engage.tables import conform, read_table
+
+    return conform(read_table(data), contract).frame
+
+
+# ---- data -------------------------------------------------------------------------------------------
+
+
+def load_data_step(
+    out: Path,
+    *,
+    data_uri: str,
+    rows: int,
+    seed: int,
+    snapshots: int,
+    defect_rate: float,
+    bias: float,
+    drift: float,
+    as_of: str,
+) -> dict[str, Any]:
+    """The run's table: copied from ``data_uri`` (a path or any fsspec URL), else generated."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if data_uri:
+        import fsspec  # type: ignore[import-untyped]
+
+        suffix = ".csv" if data_uri.lower().endswith(".csv") else ".parquet"
+        target = out if out.suffix == suffix else out.with_suffix(suffix)
+        with fsspec.open(data_uri, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if target != out:
+            target.rename(out)  # KFP fixes the artifact path; the reader sniffs the format
+        source = data_uri
+    else:
+        from engage.synthetic import DefectKind, SyntheticConfig, generate_customers
+        from engage.tables import write_table
+
+        when = (
+            datetime.fromisoformat(as_of)
+            if as_of
+            else datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        )
+        stamp = when.isoformat()
+        config = SyntheticConfig(
+            rows=rows,
+            seed=seed,
+            as_of=when,
+            defects=dict.fromkeys(DefectKind, defect_rate) if defect_rate else {},
+            bias=bias,
+            drift=drift,
+            snapshots=snapshots,
+        )
+        write_table(generate_customers(config).frame, out)
+        source = f"generated: {rows:,} customers, seed {seed}, {snapshots} extract(s), as of {stamp}"
+    return {"source": source, "sha256": sha256_file(out), "bytes": out.stat().st_size}
+
+
+def validate_step(data: Path, contract_path: str, report_dir: Path, remediated: Path) -> dict[str, Any]:
+    """The data-quality gate: every report in ``report_dir``, the repaired table at ``remediated``."""
+    from engage.quality import run_gate
+
+    contract = _contract(contract_path)
+    gate = run_gate(data, contract, out_dir=report_dir)
+    if (report_dir / "remediated.parquet").is_file():
+        remediated.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(report_dir / "remediated.parquet", remediated)
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    return {"verdict": gate.verdict, "reason": gate.reason, "rows_in": report.get("rows_in"),
+            "rows_out": report.get("rows_out"), "rows_quarantined": report.get("rows_quarantined")}  # fmt: skip
+
+
+# ---- features and training --------------------------------------------------------------------------
+
+
+def features_step(data: Path, contract_path: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
+    """Decide the model inputs and the split once, for every head: features.json and split.npz."""
+    from engage.features import fit_feature_set, time_split
+
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    split = time_split(frame, contract, seed=seed)
+    features = fit_feature_set(frame.iloc[split.train], contract)
+    with staging_dir(out_dir) as stage:
+        write_text_atomic(stage / FEATURES_FILE, features.to_json() + "\n")
+        np.savez(stage / SPLIT_FILE, train=split.train, valid=split.valid, test=split.test, rows=len(frame))
+        write_text_atomic(stage / "split.json", json.dumps({"how": split.how, "rows": len(frame)}) + "\n")
+        replace_dir(stage, out_dir)
+    return {"features": len(features.columns), "split": split.how, "rows": len(frame)}
+
+
+def read_features(folder: Path) -> tuple[Any, Any]:
+    """The FeatureSet and Split a features step wrote (no pickles: ``allow_pickle=False``)."""
+    from engage.features import FeatureSet, Split
+
+    features = FeatureSet.from_json((folder / FEATURES_FILE).read_text(encoding="utf-8"))
+    with np.load(folder / SPLIT_FILE, allow_pickle=False) as parts:
+        how = json.loads((folder / "split.json").read_text(encoding="utf-8"))["how"]
+        split = Split(train=parts["train"], valid=parts["valid"], test=parts["test"], how=how)
+    return features, split
+
+
+def train_head_step(
+    data: Path,
+    features_dir: Path,
+    contract_path: str,
+    head: str,
+    out_dir: Path,
+    *,
+    seed: int,
+    max_rounds: int,
+) -> dict[str, Any]:
+    """Fit one head (xgboost and the scikit-learn baseline) on the shared features and split."""
+    from engage.training import TrainConfig, train
+
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    features, split = read_features(features_dir)
+    config = TrainConfig(seed=seed, max_rounds=max_rounds)
+    result = train(frame, contract, heads=[head], config=config, features=features, split=split)
+    with staging_dir(out_dir) as stage:
+        result.bundle("xgboost").save(stage / "xgboost")
+        result.bundle("sklearn").save(stage / "sklearn")
+        info = {"head": head, "config": config.model_dump(), "notes": result.notes,
+                "seconds": result.heads[head].seconds}  # fmt: skip
+        write_text_atomic(stage / HEAD_FILE, json.dumps(info, indent=2) + "\n")
+        replace_dir(stage, out_dir)
+    return {"head": head, "seconds": round(sum(result.heads[head].seconds.values()), 2)}
+
+
+def evaluate_step(
+    data: Path,
+    features_dir: Path,
+    contract_path: str,
+    policy_path: str,
+    head_dirs: list[Path],
+    out_dir: Path,
+    *,
+    champion: Path | None = None,
+) -> dict[str, Any]:
+    """Measure the heads trained apart, together: metrics, the policy, champion / challenger, reports."""
+    from engage.training import TrainConfig, load_bundle, measure, write_outputs
+
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    features, split = read_features(features_dir)
+    models: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    config: TrainConfig | None = None
+    for folder in head_dirs:
+        info = json.loads((folder / HEAD_FILE).read_text(encoding="utf-8"))
+        name = info["head"]
+        models[name] = {
+            learner: load_bundle(folder / learner).heads[name] for learner in ("xgboost", "sklearn")
+        }
+        seconds[name], config = info["seconds"], TrainConfig(**info["config"])
+        notes += info["notes"]
+    order = [h for h in contract.targets if h in models]  # the contract's order, not the fan-in's
+    result = measure(
+        frame,
+        contract,
+        features=features,
+        split=split,
+        models={h: models[h] for h in order},
+        policy=_policy(policy_path),
+        config=config,
+        seconds=seconds,
+        notes=notes,
+        champion=champion,
+    )
+    write_outputs(result, frame, out_dir)
+    return {
+        "passed": result.verdict.passed,
+        "failures": [f"{r.head}: {r.rule}" for r in result.verdict.failures],
+        "champion": result.champion.winner if result.champion is not None else None,
+    }
+
+
+# ---- fairness, explanations, drift ------------------------------------------------------------------
+
+
+def fairness_step(
+    data: Path, features_dir: Path, contract_path: str, policy_path: str, training: Path, out_dir: Path
+) -> dict[str, Any]:
+    """The fairness gate on the trained model's test rows, with mitigation; the chosen model unless fail."""
+    from engage.fairness import assess, write_fairness
+    from engage.training import TrainConfig, load_bundle
+
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    _, split = read_features(features_dir)
+    bundle = load_bundle(training / "model")
+    config = TrainConfig(**bundle.metadata.get("config", {}))
+    result = assess(frame, contract, bundle, split, config=config, policy=_policy(policy_path))
+    write_fairness(result, out_dir)
+    return {"verdict": result.verdict, "heads": {n: h.verdict for n, h in result.heads.items()}}
+
+
+def explain_step(
+    data: Path,
+    contract_path: str,
+    policy_path: str,
+    training: Path,
+    fairness: Path | None,
+    explanations_dir: Path,
+    card_dir: Path,
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """Global explanations of the model that would ship, one customer's document, and the model card."""
+    from engage.explain import Explainer, customer_explanation, global_summary
+    from engage.features import design_matrix
+    from engage.modelcard import build_model_card, write_model_card
+    from engage.promotion import RunArtifacts
+    from engage.training import load_bundle
+
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    model_dir = RunArtifacts(training=training, fairness=fairness).model
+    bundle = load_bundle(model_dir)
+    explainer = Explainer(bundle, contract, frame)
+    summary = global_summary(explainer, frame, contract, _policy(policy_path), seed=seed)
+    head = explainer.default_head
+    risk = bundle.heads[head].predict(design_matrix(frame, bundle.features))
+    customer = str(frame[contract.primary_key[0]].iloc[int(risk.argmax())])
+    document = customer_explanation(explainer, frame, customer)
+    with staging_dir(explanations_dir) as stage:
+        write_text_atomic(stage / "global.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+        document.write(stage / "customers" / customer)
+        replace_dir(stage, explanations_dir)
+    card = build_model_card(
+        training,
+        fairness_dir=fairness if fairness is not None and (fairness / "fairness.json").is_file() else None,
+        explanations=explanations_dir / "global.json",
+        contract=contract,
+        model_dir=model_dir,
+    )
+    write_model_card(card, card_dir)
+    return {"model_version": bundle.version, "customer": customer,
+            "reasons": [r["text"] for r in document.reasons[head][:3]]}  # fmt: skip
+
+
+def drift_reference_step(
+    data: Path, features_dir: Path, contract_path: str, policy_path: str, out_dir: Path, *, seed: int
+) -> dict[str, Any]:
+    """The training distribution the drift detector compares traffic against: a seeded sample of the
+    training rows' model inputs (``reference.parquet``) and per-feature summaries (``summary.json``)."""
+    from engage.tables import write_table
+
+    contract = _contract(contract_path)
+    policy = _policy(policy_path)
+    frame = _frame(data, contract)
+    features, split = read_features(features_dir)
+    watched = policy.drift.features or features.columns
+    unknown = [f for f in watched if f not in features.columns]
+    if unknown:
+        from engage.errors import ConfigError
+
+        raise ConfigError(
+            f"policy drift.features names columns that are not model inputs: {', '.join(unknown)}"
+        )
+    rng = np.random.default_rng(seed)
+    rows = (
+        split.train
+        if len(split.train) <= policy.drift.reference_rows
+        else np.sort(rng.choice(split.train, policy.drift.reference_rows, replace=False))
+    )
+    reference = frame.iloc[rows][list(watched)].reset_index(drop=True)
+    summary: dict[str, Any] = {
+        "rows": len(reference),
+        "available_rows": len(split.train),
+        "features": list(watched),
+        "categorical": {n: features.categorical[n] for n in watched if n in features.categorical},
+        "p_value": policy.drift.p_value,
+        "seed": seed,
+        "stats": _feature_stats(reference, features),
+    }
+    with staging_dir(out_dir) as stage:
+        write_table(reference, stage / "reference.parquet")
+        write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+        replace_dir(stage, out_dir)
+    return {"rows": len(reference), "features": len(watched)}
+
+
+def _feature_stats(reference: Any, features: Any) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    for name in reference.columns:
+        column = reference[name]
+        if name in features.categorical:
+            shares = column.astype("string").value_counts(normalize=True, dropna=False)
+            stats[name] = {"shares": {str(k): float(v) for k, v in shares.items()}}
+        else:
+            values = column.to_numpy(dtype="float64", na_value=np.nan)
+            known = values[~np.isnan(values)]
+            quantiles = np.quantile(known, [0.01, 0.25, 0.5, 0.75, 0.99]).tolist() if len(known) else []
+            stats[name] = {"mean": float(known.mean()) if len(known) else None, "quantiles": quantiles,
+                           "missing_share": float(np.isnan(values).mean())}  # fmt: skip
+    return stats
+
+
+# ---- promotion --------------------------------------------------------------------------------------
+
+
+def promote_step(
+    *,
+    registry_uri: str,
+    run_id: str,
+    policy_path: str,
+    training: Path,
+    quality: Path | None,
+    fairness: Path | None,
+    explanations: Path | None,
+    card: Path | None,
+    drift: Path | None,
+    out_dir: Path,
+    canary_percent: int = -1,
+) -> dict[str, Any]:
+    """Judge the run by the whole policy; publish, move aliases and render the InferenceService on a pass.
+
+    ``canary_percent`` (0-100) overrides the policy's; -1 keeps it.
+    """
+    from engage.promotion import RunArtifacts, promote
+    from engage.registry import Registry
+
+    run = RunArtifacts(
+        training=training,
+        quality=quality,
+        fairness=fairness,
+        explanations=explanations,
+        card=card,
+        drift=drift,
+    )
+    policy = _policy(policy_path)
+    if canary_percent >= 0:
+        rollout = policy.promotion.model_copy(update={"canary_percent": canary_percent})
+        policy = policy.model_copy(update={"promotion": rollout})
+    from engage_serving.deploy import render_version
+
+    result = promote(
+        policy, run, registry=Registry(registry_uri), run_id=run_id, out_dir=out_dir, render=render_version
+    )
+    return result.to_json()

@@ -1,0 +1,185 @@
+"""``engage serve``: the predictor, explainer and drift detector of one registry version on this machine,
+plus Prometheus scraping them when it is installed.
+
+The version's files are fetched (and verified) once into a local folder, and each server is started
+on them as its own ``python -m`` process, as the images run them. The predictor is given
+``--logger_url`` pointing at the drift detector, standing in for the InferenceService logger of a
+cluster. Logs go to ``<out>/logs/<server>.log``; Prometheus's configuration and data to
+``<out>/prometheus``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engage.errors import ConfigError, EngageError
+
+__all__ = ["SERVERS", "Stack", "StackPorts", "prepare_version", "run_stack"]
+
+#: server name -> module of its ``python -m`` entrypoint
+SERVERS = {
+    "predictor": "engage_serving.predictor",
+    "explainer": "engage_serving.explainer",
+    "drift_detector": "engage_serving.drift_detector",
+}
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    predictor: int = 8080
+    explainer: int = 8082
+    drift_detector: int = 8084
+    prometheus: int = 9090
+
+    def http(self, server: str) -> int:
+        port: int = getattr(self, server)
+        return port
+
+
+@dataclass
+class Stack:
+    """The running processes and where they answer."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    version: str = ""
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def prepare_version(registry_uri: str, ref: str, out: Path) -> tuple[Path, Path | None, str]:
+    """Fetch the version's model and drift reference into ``out/<short id>/`` (reused when present)."""
+    from engage.registry import Registry
+
+    registry = Registry(registry_uri)
+    version = registry.get(ref)
+    folder = out / version.short_id
+    model = folder / "model"
+    if not (model / "manifest.json").is_file():
+        registry.fetch(version.id, model)
+    reference: Path | None = folder / "drift_reference"
+    if reference is not None and not reference.is_dir():
+        if "drift_reference" in version.attachments:
+            registry.fetch_attachment(version.id, "drift_reference", reference)
+        else:
+            reference = None
+    return model, reference, version.id
+
+
+@contextmanager
+def run_stack(
+    model_dir: Path,
+    reference_dir: Path | None,
+    out: Path,
+    *,
+    ports: StackPorts = StackPorts(),
+    model_name: str = "engage",
+    prometheus: bool = True,
+    timeout: float = 240.0,
+    extra_env: dict[str, str] | None = None,
+    say: Callable[[str], None] = print,
+) -> Iterator[Stack]:
+    """Start the three servers (and Prometheus), wait until each is ready, yield, then stop them all."""
+    if reference_dir is None:
+        raise ConfigError(
+            f"{model_dir}: no drift reference beside the model: the explainer and the drift detector need "
+            "the version's drift_reference (published by the pipeline)"
+        )
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    common = ["--model_name", model_name, "--model_dir", str(model_dir), "--reference_dir", str(reference_dir),
+              "--enable_grpc", "false"]  # fmt: skip
+    try:
+        for server, module in SERVERS.items():
+            port = ports.http(server)
+            args = [sys.executable, "-m", module, *common, "--http_port", str(port)]
+            if server == "predictor":
+                args += ["--logger_url", f"http://127.0.0.1:{ports.drift_detector}/"]
+            stack.logs[server] = logs / f"{server}.log"
+            with stack.logs[server].open("wb") as log:
+                stack.processes[server] = subprocess.Popen(
+                    args, stdout=log, stderr=subprocess.STDOUT, env=env
+                )
+            stack.urls[server] = f"http://127.0.0.1:{port}"
+        _wait_ready(stack, timeout)
+        if prometheus:
+            _start_prometheus(stack, out / "prometheus", ports, say)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _wait_ready(stack: Stack, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    waiting = dict(stack.urls)
+    while waiting:
+        for server, url in list(waiting.items()):
+            process = stack.processes[server]
+            if process.poll() is not None:
+                raise EngageError(f"{server} exited with code {process.returncode}: see {stack.logs[server]}")
+            try:
+                answer = httpx.get(url + "/v2/health/ready", timeout=2)
+            except httpx.TransportError:
+                continue
+            if answer.status_code == 200:
+                del waiting[server]
+            elif answer.status_code == 503 and "not ready" in answer.text:
+                raise EngageError(
+                    f"{server} is not ready: {answer.json().get('error')} (log: {stack.logs[server]})"
+                )
+        if waiting and time.monotonic() > deadline:
+            raise EngageError(
+                f"not ready after {timeout:.0f} s: {', '.join(waiting)} (logs in {stack.logs[next(iter(waiting))].parent})"
+            )
+        time.sleep(0.5)
+
+
+def _start_prometheus(stack: Stack, folder: Path, ports: StackPorts, say: Callable[[str], None]) -> None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        say(
+            "Prometheus is not installed (apt-get install prometheus): the servers' /metrics are still served"
+        )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = ", ".join(f"'127.0.0.1:{ports.http(s)}'" for s in SERVERS)
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        "scrape_configs:\n  - job_name: engage\n    metrics_path: /metrics\n"
+        f"    static_configs:\n      - targets: [{targets}]\n",
+        encoding="utf-8",
+    )
+    address = f"127.0.0.1:{ports.prometheus}"
+    stack.logs["prometheus"] = folder / "prometheus.log"
+    with stack.logs["prometheus"].open("wb") as log:
+        stack.processes["prometheus"] = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+             f"--web.listen-address={address}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    stack.urls["prometheus"] = f"http://{address}"

@@ -1,0 +1,510 @@
+"""The drift detector's ``kserve.Model``, its event parsing, its flags and its entrypoint.
+
+The KServe InferenceService logger (``logger: {mode: all, url: ...}``) posts every request and response
+of the predictor here as CloudEvents. Ingestion only parses the body and appends to the window, then
+answers 202: the tests run in one background thread when the cadence says a test is due (one test at a
+time, none queued behind it), so the logger, and the predictor behind it, never wait for a test.
+
+Routes (all answered by Engage's HTTP layer, see :mod:`engage_serving._http`):
+
+* ``POST /`` and ``POST /events``: an event. CloudEvents binary mode (``ce-type`` header, the body is the
+  predictor's request or response), structured mode (``content-type: application/cloudevents+json``,
+  ``type`` and ``data`` in the body), or a plain JSON body of rows. Answer ``202 {"accepted": n}``.
+* ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}``: test exactly these rows now and
+  answer the result (as alibi-detect's own server does).
+* ``GET /v1/models/<name>/drift``: the latest window test's result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+from kserve import Model  # type: ignore[import-untyped,unused-ignore]
+
+from engage.errors import ArtifactError, ConfigError, EngageError, RequestRejected
+from engage_serving._events import REQUEST_TYPE, RESPONSE_TYPE
+from engage_serving._http import FastRoute
+from engage_serving._metrics import serving_metrics
+from engage_serving._server import load_or_explain, resolve_model_files, serve, server_parser, setup_logging
+
+from ._metrics import drift_metrics
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from engage.contract import Contract
+    from engage.drift import DriftDetector, DriftSettings, Reference
+    from engage.training import ModelBundle
+
+__all__ = [
+    "REQUEST_EVENT",
+    "RESPONSE_EVENT",
+    "DriftDetectorModel",
+    "drift_parser",
+    "main",
+    "parse_event",
+    "prediction_columns",
+    "request_matrix",
+]
+
+log = logging.getLogger("engage_serving.drift_detector")
+
+SERVER = "drift_detector"
+#: the CloudEvents types of KServe's InferenceService logger
+REQUEST_EVENT = REQUEST_TYPE  # what the InferenceService logger (and --logger_url) sends
+RESPONSE_EVENT = RESPONSE_TYPE
+_EVENT_KINDS = {REQUEST_EVENT: "request", RESPONSE_EVENT: "response"}
+#: how often the worker looks at the clock when no event arrives (the time-based cadence)
+POLL_SECONDS = 1.0
+
+
+# ---- flags ----------------------------------------------------------------------------------------------
+
+
+def drift_parser() -> argparse.ArgumentParser:
+    """The flags every Engage server takes, plus the detector's backend, window and cadence (their
+    defaults are :class:`~engage.drift.DriftSettings`', so ``ENGAGE_DRIFT_*`` sets them too)."""
+    from engage.drift import DriftSettings
+
+    fields = DriftSettings.model_fields
+    parser = server_parser(
+        "python -m engage_serving.drift_detector",
+        "Engage drift detector: the predictor's traffic (KServe logger CloudEvents) against the training reference",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["alibi-detect", "scipy"],
+        default=None,
+        help=f"alibi-detect (TabularDrift, BSL 1.1) or scipy (the same tests, licence-clean); default "
+        f"ENGAGE_DRIFT_BACKEND or {fields['backend'].default}",
+    )
+    parser.add_argument(
+        "--window_size",
+        type=int,
+        default=None,
+        help=f"most recent rows a window test looks at; default {fields['window_size'].default}",
+    )
+    parser.add_argument(
+        "--test_every_rows",
+        type=int,
+        default=None,
+        help=f"test the window after this many new rows; default {fields['test_every_rows'].default}",
+    )
+    return parser
+
+
+def drift_settings(args: argparse.Namespace) -> DriftSettings:
+    """``ENGAGE_DRIFT_*`` with the flags given on top; :class:`ConfigError` when out of range."""
+    from pydantic import ValidationError
+
+    from engage.drift import DriftSettings
+
+    flags = {k: getattr(args, k) for k in ("backend", "window_size", "test_every_rows")}
+    try:
+        return DriftSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"drift settings (ENGAGE_DRIFT_* and flags): {problems}") from None
+
+
+# ---- events ---------------------------------------------------------------------------------------------
+
+
+def _bad(message: str, reason: str = "bad_request") -> RequestRejected:
+    return RequestRejected(message, status=400, reason=reason)
+
+
+def _json(body: bytes | str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise _bad(f"the body is not valid JSON: {e}", "malformed_json") from None
+
+
+def parse_event(body: bytes, headers: Mapping[str, str]) -> tuple[str, Any]:
+    """``(kind, payload)`` of a POSTed event: kind ``request`` or ``response`` for a CloudEvent of
+    KServe's logger (binary or structured mode), ``rows`` for a plain JSON body."""
+    event_type = headers.get("ce-type")
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if event_type is None and content_type == "application/cloudevents+json":
+        event = _json(body)
+        if not isinstance(event, Mapping) or not isinstance(event.get("type"), str):
+            raise _bad('a structured CloudEvent must be a JSON object with a "type"', "bad_event")
+        event_type = event["type"]
+        if "data" in event:
+            payload = event["data"]
+        elif isinstance(event.get("data_base64"), str):
+            try:
+                payload = _json(base64.b64decode(event["data_base64"], validate=True))
+            except ValueError:
+                raise _bad('"data_base64" is not valid base64', "bad_event") from None
+        else:
+            raise _bad('the CloudEvent has no "data"', "bad_event")
+    elif event_type is not None:
+        payload = _json(body)
+    else:
+        return "rows", _json(body)
+    kind = _EVENT_KINDS.get(event_type)
+    if kind is None:
+        raise _bad(
+            f"unknown event type {event_type[:80]!r}: the drift detector takes {REQUEST_EVENT} and {RESPONSE_EVENT}",
+            "unknown_event",
+        )
+    if isinstance(payload, str | bytes):  # data carried as a JSON string
+        payload = _json(payload)
+    return kind, payload
+
+
+def _too_many(n: int, limit: int) -> RequestRejected:
+    return RequestRejected(
+        f"{n} rows, over this server's limit of {limit} rows a request (--max_rows)",
+        status=413,
+        reason="too_many_rows",
+    )
+
+
+def _flat(values: Any, name: str) -> list[Any]:
+    """A v2 tensor's ``data`` as a flat list (flattened, or nested as ``[[v], [v], ...]``)."""
+    if not isinstance(values, list):
+        raise RequestRejected(
+            f'tensor {name!r}: "data" must be a list',
+            status=422,
+            details=[{"row": None, "field": name, "error": "data is not a list"}],
+        )
+    if values and all(isinstance(v, list) for v in values):
+        if not all(len(v) == 1 for v in values):
+            raise RequestRejected(
+                f"tensor {name!r}: one value a row expected (shape [n] or [n, 1])",
+                status=422,
+                details=[{"row": None, "field": name, "error": "more than one value a row"}],
+            )
+        return [v[0] for v in values]
+    return values
+
+
+def _tensors(payload: Mapping[str, Any], key: str) -> dict[str, list[Any]]:
+    tensors = payload[key]
+    if not isinstance(tensors, list) or not all(
+        isinstance(t, Mapping) and isinstance(t.get("name"), str) for t in tensors
+    ):
+        raise _bad(f'"{key}" must be a list of tensors, each an object with a "name" and "data"')
+    return {t["name"]: _flat(t.get("data"), t["name"]) for t in tensors}
+
+
+def request_matrix(payload: Any, reference: Reference, max_rows: int) -> npt.NDArray[np.float64]:
+    """The rows of a predictor request (v1 ``instances``, v2 ``inputs`` one tensor per feature) or of a
+    plain list of row objects, encoded against ``reference``."""
+    if isinstance(payload, list):
+        instances: Any = payload
+    elif isinstance(payload, Mapping) and "instances" in payload:
+        instances = payload["instances"]
+    elif isinstance(payload, Mapping) and "inputs" in payload:
+        columns = _tensors(payload, "inputs")
+        n = max((len(v) for v in columns.values()), default=0)
+        if n > max_rows:
+            raise _too_many(n, max_rows)
+        return reference.encode_columns(columns)
+    else:
+        raise _bad(
+            'expected {"instances": [{feature: value, ...}, ...]} (v1), {"inputs": [tensors]} (v2) or a list of rows'
+        )
+    if not isinstance(instances, list):
+        raise _bad('"instances" must be a list of rows (objects of feature values)')
+    if len(instances) > max_rows:
+        raise _too_many(len(instances), max_rows)
+    return reference.encode(instances)
+
+
+def prediction_columns(payload: Any, heads: Sequence[str]) -> dict[str, list[float]]:
+    """The predicted values per head of a predictor response (v1 ``predictions`` objects, v2 ``outputs``);
+    outputs of other names are ignored."""
+    if isinstance(payload, Mapping) and "outputs" in payload:
+        out = {h: v for h, v in _tensors(payload, "outputs").items() if h in heads}
+    elif isinstance(payload, Mapping) and isinstance(payload.get("predictions"), list):
+        predictions = payload["predictions"]
+        if not all(isinstance(p, Mapping) for p in predictions):
+            bad: list[dict[str, object]] = [
+                {"row": i, "field": None, "error": "not an object"}
+                for i, p in enumerate(predictions)
+                if not isinstance(p, Mapping)
+            ]
+            raise RequestRejected(
+                'v1 "predictions" must be objects of head outputs ({"churn_probability": ..., ...})',
+                status=422,
+                details=bad[:50],
+            )
+        out = {h: [p.get(h) for p in predictions] for h in heads if any(h in p for p in predictions)}
+    else:
+        raise _bad(
+            'expected a predictor response: {"predictions": [...]} (v1) or {"outputs": [tensors]} (v2)'
+        )
+    problems: list[dict[str, object]] = []
+    for head, values in out.items():
+        for i, v in enumerate(values):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                problems.append({"row": i, "field": head, "error": "prediction is not a number"})
+    if problems:
+        raise RequestRejected(
+            f"{len(problems)} prediction(s) are not numbers", status=422, details=problems[:50]
+        )
+    return {h: [np.nan if v is None else float(v) for v in values] for h, values in out.items()}
+
+
+# ---- the background test --------------------------------------------------------------------------------
+
+
+class _Worker:
+    """One thread that runs window tests when due: never more than one running or waiting."""
+
+    def __init__(self, detector: DriftDetector, on_result: Callable[[dict[str, Any]], None]) -> None:
+        self.detector = detector
+        self.on_result = on_result
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._busy = False
+        self._stopped = False
+        self.thread = threading.Thread(target=self._run, name="engage-drift-test", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def poke(self) -> None:
+        """After new rows: wake the thread when a test is due and none is running or waiting."""
+        if self._claim():
+            self._wake.set()
+
+    def _claim(self) -> bool:
+        if not self.detector.due():
+            return False
+        with self._lock:
+            if self._busy:
+                return False
+            self._busy = True
+            return True
+
+    def _run(self) -> None:
+        poll = min(POLL_SECONDS, self.detector.settings.test_every_seconds)
+        while not self._stopped:
+            woken = self._wake.wait(poll)
+            self._wake.clear()
+            if self._stopped:
+                return
+            if not woken and not self._claim():
+                continue  # the clock: a time-based test is due only with new rows
+            try:
+                self.on_result(self.detector.test())
+            except Exception:  # a failed test must not end the thread: the next one may pass
+                log.exception("drift test failed")
+            finally:
+                with self._lock:
+                    self._busy = False
+            self.poke()  # rows that came during the test may already make the next one due
+
+
+# ---- the model ------------------------------------------------------------------------------------------
+
+
+class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
+    """Drift of the predictor's traffic against the training reference; :meth:`load` builds the detector."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        super().__init__(name)
+        self.args = args
+        self.detector: DriftDetector | None = None
+        self.bundle: ModelBundle | None = None
+        self.metrics = drift_metrics()
+        self._worker: _Worker | None = None
+        serving_metrics().model_ready.labels(name, SERVER).set(0)
+
+    # ---- loading --------------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Verify and load the bundle, read the reference, score it once for the prediction-drift
+        reference, build the detector and start its worker. Raises an :class:`EngageError` saying why
+        when any of it fails (:func:`load_or_explain` logs it)."""
+        from engage.drift import DriftDetector, Reference
+        from engage.training import load_bundle
+
+        settings = drift_settings(self.args)
+        files = resolve_model_files(self.args, need_reference=True)
+        bundle = load_bundle(files.model_dir)
+        if files.reference_dir is None:
+            raise ArtifactError(
+                f"no drift reference for {files.source}: expected reference.parquet and summary.json in "
+                f"{files.model_dir.parent / 'drift_reference'}, in --reference_dir, or in the registry "
+                "version's drift_reference attachment"
+            )
+        reference = Reference.load(files.reference_dir)
+        try:
+            scored = bundle.predict(reference.frame)
+            predictions = {str(c): scored[c].to_numpy(dtype=np.float64) for c in scored.columns}
+        except EngageError as e:  # the reference watches a subset of the model's inputs
+            log.warning("no prediction drift: the model cannot score the reference rows (%s)", e.message)
+            predictions = {}
+        detector = DriftDetector(reference, settings, reference_predictions=predictions)
+        self.metrics.window_rows.labels(self.name).set_function(lambda: detector.window_rows)
+        self.bundle, self.detector, self.ready = bundle, detector, True
+        self._worker = _Worker(detector, self._publish)
+        self._worker.start()
+        metrics = serving_metrics()
+        learners = ",".join(sorted({m.learner for m in bundle.heads.values()}))
+        metrics.model_info.labels(self.name, SERVER, bundle.version, learners, ",".join(bundle.heads)).set(1)
+        metrics.model_ready.labels(self.name, SERVER).set(1)
+        log.info(
+            "drift detector ready: model %s %s from %s; reference %d rows, %d features, p %.3g (%s); "
+            "backend %s; window %d rows, test every %d rows or %g s from %d rows; prediction drift: %s",
+            self.name,
+            bundle.version,
+            files.source,
+            reference.rows,
+            len(reference.features),
+            detector.p_value,
+            settings.correction,
+            settings.backend,
+            settings.window_size,
+            settings.test_every_rows,
+            settings.test_every_seconds,
+            settings.min_rows,
+            ", ".join(detector.prediction_heads) or "none",
+        )
+        return True
+
+    def start(self) -> None:
+        # KServe's Model.start() says ready unconditionally; ready here means loaded
+        self.ready = self.detector is not None
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        self.ready = False
+
+    def routes(self) -> list[FastRoute]:
+        name = self.name
+        return [
+            FastRoute("/", "events", self.ingest, cloudevents=True),
+            FastRoute("/events", "events", self.ingest, cloudevents=True),
+            FastRoute(f"/v1/models/{name}:predict", "predict", self.direct),
+            FastRoute(f"/v1/models/{name}/drift", "drift", self.latest, method="GET"),
+        ]
+
+    # ---- answering ------------------------------------------------------------------------------------
+
+    def _ready(self) -> DriftDetector:
+        if self.detector is None:
+            raise ArtifactError(f"model {self.name} is not ready")
+        return self.detector
+
+    def ingest(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """An event of the predictor's logger (or plain rows): append to the window, answer 202 at once."""
+        detector = self._ready()
+        kind, payload = parse_event(body, headers)
+        if kind == "response":
+            accepted = detector.add_predictions(prediction_columns(payload, detector.prediction_heads))
+        else:
+            accepted = detector.add_rows(request_matrix(payload, detector.reference, self.args.max_rows))
+        self.metrics.events.labels(self.name, kind).inc()
+        if self._worker is not None:
+            self._worker.poke()
+        return 202, b'{"accepted":%d}' % accepted
+
+    def direct(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """``:predict``: test exactly the request's rows against the reference, now."""
+        return 200, orjson.dumps(self.test_rows(_json(body)))
+
+    def test_rows(self, payload: Any) -> dict[str, Any]:
+        detector = self._ready()
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("instances"), list):
+            raise _bad('the body must be {"instances": [{feature: value, ...}, ...]}')
+        instances = payload["instances"]
+        if not instances:
+            raise _bad('"instances" is empty: there is nothing to test', "no_rows")
+        matrix = request_matrix(payload, detector.reference, self.args.max_rows)
+        serving_metrics().rows.labels(self.name, "predict").observe(len(instances))
+        return detector.test(matrix, predictions=self._predict(instances))
+
+    def _predict(self, instances: list[Any]) -> dict[str, Any]:
+        """The model's predictions of rows that carry every model input (for prediction drift), else none."""
+        bundle = self.bundle
+        if bundle is None or not all(all(c in row for c in bundle.features.columns) for row in instances):
+            return {}
+        import pandas as pd
+
+        try:
+            scored = bundle.predict(pd.DataFrame.from_records(instances))
+        except EngageError:
+            return {}
+        return {str(c): scored[c].to_numpy(dtype=np.float64) for c in scored.columns}
+
+    def latest(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """The latest window test, or why there is none yet."""
+        detector = self._ready()
+        result = detector.latest
+        if result is None:
+            n, need = detector.window_rows, detector.settings.min_rows
+            reason = f"no test yet: {n} of {need} rows" + (" (a test is due)" if n >= need else "")
+            return 200, orjson.dumps({"data": None, "meta": {"reason": reason}})
+        return 200, orjson.dumps(result)
+
+    async def predict(
+        self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None
+    ) -> Any:
+        """KServe's data plane (a ``:predict`` it decoded itself, e.g. a CloudEvent): as :meth:`direct`."""
+        if isinstance(payload, bytes | str):
+            payload = _json(payload)
+        if not isinstance(payload, Mapping):
+            raise _bad('the drift detector answers v1 :predict with {"instances": [...]} (no v2 infer)')
+        return self.test_rows(payload)
+
+    def _publish(self, result: dict[str, Any]) -> None:
+        """A window test finished: gauges, and one log line."""
+        self.metrics.publish(self.name, result)
+        data = result["data"]
+        drifted = [f for f, flag in data["feature_drift"].items() if flag]
+        heads = [h for h, t in data["prediction_drift"].items() if t["is_drift"]]
+        log.info(
+            "drift test of %d rows: %s; prediction drift: %s; outlier share %.3f; %.3f s",
+            data["window_rows"],
+            f"DRIFT in {', '.join(drifted)}" if drifted else "no drift",
+            ", ".join(heads) or "none",
+            data["outlier_share"],
+            result["meta"]["duration_seconds"],
+        )
+
+
+# ---- entrypoint -----------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engage_serving.drift_detector``: load, then serve ready or not (not ready answers 503)."""
+    # alibi-detect imports transformers, which logs that it found no deep-learning framework: none is needed
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    args = drift_parser().parse_args(argv)
+    from engage.contract import load_contract
+
+    contract: Contract | None
+    problem = None
+    try:
+        contract = load_contract(args.contract)
+    except EngageError as e:
+        contract, problem = None, e.message  # only the masking of log lines uses it
+    setup_logging(args, contract)
+    if problem is not None:
+        log.warning("no contract: personal fields are masked by name only (%s)", problem)
+    model = DriftDetectorModel(args.model_name, args)
+    reason = load_or_explain(model.name, model.load)
+    serve(model, args, routes=model.routes(), not_ready=lambda: reason)
+    return 0

@@ -1,0 +1,3 @@
+"""The predictor server: ``python -m engage_serving.predictor`` (see :mod:`._model`)."""
+
+__all__: list[str] = []

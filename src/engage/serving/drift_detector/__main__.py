@@ -1,8 +1,0 @@
-"""``python -m engage.serving.drift_detector``: see :func:`engage.serving.drift_detector.main`."""
-
-from __future__ import annotations
-
-from engage.serving.drift_detector._model import main
-
-if __name__ == "__main__":
-    raise SystemExit(main())
