@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,23 @@ from engage.evaluation import (
     roc_points,
     value_metrics,
 )
+from engage.evaluation._metrics import (
+    _BAD_COUNT,
+    _BAD_THRESHOLD,
+    _EMPTY,
+    _FEWER_ROWS_THAN_GROUPS,
+    _INFINITE_VALUES,
+    _LENGTH_MISMATCH,
+    _NAN_VALUES,
+    _NEGATIVE_COUNT,
+    _NOT_BINARY,
+    _NOT_NUMERIC,
+    _NOT_ONE_DIMENSIONAL,
+    _NOT_PROBABILITIES,
+    _SINGLE_CLASS,
+    _ZERO_TOTAL,
+)
+from engage.evaluation._report import _NO_PREDICTIONS, _UNKNOWN_TASK, TASKS
 
 CLASSIFICATION_KEYS = {
     "auc_roc",
@@ -224,6 +242,12 @@ def test_confusion_by_hand() -> None:
 
 # -- bad input -----------------------------------------------------------------------------------------
 
+
+def exactly(message: str) -> str:
+    """A ``match=`` pattern for exactly ``message``, the formatted message constant of the module."""
+    return f"^{re.escape(message)}$"
+
+
 GOOD_Y = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0])
 GOOD_P = np.linspace(0.05, 0.95, 12)
 
@@ -239,28 +263,49 @@ BINARY_FUNCTIONS = [
 @pytest.mark.parametrize(
     ("y", "p", "message"),
     [
-        (GOOD_Y, GOOD_P[:-1], r"churn labels and probabilities differ in length \(12 vs 11 rows\)"),
-        ([], [], "churn labels are empty"),
-        (np.where(GOOD_Y == 1, np.nan, 0.0), GOOD_P, "churn labels hold 6 NaN values"),
-        (GOOD_Y, np.where(GOOD_Y == 1, np.nan, 0.5), "churn probabilities hold 6 NaN values"),
-        (GOOD_Y, GOOD_P + 0.1, r"churn probabilities must lie in \[0, 1\], 1 do not \(e.g. 1.05\)"),
-        (GOOD_Y, GOOD_P - 0.1, r"churn probabilities must lie in \[0, 1\]"),
-        (GOOD_Y * 2, GOOD_P, "churn labels must be 0/1 or booleans, found 2"),
-        (["a", "b"], [0.1, 0.2], "churn labels are not numeric"),
-        (GOOD_Y.reshape(3, 4), GOOD_P.reshape(3, 4), r"one-dimensional, got shape \(3, 4\)"),
-        (GOOD_Y, np.where(GOOD_Y == 1, np.inf, 0.5), "churn probabilities hold 6 infinite values"),
+        (
+            GOOD_Y,
+            GOOD_P[:-1],
+            _LENGTH_MISMATCH.format(
+                name="churn", true_noun="labels", pred_noun="probabilities", n_true=12, n_pred=11
+            ),
+        ),
+        ([], [], _EMPTY.format(what="churn labels")),
+        (np.where(GOOD_Y == 1, np.nan, 0.0), GOOD_P, _NAN_VALUES.format(what="churn labels", count=6, s="s")),
+        (
+            GOOD_Y,
+            np.where(GOOD_Y == 1, np.nan, 0.5),
+            _NAN_VALUES.format(what="churn probabilities", count=6, s="s"),
+        ),
+        (GOOD_Y, GOOD_P + 0.1, _NOT_PROBABILITIES.format(name="churn", count=1, value="1.05")),
+        (GOOD_Y, GOOD_P - 0.1, _NOT_PROBABILITIES.format(name="churn", count=1, value="-0.05")),
+        (GOOD_Y * 2, GOOD_P, _NOT_BINARY.format(name="churn", value="2")),
+        (["a", "b"], [0.1, 0.2], _NOT_NUMERIC.format(what="churn labels")),
+        (
+            GOOD_Y.reshape(3, 4),
+            GOOD_P.reshape(3, 4),
+            _NOT_ONE_DIMENSIONAL.format(what="churn labels", shape=(3, 4)),
+        ),
+        (
+            GOOD_Y,
+            np.where(GOOD_Y == 1, np.inf, 0.5),
+            _INFINITE_VALUES.format(what="churn probabilities", count=6, s="s"),
+        ),
     ],
 )
 @pytest.mark.parametrize("function", BINARY_FUNCTIONS)
 def test_bad_binary_input(function: Any, y: Any, p: Any, message: str) -> None:
-    with pytest.raises(SchemaError, match=message):
+    with pytest.raises(SchemaError, match=exactly(message)):
         function(y, p, name="churn")
 
 
-@pytest.mark.parametrize("function", [classification_metrics, roc_points])
+@pytest.mark.parametrize(
+    ("function", "what"), [(classification_metrics, "AUC"), (roc_points, "the ROC curve")]
+)
 @pytest.mark.parametrize("cls", [0, 1])
-def test_single_class_needs_both(function: Any, cls: int) -> None:
-    with pytest.raises(SchemaError, match=rf"^churn labels hold a single class \({cls}\): .* is undefined$"):
+def test_single_class_needs_both(function: Any, what: str, cls: int) -> None:
+    message = _SINGLE_CLASS.format(name="churn", cls=cls, what=what)
+    with pytest.raises(SchemaError, match=exactly(message)):
         function(np.full(10, cls), GOOD_P[:10], name="churn")
 
 
@@ -269,47 +314,69 @@ def test_single_class_is_fine_for_calibration() -> None:
     assert calibration_curve(np.ones(2), [0.95, 0.95])[0]["positive_rate"] == 1.0
 
 
-@pytest.mark.parametrize("function", [regression_metrics, value_metrics, lift_table])
+#: what each function calls its second argument in its messages
+PREDICTION_NOUN = {regression_metrics: "predictions", value_metrics: "predictions", lift_table: "scores"}
+
+
+@pytest.mark.parametrize("function", list(PREDICTION_NOUN))
 @pytest.mark.parametrize(
     ("y", "p", "message"),
     [
-        ([1.0, 2.0], [1.0], r"ltv values and (predictions|scores) differ in length \(2 vs 1 rows\)"),
-        ([], [], "ltv values are empty"),
-        ([1.0, np.nan], [1.0, 2.0], "ltv values hold 1 NaN value$"),
-        ([1.0, 2.0], [np.nan, np.nan], "ltv (predictions|scores) hold 2 NaN values"),
+        (
+            [1.0, 2.0],
+            [1.0],
+            lambda noun: _LENGTH_MISMATCH.format(
+                name="ltv", true_noun="values", pred_noun=noun, n_true=2, n_pred=1
+            ),
+        ),
+        ([], [], lambda noun: _EMPTY.format(what="ltv values")),
+        ([1.0, np.nan], [1.0, 2.0], lambda noun: _NAN_VALUES.format(what="ltv values", count=1, s="")),
+        ([1.0, 2.0], [np.nan, np.nan], lambda noun: _NAN_VALUES.format(what=f"ltv {noun}", count=2, s="s")),
     ],
 )
-def test_bad_value_input(function: Any, y: Any, p: Any, message: str) -> None:
-    with pytest.raises(SchemaError, match=message):
+def test_bad_value_input(function: Any, y: Any, p: Any, message: Callable[[str], str]) -> None:
+    with pytest.raises(SchemaError, match=exactly(message(PREDICTION_NOUN[function]))):
         function(y, p, name="ltv")
 
 
 def test_value_checks() -> None:
-    with pytest.raises(
-        SchemaError, match="ltv values hold 1 negative value: capture and Gini need values >= 0"
-    ):
+    with pytest.raises(SchemaError, match=exactly(_NEGATIVE_COUNT.format(name="ltv", count=1, s=""))):
         value_metrics([1.0, -2.0, 3.0], [1.0, 2.0, 3.0], name="ltv")
-    with pytest.raises(SchemaError, match="ltv values sum to 0: the captured share is undefined"):
+    message = _ZERO_TOTAL.format(name="ltv", total="0", what="the captured share")
+    with pytest.raises(SchemaError, match=exactly(message)):
         value_metrics([0.0, 0.0], [1.0, 2.0], name="ltv")
-    with pytest.raises(SchemaError, match="churn values sum to 0: lift is undefined"):
+    with pytest.raises(SchemaError, match=exactly(_ZERO_TOTAL.format(name="churn", total="0", what="lift"))):
         lift_table(np.zeros(20), np.linspace(0, 1, 20), name="churn")
-    with pytest.raises(SchemaError, match="churn has 5 rows, fewer than the 10 groups"):
+    message = _FEWER_ROWS_THAN_GROUPS.format(name="churn", rows=5, groups=10)
+    with pytest.raises(SchemaError, match=exactly(message)):
         lift_table([0, 1, 0, 1, 1], [0.1, 0.2, 0.3, 0.4, 0.5], name="churn")
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: classification_metrics(GOOD_Y, GOOD_P, threshold=1.5), "threshold must lie in"),
-        (lambda: confusion(GOOD_Y, GOOD_P, threshold=-0.1), "threshold must lie in"),
-        (lambda: expected_calibration_error(GOOD_Y, GOOD_P, bins=0), "bins must be an integer of at least 1"),
-        (lambda: calibration_curve(GOOD_Y, GOOD_P, bins=2.5), "bins must be an integer"),
-        (lambda: lift_table(GOOD_Y, GOOD_P, groups=0), "groups must be an integer"),
-        (lambda: roc_points(GOOD_Y, GOOD_P, max_points=1), "max_points must be an integer of at least 2"),
+        (
+            lambda: classification_metrics(GOOD_Y, GOOD_P, threshold=1.5),
+            _BAD_THRESHOLD.format(threshold=1.5),
+        ),
+        (lambda: confusion(GOOD_Y, GOOD_P, threshold=-0.1), _BAD_THRESHOLD.format(threshold=-0.1)),
+        (
+            lambda: expected_calibration_error(GOOD_Y, GOOD_P, bins=0),
+            _BAD_COUNT.format(what="bins", minimum=1, value=0),
+        ),
+        (
+            lambda: calibration_curve(GOOD_Y, GOOD_P, bins=2.5),
+            _BAD_COUNT.format(what="bins", minimum=1, value=2.5),
+        ),
+        (lambda: lift_table(GOOD_Y, GOOD_P, groups=0), _BAD_COUNT.format(what="groups", minimum=1, value=0)),
+        (
+            lambda: roc_points(GOOD_Y, GOOD_P, max_points=1),
+            _BAD_COUNT.format(what="max_points", minimum=2, value=1),
+        ),
     ],
 )
 def test_bad_parameters(call: Any, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=exactly(message)):
         call()
 
 
@@ -395,17 +462,21 @@ def test_report_is_deterministic(evaluations: list[HeadEvaluation]) -> None:
 
 def test_report_rejects_bad_heads() -> None:
     y = np.array([0, 1, 0, 1])
-    with pytest.raises(SchemaError, match="task must be one of"):
+    message = _UNKNOWN_TASK.format(head="churn", tasks=", ".join(TASKS), task="ranking")
+    with pytest.raises(SchemaError, match=exactly(message)):
         HeadEvaluation(head="churn", task="ranking", y_true=y, predictions={"m": y}, metrics={})
-    with pytest.raises(SchemaError, match="no model predictions"):
+    with pytest.raises(SchemaError, match=exactly(_NO_PREDICTIONS.format(head="churn"))):
         HeadEvaluation(head="churn", task="regression", y_true=y, predictions={}, metrics={})
     short = HeadEvaluation(
         head="churn", task="binary_classification", y_true=y, predictions={"m": y[:3] / 2}, metrics={}
     )
-    with pytest.raises(SchemaError, match="differ in length"):
+    message = _LENGTH_MISMATCH.format(
+        name="churn (m)", true_noun="labels", pred_noun="probabilities", n_true=4, n_pred=3
+    )
+    with pytest.raises(SchemaError, match=exactly(message)):
         render_html_report([short], title="t")
     single = HeadEvaluation(
         head="churn", task="binary_classification", y_true=np.ones(12), predictions={"m": GOOD_P}, metrics={}
     )
-    with pytest.raises(SchemaError, match="single class"):
+    with pytest.raises(SchemaError, match=exactly(_SINGLE_CLASS.format(name="churn (m)", cls=1, what="AUC"))):
         render_html_report([single], title="t")

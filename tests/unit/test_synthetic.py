@@ -19,6 +19,7 @@ import pytest
 import yaml
 from scipy.stats import ks_2samp
 
+from engage.errors import ConfigError
 from engage.synthetic import (
     DEFECT_CHECKS,
     DefectKind,
@@ -322,6 +323,13 @@ def test_missing_values_stay_under_the_null_limit() -> None:
 def test_too_many_defects_are_refused() -> None:
     with pytest.raises(pydantic.ValidationError):
         SyntheticConfig(rows=10, as_of=AS_OF, defects=dict.fromkeys(DefectKind, 0.2))
+
+
+def test_defect_counts_rounding_past_the_table_are_refused() -> None:
+    """Rates the config accepts can still round to more spoiled rows than a tiny table has."""
+    rates = dict.fromkeys([DefectKind.duplicate, DefectKind.impossible_age, DefectKind.bad_email], 0.2)
+    with pytest.raises(ConfigError, match=r"^the defect rates need 4 distinct rows but the table has 3$"):
+        generate_customers(SyntheticConfig(rows=3, as_of=AS_OF, defects=rates))
 
 
 def test_bias_zero_gives_gender_no_influence() -> None:

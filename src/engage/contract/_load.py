@@ -38,6 +38,23 @@ from ._model import (
 
 __all__ = ["DEFAULT_CONTRACT", "default_contract_path", "describe_error", "load_contract", "parse_contract"]
 
+# problems of a contract file as a whole (formatted where they are raised; the tests match on them)
+_NO_SUCH_FILE = "no such file"
+_UNREADABLE = "cannot be read: {error}"
+#: ``where`` is empty or :data:`_POSITION` formatted
+_NOT_YAML = "{where}not valid YAML: {problem}"
+_POSITION = "line {line}, column {column}: "
+_DUPLICATE_KEY = "duplicate key {key!r}"
+_NOT_A_MAPPING = "(top level): expected a mapping of contract keys, got {got}"
+# problems of one key (``path`` is its dotted key path, as ``columns.age.role``)
+_UNKNOWN_KEY = "{path}: unknown key (not part of the contract schema, see docs/contract.md)"
+_MISSING_KEY = "{path}: required key is missing"
+_UNKNOWN_CHECK_KIND = "{path}.kind: unknown check kind {tag!r}; expected one of {expected}"
+_MISSING_CHECK_KIND = "{path}.kind: required key is missing (the check's kind)"
+_NO_SUCH_COLUMN = "{path}: no column named {name!r} in columns"
+_DUPLICATE_RULE_ID = "rules.{index}.id: rule id {id!r} is already used by rules.{first}"
+_TARGET_WITHOUT_ENTRY = "columns.{name}.role: column is a target but no entry in targets defines it"
+
 DEFAULT_CONTRACT = "customers_contract.yml"
 
 
@@ -60,9 +77,9 @@ def _load_cached(resolved: Path, _mtime: int, shown: str) -> Contract:
     try:
         text = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ContractError(shown, ["no such file"]) from None
+        raise ContractError(shown, [_NO_SUCH_FILE]) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ContractError(shown, [f"cannot be read: {e}"]) from e
+        raise ContractError(shown, [_UNREADABLE.format(error=e)]) from e
     return parse_contract(text, source=shown)
 
 
@@ -72,13 +89,13 @@ def parse_contract(text: str, source: str = "<contract>") -> Contract:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ContractError(source, [f"{where}not valid YAML: {e.problem}"]) from None
+        where = _POSITION.format(line=mark.line + 1, column=mark.column + 1) if mark is not None else ""
+        raise ContractError(source, [_NOT_YAML.format(where=where, problem=e.problem)]) from None
     except yaml.YAMLError as e:
-        raise ContractError(source, [f"not valid YAML: {e}"]) from None
+        raise ContractError(source, [_NOT_YAML.format(where="", problem=e)]) from None
     if not isinstance(data, dict):
         got = type(data).__name__ if data is not None else "an empty file"
-        raise ContractError(source, [f"(top level): expected a mapping of contract keys, got {got}"])
+        raise ContractError(source, [_NOT_A_MAPPING.format(got=got)])
     try:
         contract = Contract.model_validate(data)
     except ValidationError as e:
@@ -101,7 +118,9 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, _DUPLICATE_KEY.format(key=key), key_node.start_mark
+            )
         seen.add(key)
     return dict(loader.construct_mapping(node))
 
@@ -134,14 +153,14 @@ def describe_error(err: Any) -> str:
     msg: str = err["msg"]
     got = err.get("input")
     if kind == "extra_forbidden":
-        return f"{path}: unknown key (not part of the contract schema, see docs/contract.md)"
+        return _UNKNOWN_KEY.format(path=path)
     if kind == "missing":
-        return f"{path}: required key is missing"
+        return _MISSING_KEY.format(path=path)
     if kind == "union_tag_invalid":
         expected = err.get("ctx", {}).get("expected_tags", "")
-        return f"{path}.kind: unknown check kind {err['ctx']['tag']!r}; expected one of {expected}"
+        return _UNKNOWN_CHECK_KIND.format(path=path, tag=err["ctx"]["tag"], expected=expected)
     if kind == "union_tag_not_found":
-        return f"{path}.kind: required key is missing (the check's kind)"
+        return _MISSING_CHECK_KIND.format(path=path)
     if msg.startswith("Value error, "):
         return f"{path}: {msg.removeprefix('Value error, ')}"
     if msg.startswith("Input should be "):
@@ -156,7 +175,7 @@ def _reference_problems(c: Contract) -> Iterator[str]:
     cols = c.columns
 
     def missing(path: str, name: str) -> str:
-        return f"{path}: no column named {name!r} in columns"
+        return _NO_SUCH_COLUMN.format(path=path, name=name)
 
     for i, key in enumerate(c.primary_key):
         if key not in cols:
@@ -189,7 +208,7 @@ def _reference_problems(c: Contract) -> Iterator[str]:
             yield f"{path}: a regression target needs a numeric column, {target.column!r} is {col.type.value}"
     for name, col in cols.items():
         if col.role is Role.target and name not in used_targets:
-            yield f"columns.{name}.role: column is a target but no entry in targets defines it"
+            yield _TARGET_WITHOUT_ENTRY.format(name=name)
 
     for name, col in cols.items():
         if col.cap and c.bounds(name) == (None, None):
@@ -198,7 +217,7 @@ def _reference_problems(c: Contract) -> Iterator[str]:
     seen_ids: dict[str, int] = {}
     for i, rule in enumerate(c.rules):
         if rule.id in seen_ids:
-            yield f"rules.{i}.id: rule id {rule.id!r} is already used by rules.{seen_ids[rule.id]}"
+            yield _DUPLICATE_RULE_ID.format(index=i, id=rule.id, first=seen_ids[rule.id])
         seen_ids.setdefault(rule.id, i)
         yield from _check_problems(c, f"rules.{i}.check", rule.check)
 
@@ -209,7 +228,7 @@ def _check_problems(c: Contract, path: str, check: Any) -> Iterator[str]:
     for field, name in check.columns_referenced():
         if name not in cols:
             bad = True
-            yield f"{path}.{field}: no column named {name!r} in columns"
+            yield _NO_SUCH_COLUMN.format(path=f"{path}.{field}", name=name)
     if bad:
         return
 

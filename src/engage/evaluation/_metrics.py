@@ -37,6 +37,26 @@ F64 = npt.NDArray[np.float64]
 #: share of rows in the "top decile" of the summary figures
 _TOP_SHARE = 0.1
 
+# -- error messages (formatted where they are raised; the tests match on them) ---------------------------
+
+#: ``what`` names the array (``"churn labels"``); ``s`` is ``"s"`` for a plural count, else ``""``
+_NOT_NUMERIC = "{what} are not numeric"
+_NOT_ONE_DIMENSIONAL = "{what} must be one-dimensional, got shape {shape}"
+_EMPTY = "{what} are empty"
+_NAN_VALUES = "{what} hold {count:,} NaN value{s}"
+_INFINITE_VALUES = "{what} hold {count:,} infinite value{s}"
+_LENGTH_MISMATCH = "{name} {true_noun} and {pred_noun} differ in length ({n_true:,} vs {n_pred:,} rows)"
+_NOT_BINARY = "{name} labels must be 0/1 or booleans, found {value}"
+_NOT_PROBABILITIES = "{name} probabilities must lie in [0, 1], {count:,} do not (e.g. {value})"
+_SINGLE_CLASS = "{name} labels hold a single class ({cls}): {what} is undefined"
+_BAD_COUNT = "{what} must be an integer of at least {minimum}, got {value!r}"
+_BAD_THRESHOLD = "threshold must lie in [0, 1], got {threshold!r}"
+_ZERO_TOTAL = "{name} values sum to {total}: {what} is undefined"
+_NEGATIVE_COUNT = "{name} values hold {count:,} negative value{s}: capture and Gini need values >= 0"
+#: ``needs`` is what needs the values (``"capture needs"``, ``"lift and capture need"``)
+_NEGATIVE_VALUES = "{name} values hold negative values: {needs} values >= 0"
+_FEWER_ROWS_THAN_GROUPS = "{name} has {rows:,} rows, fewer than the {groups} groups of a lift table"
+
 
 # -- input checks ----------------------------------------------------------------------------------------
 
@@ -46,17 +66,17 @@ def _numbers(values: Any, what: str) -> F64:
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise SchemaError(f"{what} are not numeric") from None
+        raise SchemaError(_NOT_NUMERIC.format(what=what)) from None
     if array.ndim != 1:
-        raise SchemaError(f"{what} must be one-dimensional, got shape {array.shape}")
+        raise SchemaError(_NOT_ONE_DIMENSIONAL.format(what=what, shape=array.shape))
     if array.size == 0:
-        raise SchemaError(f"{what} are empty")
+        raise SchemaError(_EMPTY.format(what=what))
     nan = int(np.isnan(array).sum())
     if nan:
-        raise SchemaError(f"{what} hold {nan:,} NaN value{'s' if nan > 1 else ''}")
+        raise SchemaError(_NAN_VALUES.format(what=what, count=nan, s="s" if nan > 1 else ""))
     infinite = int(np.isinf(array).sum())
     if infinite:
-        raise SchemaError(f"{what} hold {infinite:,} infinite value{'s' if infinite > 1 else ''}")
+        raise SchemaError(_INFINITE_VALUES.format(what=what, count=infinite, s="s" if infinite > 1 else ""))
     return array
 
 
@@ -65,7 +85,9 @@ def _pair(y_true: Any, y_pred: Any, name: str, true_noun: str, pred_noun: str) -
     pred = _numbers(y_pred, f"{name} {pred_noun}")
     if truth.size != pred.size:
         raise SchemaError(
-            f"{name} {true_noun} and {pred_noun} differ in length ({truth.size:,} vs {pred.size:,} rows)"
+            _LENGTH_MISMATCH.format(
+                name=name, true_noun=true_noun, pred_noun=pred_noun, n_true=truth.size, n_pred=pred.size
+            )
         )
     return truth, pred
 
@@ -78,18 +100,14 @@ def _binary(y_true: Any, prob: Any, name: str, *, both_classes: str | None = Non
     labels, probs = _pair(y_true, prob, name, "labels", "probabilities")
     odd = labels[(labels != 0) & (labels != 1)]
     if odd.size:
-        raise SchemaError(f"{name} labels must be 0/1 or booleans, found {_show(odd[0])}")
+        raise SchemaError(_NOT_BINARY.format(name=name, value=_show(odd[0])))
     outside = probs[(probs < 0) | (probs > 1)]
     if outside.size:
-        raise SchemaError(
-            f"{name} probabilities must lie in [0, 1], {outside.size:,} do not (e.g. {_show(outside[0])})"
-        )
+        raise SchemaError(_NOT_PROBABILITIES.format(name=name, count=outside.size, value=_show(outside[0])))
     if both_classes is not None:
         present = np.unique(labels)
         if present.size < 2:
-            raise SchemaError(
-                f"{name} labels hold a single class ({_show(present[0])}): {both_classes} is undefined"
-            )
+            raise SchemaError(_SINGLE_CLASS.format(name=name, cls=_show(present[0]), what=both_classes))
     return labels, probs
 
 
@@ -99,13 +117,13 @@ def _show(value: float) -> str:
 
 def _count(value: int, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{what} must be an integer of at least {minimum}, got {value!r}")
+        raise ConfigError(_BAD_COUNT.format(what=what, minimum=minimum, value=value))
     return int(value)
 
 
 def _threshold(threshold: float) -> float:
     if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must lie in [0, 1], got {threshold!r}")
+        raise ConfigError(_BAD_THRESHOLD.format(threshold=threshold))
     return float(threshold)
 
 
@@ -135,7 +153,7 @@ def _top_share(truth: F64, score: F64) -> tuple[float, float]:
 def _total_positive(truth: F64, name: str, what: str) -> float:
     total = float(truth.sum())
     if total <= 0:
-        raise SchemaError(f"{name} values sum to {_show(total)}: {what} is undefined")
+        raise SchemaError(_ZERO_TOTAL.format(name=name, total=_show(total), what=what))
     return total
 
 
@@ -224,9 +242,7 @@ def value_metrics(y_true: Any, y_pred: Any, *, name: str = "target") -> dict[str
     truth, pred = _pair(y_true, y_pred, name, "values", "predictions")
     negative = int((truth < 0).sum())
     if negative:
-        raise SchemaError(
-            f"{name} values hold {negative:,} negative value{'s' if negative > 1 else ''}: capture and Gini need values >= 0"
-        )
+        raise SchemaError(_NEGATIVE_COUNT.format(name=name, count=negative, s="s" if negative > 1 else ""))
     _total_positive(truth, name, "the captured share")
     _, capture = _top_share(truth, pred)
     model = _gini(_ranked(truth, pred))
@@ -245,7 +261,7 @@ def _capture_curve(y_true: Any, score: Any, points: int, *, name: str = "target"
     """
     truth, scores = _pair(y_true, score, name, "values", "predictions")
     if (truth < 0).any():
-        raise SchemaError(f"{name} values hold negative values: capture needs values >= 0")
+        raise SchemaError(_NEGATIVE_VALUES.format(name=name, needs="capture needs"))
     total = _total_positive(truth, name, "the captured share")
     captured = np.concatenate([[0.0], np.cumsum(_ranked(truth, scores)) / total])
     keep = np.unique(np.round(np.linspace(0, truth.size, min(points, truth.size) + 1)).astype(np.int64))
@@ -319,9 +335,9 @@ def lift_table(y_true: Any, score: Any, groups: int = 10, *, name: str = "target
     truth, scores = _pair(y_true, score, name, "values", "scores")
     n_groups = _count(groups, "groups", 1)
     if truth.size < n_groups:
-        raise SchemaError(f"{name} has {truth.size:,} rows, fewer than the {n_groups} groups of a lift table")
+        raise SchemaError(_FEWER_ROWS_THAN_GROUPS.format(name=name, rows=truth.size, groups=n_groups))
     if (truth < 0).any():
-        raise SchemaError(f"{name} values hold negative values: lift and capture need values >= 0")
+        raise SchemaError(_NEGATIVE_VALUES.format(name=name, needs="lift and capture need"))
     total = _total_positive(truth, name, "lift")
     key = "positive_rate" if np.isin(truth, (0.0, 1.0)).all() else "mean_value"
     overall = total / truth.size

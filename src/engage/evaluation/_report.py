@@ -28,6 +28,11 @@ __all__ = ["TASKS", "HeadEvaluation", "render_html_report"]
 
 #: the tasks a head can have
 TASKS = ("regression", "binary_classification")
+
+# error messages (formatted where they are raised; the tests match on them)
+_UNKNOWN_TASK = "head {head!r}: task must be one of {tasks}, got {task!r}"
+_NO_PREDICTIONS = "head {head!r} has no model predictions"
+
 #: most points drawn in a predicted-vs-actual scatter
 SCATTER_POINTS = 5_000
 #: heads whose values are money: their report adds a cumulative capture curve
@@ -55,11 +60,9 @@ class HeadEvaluation:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise SchemaError(
-                f"head {self.head!r}: task must be one of {', '.join(TASKS)}, got {self.task!r}"
-            )
+            raise SchemaError(_UNKNOWN_TASK.format(head=self.head, tasks=", ".join(TASKS), task=self.task))
         if not self.predictions:
-            raise SchemaError(f"head {self.head!r} has no model predictions")
+            raise SchemaError(_NO_PREDICTIONS.format(head=self.head))
 
     @property
     def primary(self) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from engage.errors import ConfigError
 from engage.synthetic import _columns as col
 from engage.synthetic._config import DefectKind
 from engage.synthetic._names import COUNTRIES
@@ -87,7 +88,7 @@ def _select(
         need = counts[kind]
         pool = np.flatnonzero(free & eligible.get(kind, True))
         if need > pool.shape[0]:
-            raise ValueError(f"not enough rows to spoil {need} with {kind.value}: {pool.shape[0]} qualify")
+            raise ConfigError(f"not enough rows to spoil {need} with {kind.value}: {pool.shape[0]} qualify")
         picked = np.sort(rng.choice(pool, size=need, replace=False)).astype(np.int64)
         free[picked] = False
         chosen[kind] = picked
@@ -151,7 +152,7 @@ def inject_defects(
         return clean, empty_defects()
     need = sum(counts.values()) + counts.get(DefectKind.duplicate, 0)
     if need > n:
-        raise ValueError(f"the defect rates need {need} distinct rows but the table has {n}")
+        raise ConfigError(f"the defect rates need {need} distinct rows but the table has {n}")
     chosen = _select(rng, clean, counts)
     frame = clean.copy()
     recorded: dict[DefectKind, list[str]] = {}
