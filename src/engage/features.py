@@ -48,7 +48,7 @@ class FeatureSet:
 
 def fit_feature_set(frame: pd.DataFrame, contract: Contract) -> FeatureSet:
     """Decide the inputs from the contract and the levels from ``frame`` (the training rows)."""
-    from engage.quality import prohibited_matches
+    from engage.contract import prohibited_matches
 
     banned = prohibited_matches(contract.features, contract.prohibited_attributes)
     if banned:

@@ -10,8 +10,8 @@ import pytest
 
 from engage.errors import ConfigError, TrainingError
 from engage.features import time_split
+from engage.model._heads import check_parts
 from engage.training import PRODUCT_HEADS, head_labels, plan_heads
-from engage.training._heads import check_parts
 
 
 def test_every_target_of_the_contract_is_a_head(contract: Any) -> None:
@@ -99,8 +99,8 @@ class _Powered:
 
 @pytest.mark.parametrize(("power", "kept"), [(3, True), (1, False)])
 def test_calibration_is_kept_only_when_it_helps_out_of_sample(contract: Any, power: int, kept: bool) -> None:
+    from engage.model._learners import calibrate
     from engage.training import HeadModel
-    from engage.training._learners import calibrate
 
     churn = next(h for h in plan_heads(contract)[0] if h.name == "churn")
     rng = np.random.default_rng(0)
@@ -120,3 +120,12 @@ def test_calibration_is_kept_only_when_it_helps_out_of_sample(contract: Any, pow
         )
     else:
         assert "kept the raw probabilities" in note
+
+
+def test_from_margin_needs_an_xgboost_head(contract: Any) -> None:
+    from engage.training import HeadModel
+
+    churn = next(h for h in plan_heads(contract)[0] if h.name == "churn")
+    model = HeadModel(churn, "sklearn", _Powered(1), "log_loss")
+    with pytest.raises(ConfigError, match=r"^head churn: from_margin needs an xgboost head, not sklearn$"):
+        model.from_margin(np.zeros(3))

@@ -106,7 +106,7 @@ class PredictorModel(Model):  # type: ignore[misc]
     # ---------------------------------------------------------------------------------- loading
     def load(self) -> bool:
         from engage.contract import load_contract
-        from engage.training import load_bundle
+        from engage.model import load_bundle
         from engage_serving._server import resolve_model_files
 
         started = time.perf_counter()
@@ -204,7 +204,7 @@ class PredictorModel(Model):  # type: ignore[misc]
     def _adjust(self, out: dict[str, list[float]], batch: Batch) -> dict[str, list[float]]:
         import pandas as pd
 
-        from engage.fairness import GroupOffsets
+        from engage.model import GroupOffsets
 
         frame = pd.DataFrame(batch.extras)
         for name, spec in self.bundle.adjustments.items():

@@ -16,8 +16,7 @@ def check(paths: list[Path] = typer.Argument(..., help="Contract YAML file(s).")
     A feature that is, or is named after, a prohibited attribute (ML-005), or that is known only after
     the label window (ML-004), is refused: this is the pre-commit hook's check.
     """
-    from engage.contract import Timing, load_contract
-    from engage.quality import prohibited_matches
+    from engage.contract import Timing, load_contract, prohibited_matches
 
     refused = []
     for path in paths:

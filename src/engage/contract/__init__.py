@@ -17,6 +17,7 @@ from ._model import (
     Task,
     Timing,
 )
+from ._names import prohibited_matches
 
 __all__ = [
     "DEFAULT_CONTRACT",
@@ -38,4 +39,5 @@ __all__ = [
     "describe_error",
     "load_contract",
     "parse_contract",
+    "prohibited_matches",
 ]

@@ -169,7 +169,7 @@ class Explainer:
         adjustment = self.bundle.adjustments.get(model.head.name)
         if adjustment is None:
             return predicted
-        from engage.fairness import GroupOffsets
+        from engage.model import GroupOffsets
 
         offsets = GroupOffsets.from_json(adjustment)
         needed = [str(a["name"]) for a in offsets.attributes]

@@ -6,8 +6,9 @@ mitigation candidates, chooses the most accurate one that meets the policy and c
 reports and the model to promote.
 """
 
+from engage.model._groups import UNKNOWN, attribute_specs, cell_labels, protected_groups
+
 from ._gate import CandidateResult, FairnessResult, HeadFairness, assess, assess_training, split_for
-from ._groups import UNKNOWN, attribute_specs, cell_labels, protected_groups
 from ._metrics import AttributeFairness, Figure, GroupRow, classification_fairness, regression_fairness
 from ._mitigate import Candidate, GroupOffsets
 from ._outputs import fairness_json, summary_markdown, write_fairness

@@ -23,10 +23,10 @@ import pandas as pd
 from engage.contract import Contract
 from engage.errors import SchemaError
 from engage.features import Split, design_matrix, time_split
+from engage.model._groups import attribute_specs, cell_labels, protected_groups
 from engage.policy import OPS, PromotionPolicy, RuleOutcome, load_policy
 from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
 
-from ._groups import attribute_specs, cell_labels, protected_groups
 from ._metrics import AttributeFairness, classification_fairness, regression_fairness
 from ._mitigate import Candidate, HeadData, candidates_for, unmitigated
 

@@ -20,8 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from engage.errors import SchemaError
-
-from ._groups import UNKNOWN
+from engage.model._groups import UNKNOWN
 
 __all__ = ["AttributeFairness", "Figure", "GroupRow", "classification_fairness", "regression_fairness"]
 

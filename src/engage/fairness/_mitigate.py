@@ -29,10 +29,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from engage.training import HeadModel, TrainConfig
-from engage.training._learners import fit_primary
-
-from ._groups import AttributeSpec, cell_labels
+from engage.model import GroupOffsets, HeadModel, TrainConfig
+from engage.model._groups import AttributeSpec
+from engage.model._learners import fit_primary
 
 __all__ = ["Candidate", "GroupOffsets", "HeadData", "candidates_for"]
 
@@ -63,36 +62,6 @@ class HeadData:
     valid: IDX
     test: IDX  # labelled test rows
     threshold: float
-
-
-@dataclass
-class GroupOffsets:
-    """Per-cell logit offsets of a classifier head (a post-processor with a JSON artifact)."""
-
-    attributes: list[AttributeSpec]
-    offsets: dict[str, float]
-
-    def apply_frame(self, prob: F64, frame: pd.DataFrame) -> F64:
-        """Shift probabilities by the offset of each row's cell, read from ``frame``'s protected columns."""
-        return self.apply(prob, cell_labels(frame, self.attributes))
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GroupOffsets:
-        if data.get("kind") != "group_logit_offsets":
-            raise ValueError(f"unknown adjustment kind {data.get('kind')!r}")
-        return cls(
-            attributes=list(data["attributes"]),
-            offsets={str(k): float(v) for k, v in data["offsets"].items()},
-        )
-
-    def apply(self, prob: F64, cells: Labels) -> F64:
-        from scipy.special import expit, logit
-
-        shift = np.array([self.offsets.get(str(c), 0.0) for c in cells], dtype="float64")
-        return np.asarray(expit(logit(np.clip(prob, 1e-7, 1 - 1e-7)) + shift), dtype="float64")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": "group_logit_offsets", "attributes": self.attributes, "offsets": self.offsets}
 
 
 @dataclass

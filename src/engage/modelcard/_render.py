@@ -12,12 +12,12 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._card import (
+    from ._schema import (
         AttributeAnalysis,
+        CardContent,
         Figure,
         HeadFairness,
         HeadMetrics,
-        ModelCard,
     )
 
 __all__ = ["SECTIONS", "render_html", "render_markdown"]
@@ -101,7 +101,7 @@ def _bullets(items: list[str]) -> list[str]:
 # ---- sections -------------------------------------------------------------------------------------
 
 
-def _model_details(card: ModelCard) -> list[str]:
+def _model_details(card: CardContent) -> list[str]:
     d = card.model_details
     lines = [
         f"- **Version:** `{d.version}` ({_text(d.version_source)}: it names the digest of every file, so it "
@@ -147,7 +147,7 @@ def _model_details(card: ModelCard) -> list[str]:
     return lines
 
 
-def _intended_use(card: ModelCard) -> list[str]:
+def _intended_use(card: CardContent) -> list[str]:
     u = card.intended_use
     return [
         "### Primary uses",
@@ -161,7 +161,7 @@ def _intended_use(card: ModelCard) -> list[str]:
     ]
 
 
-def _factors(card: ModelCard) -> list[str]:
+def _factors(card: CardContent) -> list[str]:
     f = card.factors
     lines = [
         "Groups come from the contract's protected attributes: they are measured, never model inputs.",
@@ -257,7 +257,7 @@ _METRIC_MEANING = {
 }
 
 
-def _metrics(card: ModelCard) -> list[str]:
+def _metrics(card: CardContent) -> list[str]:
     m = card.metrics
     verdict = "every rule passes" if m.policy_passed else "**some rules FAIL**"
     if not m.judged_by_policy:
@@ -298,7 +298,7 @@ def _metrics(card: ModelCard) -> list[str]:
     return lines
 
 
-def _evaluation_data(card: ModelCard) -> list[str]:
+def _evaluation_data(card: CardContent) -> list[str]:
     e = card.evaluation_data
     lines = [
         f"- **Split:** {_text(e.split)}",
@@ -312,7 +312,7 @@ def _evaluation_data(card: ModelCard) -> list[str]:
     return lines
 
 
-def _training_data(card: ModelCard) -> list[str]:
+def _training_data(card: CardContent) -> list[str]:
     t = card.training_data
     lines = [
         f"- **Rows in the table:** {t.rows:,}",
@@ -400,7 +400,7 @@ def _head_fairness(h: HeadFairness) -> list[str]:
     return lines
 
 
-def _quantitative(card: ModelCard) -> list[str]:
+def _quantitative(card: CardContent) -> list[str]:
     f = card.quantitative_analyses.fairness
     lines = ["### Fairness by group", ""]
     if not f.assessed:
@@ -424,7 +424,7 @@ def _quantitative(card: ModelCard) -> list[str]:
     return lines + _explanations(card)
 
 
-def _explanations(card: ModelCard) -> list[str]:
+def _explanations(card: CardContent) -> list[str]:
     e = card.quantitative_analyses.explanations
     lines = ["### Explanations (global feature importance)", ""]
     if not e.computed:
@@ -460,15 +460,15 @@ def _explanations(card: ModelCard) -> list[str]:
 _TOP_FEATURES = 10
 
 
-def _ethics(card: ModelCard) -> list[str]:
+def _ethics(card: CardContent) -> list[str]:
     return _bullets(card.ethical_considerations)
 
 
-def _caveats(card: ModelCard) -> list[str]:
+def _caveats(card: CardContent) -> list[str]:
     return _bullets(card.caveats)
 
 
-def render_markdown(card: ModelCard) -> str:
+def render_markdown(card: CardContent) -> str:
     """The whole card as Markdown (``model_card.md``)."""
     sections = (
         _model_details,
@@ -516,7 +516,7 @@ li {{ margin: .2rem 0; }}
 """
 
 
-def render_html(card: ModelCard) -> str:
+def render_html(card: CardContent) -> str:
     """The card as one HTML page: the Markdown rendered with mistune, inline CSS, no external asset.
 
     mistune runs with ``escape=True``: raw HTML in the Markdown is shown as text, not interpreted.

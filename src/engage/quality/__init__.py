@@ -4,15 +4,19 @@
 and writes the reports, the remediated table, metrics and lineage.
 """
 
+from engage.contract import prohibited_matches
+
 from ._association import association
-from ._checks import prohibited_matches, rows_breaking_rules
+from ._checks import rows_breaking_rules
 from ._gate import GateReport, GateResult, Verdict, run_gate
 from ._groundtruth import DefectScore, score_defects
+from ._metrics import DATA_QUALITY_JOB, data_quality_registry, push_metrics
 from ._remediate import QUARANTINE_REASONS, Action, Remediated, remediate
 from ._report import CheckResult, QualityReport
 from ._validate import Validation, validate
 
 __all__ = [
+    "DATA_QUALITY_JOB",
     "QUARANTINE_REASONS",
     "Action",
     "CheckResult",
@@ -24,7 +28,9 @@ __all__ = [
     "Validation",
     "Verdict",
     "association",
+    "data_quality_registry",
     "prohibited_matches",
+    "push_metrics",
     "remediate",
     "rows_breaking_rules",
     "run_gate",

@@ -9,7 +9,6 @@ model in :mod:`engage.contract._model` and one function here.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +36,7 @@ from engage.contract._model import (
     UniqueCheck,
     ZeroVarianceCheck,
 )
+from engage.contract._names import prohibited_matches
 from engage.tables import BoolArray
 
 from ._association import association
@@ -284,27 +284,6 @@ def _no_leakage(check: NoLeakageCheck, ctx: Context) -> Finding:
         mask=mask,
         columns=late,
     )
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def _tokens(name: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower()) if t]
-
-
-def prohibited_matches(features: list[str], prohibited: list[str]) -> dict[str, str]:
-    """Features named after a prohibited attribute: ``{feature: attribute}`` (token match, any case)."""
-    found: dict[str, str] = {}
-    for feature in features:
-        ftoks = _tokens(feature)
-        for attr in prohibited:
-            atoks = _tokens(attr)
-            n = len(atoks)
-            if n and any(ftoks[i : i + n] == atoks for i in range(len(ftoks) - n + 1)):
-                found[feature] = attr
-                break
-    return found
 
 
 @_judges(NoProhibitedFeaturesCheck)

@@ -14,23 +14,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from engage._io import replace_dir, sha256_file, staging_dir
 from engage.contract import Contract
 
-from ._remediate import Action, Remediated, remediate
-from ._report import QualityReport
+from ._remediate import Remediated, remediate
+from ._result import GateReport, GateResult, Verdict
 from ._validate import Validation, validate
 
 __all__ = ["GateReport", "GateResult", "Verdict", "run_gate"]
 
-Verdict = Literal["pass", "pass_after_remediation", "fail"]
 OUTPUTS = (
     "report.json",
     "summary.md",
@@ -40,61 +36,6 @@ OUTPUTS = (
     "metrics.prom",
     "lineage.jsonl",
 )
-
-
-class GateReport(BaseModel):
-    """``report.json``: what the gate decided and why, with everything it checked and did."""
-
-    verdict: Verdict
-    reason: str
-    input_sha256: str | None
-    rows_in: int
-    rows_out: int
-    rows_quarantined: int
-    remediation: list[Action]
-    remediated_critical_failures: list[str]
-    quality: QualityReport
-
-
-@dataclass
-class GateResult:
-    contract: Contract
-    validation: Validation
-    verdict: Verdict
-    reason: str
-    input_sha256: str | None = None
-    remediated: Remediated | None = None
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def report(self) -> QualityReport:
-        return self.validation.report
-
-    @property
-    def actions(self) -> list[Action]:
-        return self.remediated.actions if self.remediated else []
-
-    @property
-    def rows_out(self) -> int:
-        return len(self.remediated.table) if self.remediated else self.report.rows
-
-    @property
-    def rows_quarantined(self) -> int:
-        return len(self.remediated.quarantine) if self.remediated else 0
-
-    def gate_report(self) -> GateReport:
-        after = self.remediated.after.report.critical_failures if self.remediated else []
-        return GateReport(
-            verdict=self.verdict,
-            reason=self.reason,
-            input_sha256=self.input_sha256,
-            rows_in=self.report.rows,
-            rows_out=self.rows_out,
-            rows_quarantined=self.rows_quarantined,
-            remediation=self.actions,
-            remediated_critical_failures=[r.id for r in after],
-            quality=self.report,
-        )
 
 
 def decide(validation: Validation, remediated: Remediated | None, contract: Contract) -> tuple[Verdict, str]:
@@ -150,7 +91,7 @@ def run_gate(
     else:
         gate = _gate_with_outputs(data, contract, out_dir, now, great_expectations)
     if push_gateway:
-        from engage.observability import data_quality_registry, push_metrics
+        from ._metrics import data_quality_registry, push_metrics
 
         push_metrics(data_quality_registry(gate), push_gateway, instance=contract.contract)
     return gate
@@ -161,9 +102,9 @@ def _gate_with_outputs(data: Path, contract: Contract, out_dir: Path, now: datet
 
     from engage._io import write_text_atomic
     from engage.lineage import LineageRun
-    from engage.observability import data_quality_registry
     from engage.tables import read_table, write_table
 
+    from ._metrics import data_quality_registry
     from ._remediate import QUARANTINE_REASONS
     from ._summary import render_html, render_markdown
 

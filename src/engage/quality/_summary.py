@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from engage.contract import Dimension
 
 if TYPE_CHECKING:
-    from ._gate import GateResult
+    from ._result import GateResult
 
 __all__ = ["render_html", "render_markdown"]
 

@@ -5,11 +5,23 @@ fails its contract, trains, and writes the model bundles, metrics, KFP metric fi
 ``load_bundle`` reads a model bundle back after verifying its manifest.
 """
 
-from ._bundle import BUNDLE_FORMAT, ModelBundle, bundle_version, load_bundle
-from ._heads import MIN_ROWS, PRODUCT_HEADS, Head, head_labels, plan_heads
-from ._learners import HeadModel, TrainConfig
+from engage.model import (
+    BUNDLE_FORMAT,
+    MIN_ROWS,
+    PRODUCT_HEADS,
+    Head,
+    HeadModel,
+    ModelBundle,
+    TrainConfig,
+    bundle_version,
+    head_labels,
+    load_bundle,
+    plan_heads,
+)
+
 from ._outputs import evaluation_json, kfp_metrics, write_outputs
-from ._train import ChampionComparison, HeadResult, TrainResult, head_metrics, measure, train, train_table
+from ._table import train_table
+from ._train import ChampionComparison, HeadResult, TrainResult, head_metrics, measure, train
 
 __all__ = [
     "BUNDLE_FORMAT",

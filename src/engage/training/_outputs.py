@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from engage._io import replace_dir, staging_dir, write_text_atomic
+from engage.model._heads import head_labels
 
-from ._heads import head_labels
 from ._train import TrainResult
 
 __all__ = ["classification_metrics_json", "evaluation_json", "kfp_metrics", "write_outputs"]

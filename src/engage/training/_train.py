@@ -20,15 +20,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from engage.contract import Contract
-from engage.errors import EngageError, TableRefused, TrainingError
+from engage.errors import EngageError, TrainingError
 from engage.features import FeatureSet, Split, design_matrix, fit_feature_set, time_split
+from engage.model import ModelBundle, load_bundle
+from engage.model._heads import Head, check_parts, head_labels, plan_heads
+from engage.model._learners import HeadModel, TrainConfig, calibrate, fit_baseline, fit_primary
 from engage.policy import PolicyVerdict, PromotionPolicy, evaluate, load_policy
 
-from ._bundle import ModelBundle, load_bundle
-from ._heads import Head, check_parts, head_labels, plan_heads
-from ._learners import HeadModel, TrainConfig, calibrate, fit_baseline, fit_primary
-
-__all__ = ["ChampionComparison", "HeadResult", "TrainResult", "head_metrics", "train", "train_table"]
+__all__ = ["ChampionComparison", "HeadResult", "TrainResult", "head_metrics", "train"]
 
 F64 = npt.NDArray[np.float64]
 IDX = npt.NDArray[np.intp]
@@ -404,31 +403,3 @@ def _challenge(result: TrainResult, frame: pd.DataFrame, champion: Path) -> None
         comparison.challenger_metrics.clear()
         result.champion_predictions.clear()
     result.champion = comparison
-
-
-def train_table(
-    data: Path,
-    contract: Contract,
-    out_dir: Path,
-    *,
-    now: datetime | None = None,
-    policy: PromotionPolicy | None = None,
-    config: TrainConfig | None = None,
-    heads: Sequence[str] | None = None,
-    champion: Path | None = None,
-) -> TrainResult:
-    """Check ``data`` against the contract (refusing a table that fails it), train, write the outputs."""
-    from engage.quality import run_gate
-
-    gate = run_gate(data, contract, now=now, great_expectations=False)
-    if gate.verdict == "fail":
-        raise TableRefused(
-            f"refusing to train on {data}: it fails data contract {contract.contract} ({gate.reason}); "
-            f"run `engage validate {data} --out-dir DIR` and train on DIR/remediated.parquet"
-        )
-    frame = gate.validation.table.frame
-    result = train(frame, contract, policy=policy, config=config, heads=heads, champion=champion)
-    from ._outputs import write_outputs
-
-    write_outputs(result, frame, out_dir)
-    return result

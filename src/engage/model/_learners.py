@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from engage.contract import Distribution
+from engage.errors import ConfigError
 
 from ._heads import Head
 
@@ -99,7 +100,7 @@ class HeadModel:
     def from_margin(self, margin: F64) -> F64:
         """:meth:`predict` from an xgboost head's :meth:`margin`, without scoring the trees again."""
         if self.learner != "xgboost":
-            raise ValueError(f"head {self.head.name}: from_margin needs an xgboost head, not {self.learner}")
+            raise ConfigError(f"head {self.head.name}: from_margin needs an xgboost head, not {self.learner}")
         if self.objective in ("binary:logistic", "reg:logistic"):
             raw = 1.0 / (1.0 + np.exp(-margin))
         elif self.objective == "reg:tweedie":

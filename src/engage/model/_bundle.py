@@ -72,7 +72,7 @@ class ModelBundle:
         for name, model in self.heads.items():
             predicted = model.predict(X)
             if name in self.adjustments:
-                from engage.fairness import GroupOffsets
+                from ._offsets import GroupOffsets
 
                 predicted = GroupOffsets.from_json(self.adjustments[name]).apply_frame(predicted, frame)
             out[model.head.output] = predicted

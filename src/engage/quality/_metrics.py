@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from engage.quality import GateResult
+    from ._result import GateResult
 
 __all__ = ["DATA_QUALITY_JOB", "data_quality_registry", "push_metrics"]
 
@@ -38,7 +38,7 @@ DATA_QUALITY_JOB = "engage_data_quality"
 def data_quality_registry(gate: GateResult) -> CollectorRegistry:
     from prometheus_client import CollectorRegistry, Gauge
 
-    from engage.quality._checks import outside
+    from ._checks import outside
 
     registry = CollectorRegistry()
     report = gate.report
