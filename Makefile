@@ -59,7 +59,8 @@ typecheck: $(SYNCED)  ## mypy (strict) on the three packages and the DAG
 generate: $(SYNCED)  ## regenerate committed generated files
 	$(RUN) python scripts/generate.py
 
-check: lint typecheck  ## lint + typecheck + generated files up to date
+check: lint typecheck  ## lint + typecheck + architecture contracts (import-linter) + generated files up to date
+	$(RUN) lint-imports
 	$(RUN) python scripts/generate.py --check
 
 bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
