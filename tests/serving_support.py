@@ -26,7 +26,7 @@ def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rou
     from engage.synthetic import SyntheticConfig, generate_customers
     from engage.tables import write_table
     from engage.training import TrainConfig, train
-    from engage_components._steps import drift_reference_step, features_step, read_features
+    from engage_components.steps import drift_reference_step, features_step, read_features
 
     root.mkdir(parents=True, exist_ok=True)
     contract_path = str(default_contract_path())
@@ -46,10 +46,9 @@ def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rou
         split=split,
     )
     result.bundle("xgboost").save(root / "model")
-    from engage._io import shipped_file
-    from engage.policy import DEFAULT_POLICY
+    from engage.policy import default_policy_path
 
-    policy = str(shipped_file("policies", DEFAULT_POLICY))
+    policy = str(default_policy_path())
     drift_reference_step(
         data, root / "work" / "features", contract_path, policy, root / "drift_reference", seed=seed
     )

@@ -1,6 +1,6 @@
 """The Kubeflow pipeline of Engage: its components, their step bodies, and how it runs (``engage-components``).
 
-* :mod:`engage_components._steps`: the work of each step, as plain functions (what tests call);
+* :mod:`engage_components.steps`: the work of each step, as plain functions (what tests call);
 * :mod:`engage_components.components`: one typed KFP component per step, wrapping a step function;
 * ``pipelines/engage_pipeline.py`` (:func:`pipeline_module`): the pipeline (gates, parallel heads, retries, exit handler);
 * :func:`run_local`: the whole pipeline under ``kfp.local`` (``make run``); :func:`compile_pipeline`

@@ -1,5 +1,5 @@
 """The pipeline's components: one typed KFP v2 component per step, each a thin wrapper over
-:mod:`engage_components._steps`.
+:mod:`engage_components.steps`.
 
 Every component runs on the one components image (``components/Dockerfile``: the ``engage`` library
 installed, non-root) as a lightweight component with ``base_image=`` that image and
@@ -45,7 +45,7 @@ def load_data(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import load_data_step
+    from engage_components.steps import load_data_step
 
     with timed("load-data", step.path) as record:
         record.update(
@@ -74,7 +74,7 @@ def validate(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import validate_step
+    from engage_components.steps import validate_step
 
     with timed("validate", step.path) as record:
         record.update(validate_step(Path(data.path), contract, Path(report.path), Path(remediated.path)))
@@ -94,7 +94,7 @@ def features(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import features_step
+    from engage_components.steps import features_step
 
     with timed("features", step.path) as record:
         record.update(features_step(Path(data.path), contract, Path(features.path), seed=seed))
@@ -115,7 +115,7 @@ def train_head(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import train_head_step
+    from engage_components.steps import train_head_step
 
     with timed("train-head", step.path) as record:
         record.update(
@@ -153,7 +153,7 @@ def evaluate(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import evaluate_step
+    from engage_components.steps import evaluate_step
 
     with timed("evaluate", step.path) as record, tempfile.TemporaryDirectory() as tmp:
         champion = None
@@ -205,7 +205,7 @@ def fairness(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import fairness_step
+    from engage_components.steps import fairness_step
 
     with timed("fairness", step.path) as record:
         record.update(
@@ -242,7 +242,7 @@ def explain(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import explain_step
+    from engage_components.steps import explain_step
 
     with timed("explain", step.path) as record:
         record.update(
@@ -269,7 +269,7 @@ def drift_reference(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import drift_reference_step
+    from engage_components.steps import drift_reference_step
 
     with timed("drift-reference", step.path) as record:
         record.update(
@@ -300,7 +300,7 @@ def promote(
     from pathlib import Path
 
     from engage_components import timed
-    from engage_components._steps import promote_step
+    from engage_components.steps import promote_step
 
     with timed("promote", step.path) as record:
         record.update(

@@ -34,6 +34,7 @@ __all__ = [
     "PromotionPolicy",
     "QualityGate",
     "RuleOutcome",
+    "default_policy_path",
     "evaluate",
     "load_policy",
 ]
@@ -195,9 +196,14 @@ class PolicyVerdict(BaseModel):
         return [r for r in self.rules if not r.passed]
 
 
+def default_policy_path() -> Path:
+    """The promotion policy Engage ships (``policies/promotion_policy.yml``)."""
+    return shipped_file("policies", DEFAULT_POLICY)
+
+
 def load_policy(path: str | Path | None = None) -> PromotionPolicy:
     """Read and check a policy file (``None``: the default policy)."""
-    file = Path(path) if path is not None else shipped_file("policies", DEFAULT_POLICY)
+    file = Path(path) if path is not None else default_policy_path()
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
