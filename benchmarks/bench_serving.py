@@ -50,7 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 AS_OF = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 #: predictor_logger_down: the predictor posting its events (--logger_url) to a port nobody listens on,
 #: as when the drift detector is down: its latency and errors must not change
-SERVERS = ("predictor", "predictor_logger_down", "kserve", "mlserver")
+#: predictor_kserve_routes: the same predictor with --fast_routes false, every request through KServe's
+#: FastAPI data plane (the fast routes' margin, and what a user who turns them off gets)
+SERVERS = ("predictor", "predictor_kserve_routes", "predictor_logger_down", "kserve", "mlserver")
 #: lower is better for every budget (write_results' rule); the throughput target ">= 2x KServe" is
 #: kept as KServe's requests/s per predictor request/s <= 0.5, and as a ratio in cases["targets"]
 BUDGETS = {
@@ -455,7 +457,7 @@ def main() -> int:
     import xgboost as xgb
     from tests.serving_support import free_port
 
-    from engage.explain._encode import Encoder
+    from engage.encoding import Encoder
     from engage.synthetic import SyntheticConfig, generate_customers
     from engage.training import TrainConfig, load_bundle
 
@@ -515,8 +517,8 @@ def main() -> int:
         frame = generate_customers(
             SyntheticConfig(rows=EQUALITY_ROWS, seed=2027, snapshots=1, as_of=AS_OF)
         ).frame
-        encoder = Encoder(bundle.features)
-        X = encoder.encode(frame)
+        encoder = Encoder.for_model(bundle.features)
+        X = encoder.frame(frame)
         records = encoder.values(X)
         complete = np.flatnonzero(~np.isnan(X).any(axis=1))
         if len(complete) < BATCH_ROWS:
@@ -559,6 +561,7 @@ def main() -> int:
         for server, make in (
             ("predictor", lambda idx: v1_objects([records[i] for i in idx])),
             ("predictor_logger_down", lambda idx: v1_objects([records[i] for i in idx])),
+            ("predictor_kserve_routes", lambda idx: v1_objects([records[i] for i in idx])),
             ("kserve", lambda idx: v1_rows(X[idx])),
             ("mlserver", lambda idx: v2_tensor(X[idx].astype("float32"))),
         ):
@@ -582,6 +585,9 @@ def main() -> int:
                 elif server == "predictor_logger_down":
                     command, url = predictor_command(model_dir, http, grpc)
                     command += ["--logger_url", f"http://127.0.0.1:{free_port()}/"]
+                elif server == "predictor_kserve_routes":
+                    command, url = predictor_command(model_dir, http, grpc)
+                    command += ["--fast_routes", "false"]
                 elif server == "kserve":
                     command, url = kserve_command(churn_file, http, grpc)
                     references["all_trees_booster"] = all_trees
@@ -599,6 +605,8 @@ def main() -> int:
                         "start_seconds": round(time.perf_counter() - started, 1),
                     }
                     entry.update(load_phases(server, url, one, batch, args.duration, references))
+                    if server == "predictor_kserve_routes":
+                        entry["equality"] = equality(url, records, expected, None)
                     if server == "predictor":
                         raw = None
                         if not churn_meta.get("calibrated"):
@@ -631,6 +639,23 @@ def main() -> int:
             "observed": {"p95_ms": down["at_100_rps"]["p95_ms"], "errors": down["at_100_rps"]["errors"]},
             "pass": down["at_100_rps"]["errors"] == 0
             and down["at_100_rps"]["p95_ms"] <= ours["at_100_rps"]["p95_ms"] + 1.0,
+        }
+    routes = results.get("predictor_kserve_routes", {})
+    if "single_row_max" in routes and "single_row_max" in ours:
+        fast_rps, slow_rps = ours["single_row_max"]["ok_per_s"], routes["single_row_max"]["ok_per_s"]
+        cases["fast_routes"] = {
+            "what": "the predictor with --fast_routes true (default) against --fast_routes false (KServe's "
+            "FastAPI routes), same model, same bodies; tests/integration/test_fast_routes.py holds their "
+            "answers equal",
+            "single_row_rps_ratio": round(fast_rps / slow_rps, 2) if fast_rps and slow_rps else None,
+            "p95_ms_at_100_rps": {
+                "fast_routes": ours.get("at_100_rps", {}).get("p95_ms"),
+                "kserve_routes": routes.get("at_100_rps", {}).get("p95_ms"),
+            },
+            "batch_1000_p95_ms": {
+                "fast_routes": ours.get("batch_1000", {}).get("p95_ms"),
+                "kserve_routes": routes.get("batch_1000", {}).get("p95_ms"),
+            },
         }
     ratio = None
     if "single_row_max" in ours and "single_row_max" in stock:

@@ -10,6 +10,10 @@ It does three things before KServe sees a request:
   0.5 ms a request on these machines (measured with a model that does nothing); a fast route costs
   about 0.1 ms, and speaks the same protocol on the same paths. Anything a fast route does not take
   (other content types, CloudEvents, gRPC) goes through KServe's data plane to the same model code.
+  The predictor's are behind ``--fast_routes`` / ``ENGAGE_SERVING_FAST_ROUTES`` (on by default), and
+  ``tests/integration/test_fast_routes.py`` holds them to KServe's routes: the same V1, V2 and error
+  requests get the same statuses and bodies both ways. KServe's pydantic validation of a V2 body is
+  answered by :func:`install_error_handlers` with the fast route's refusal, not pydantic's detail.
 * **Errors and metrics.** An :class:`~engage.errors.EngageError` becomes its status with a JSON body
   ``{"error", "reason", "details"}``; anything else becomes a 500 with a log line (never a traceback to
   the caller). Every request is timed into ``engage_request_duration_seconds`` and every refusal
@@ -312,4 +316,25 @@ def install_error_handlers(app: Any, model_name: str) -> None:
             log.error("%s: %s", request.url.path, error.message)
         return Response(error_body(error), status_code=error.http_status, media_type="application/json")
 
+    async def invalid_request(request: Any, error: Exception) -> Response:
+        # KServe's FastAPI routes validate a V2 body with pydantic (422 and pydantic's own detail); the
+        # fast route checks the same things: answer what it answers, so the two paths cannot differ
+        from .protocol import v2
+
+        path = request.url.path
+        body = getattr(error, "body", None)
+        refusal = v2.refusal_of(body) if path.endswith("/infer") else None
+        if refusal is None:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+                for e in getattr(error, "errors", list)()
+            )
+            refusal = RequestRejected(
+                f"the body does not follow the protocol: {problems}", status=400, reason="malformed_request"
+            )
+        return await engage_error(request, refusal)
+
+    from fastapi.exceptions import RequestValidationError
+
     app.add_exception_handler(EngageError, engage_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)

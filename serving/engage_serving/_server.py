@@ -25,7 +25,7 @@ from engage.errors import ArtifactError, EngageError
 from ._http import FastRoute, HTTPLayer, Middleware, install_error_handlers
 from ._settings import ServingSettings
 
-__all__ = ["ModelFiles", "load_or_explain", "resolve_model_files", "serve", "server_parser"]
+__all__ = ["ModelFiles", "flag", "load_or_explain", "resolve_model_files", "serve", "server_parser"]
 
 log = logging.getLogger("engage_serving")
 
@@ -64,6 +64,13 @@ def server_parser(
     parser.add_argument("--log_format", choices=["json", "text"], default=settings.log_format)
     parser.add_argument("--log_level", default=settings.log_level)
     return parser
+
+
+def flag(value: str) -> bool:
+    """A boolean flag's value, read as KServe reads its own (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    from kserve.utils.utils import strtobool
+
+    return bool(strtobool(value))
 
 
 @dataclass(frozen=True)

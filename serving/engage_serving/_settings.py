@@ -26,6 +26,12 @@ class ServingSettings(BaseSettings):
         default="json", description="json: one JSON object per log line (PII masked); text: KServe's format"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    fast_routes: bool = Field(
+        default=True,
+        description="The predictor answers V1 :predict and V2 /infer JSON on Engage's HTTP layer (the "
+        "statuses and bodies of KServe's FastAPI routes, at a fraction of their overhead); false: every "
+        "request goes through KServe's data plane",
+    )
     access_log: bool = Field(
         default=False, description="One log line per HTTP request (uvicorn's access log); off for speed"
     )

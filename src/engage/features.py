@@ -21,7 +21,7 @@ import pandas as pd
 from engage.contract import ColumnType, Contract
 from engage.errors import SchemaError
 
-__all__ = ["FeatureSet", "Split", "design_matrix", "fit_feature_set", "numeric_values", "time_split"]
+__all__ = ["FeatureSet", "Split", "design_matrix", "fit_feature_set", "time_split"]
 
 
 @dataclass(frozen=True)
@@ -73,36 +73,12 @@ def fit_feature_set(frame: pd.DataFrame, contract: Contract) -> FeatureSet:
 
 
 def design_matrix(frame: pd.DataFrame, features: FeatureSet) -> pd.DataFrame:
-    """The model input table: float64 numerics and fixed-level categoricals, in a fixed column order."""
-    missing = [c for c in features.columns if c not in frame.columns]
-    if missing:
-        raise SchemaError(f"input lacks feature column(s): {', '.join(missing)}")
-    out: dict[str, Any] = {}
-    for name in features.numeric:
-        out[name] = numeric_values(name, frame[name])
-    for name, levels in features.categorical.items():
-        text = frame[name].astype("string")  # booleans and numbers as their text, empty stays empty
-        out[name] = pd.Categorical(text, categories=levels)
-    return pd.DataFrame(out, index=frame.index)
+    """The model input table: float64 numerics and fixed-level categoricals, in a fixed column order
+    (the one encoding, :class:`engage.encoding.Encoder`, in lenient mode); :class:`SchemaError` naming a
+    missing column or a value that is not a number."""
+    from engage.encoding import Encoder
 
-
-def numeric_values(name: str, values: pd.Series) -> npt.NDArray[np.float64]:
-    """A numeric feature as float64 (NaN for empty); :class:`SchemaError` naming a value that is not a number."""
-    try:
-        return values.to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError) as e:
-        bad = next((v for v in values.tolist() if not _number_like(v)), None)
-        raise SchemaError(f"feature {name!r} must be numeric; got {bad!r}") from e
-
-
-def _number_like(v: Any) -> bool:
-    if v is None or v is pd.NA:
-        return True
-    try:
-        float(v)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return Encoder.for_model(features).design_matrix(frame)
 
 
 @dataclass(frozen=True)

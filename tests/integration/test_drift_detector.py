@@ -22,6 +22,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from engage.encoding import MISSING_FEATURE, describe
 from tests.serving_support import Server, build_model_folder, run_server
 
 MODULE = "engage_serving.drift_detector"
@@ -244,27 +245,27 @@ def test_direct_rows_are_tested_at_once(server: Server, reference: pd.DataFrame)
         ({"ce-type": REQUEST}, b'{"instances": [', 400, "malformed_json", None),
         ({"ce-type": "org.example.unknown"}, b"{}", 400, "unknown_event", None),
         ({"content-type": "application/cloudevents+json"}, b'{"data": {}}', 400, "bad_event", None),
-        ({"ce-type": REQUEST}, b'{"rows": []}', 400, "bad_request", None),
+        ({"ce-type": REQUEST}, b'{"rows": []}', 400, "malformed_request", None),
         (
             {"ce-type": REQUEST},
             b'{"instances": [{"tenure_days": 3}]}',
             422,
-            "schema",
-            {"row": 0, "field": "sessions_30d", "error": "missing feature"},
+            "missing_feature",
+            {"row": 0, "field": "sessions_30d", "error": MISSING_FEATURE},
         ),
         (
             {"ce-type": RESPONSE},
             b'{"predictions": [1, 2]}',
             422,
-            "schema",
-            {"row": 0, "field": None, "error": "not an object"},
+            "wrong_type",
+            {"row": 0, "field": None, "error": f"not an object: {describe(1)}"},
         ),
         (
             {},
             b'{"instances": [{"tenure_days": "long"}]}',
             422,
-            "schema",
-            {"row": 0, "field": "tenure_days", "error": "expected a number, got 'long'"},
+            "wrong_type",
+            {"row": 0, "field": "tenure_days", "error": f"expected a number, got {describe('long')}"},
         ),
     ],
 )

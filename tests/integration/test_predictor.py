@@ -73,7 +73,7 @@ def test_v1_predictions_equal_the_library_for_one_row_and_batches(
 def test_v2_columns_and_matrix_answer_as_v1(
     server: Server, rows: list[dict[str, Any]], model_folder: Path
 ) -> None:
-    from engage.explain._encode import Encoder
+    from engage.encoding import Encoder
     from engage.training import load_bundle
 
     some = rows[:5]
@@ -90,7 +90,7 @@ def test_v2_columns_and_matrix_answer_as_v1(
     assert body["id"] == "r-1"
     assert body["model_version"].startswith("sha256:")
     by_name = {o["name"]: o["data"] for o in body["outputs"]}
-    matrix = Encoder(features).encode_records(some)
+    matrix = Encoder.for_model(features).rows(some)
     flat = [None if np.isnan(v) else float(v) for v in matrix.ravel()]
     answer2 = post(
         server,

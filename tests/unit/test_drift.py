@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from engage.drift import DriftDetector, DriftSettings, Reference, decide
+from engage.drift import REFUSED, DriftDetector, DriftSettings, Reference, decide
+from engage.encoding import EXPECTED_FINITE, MISSING_FEATURE, NOT_A_ROW, describe
 from engage.errors import ArtifactError, RequestRejected
 
 CATEGORICAL = {"plan": ["free", "basic", "premium"], "channel": ["web", "ios", "android"]}
@@ -331,17 +332,17 @@ def test_bad_rows_are_refused_naming_row_and_field(reference: Reference) -> None
     with pytest.raises(RequestRejected) as caught:
         reference.encode(rows)
     error = caught.value
-    assert (error.http_status, error.reason) == (422, "schema")
+    assert (error.http_status, error.reason) == (422, "wrong_type")  # the first problem's
     assert error.details == [
-        {"row": 1, "field": None, "error": "row is not an object (got list)"},
-        {"row": 2, "field": "plan", "error": "missing feature"},
-        {"row": 3, "field": "age", "error": "expected a number, got 'thirty'"},
-        {"row": 4, "field": "visits", "error": "expected a number, got true"},
-        {"row": 5, "field": "spend", "error": "expected a number, got dict"},
-        {"row": 6, "field": "age", "error": "expected a finite number"},
+        {"row": 1, "field": None, "error": NOT_A_ROW.format(lists="", kind=describe([]))},
+        {"row": 2, "field": "plan", "error": MISSING_FEATURE},
+        {"row": 3, "field": "age", "error": f"expected a number, got {describe('thirty')}"},
+        {"row": 4, "field": "visits", "error": f"expected a number, got {describe(True)}"},
+        {"row": 5, "field": "spend", "error": f"expected a number, got {describe({})}"},
+        {"row": 6, "field": "age", "error": EXPECTED_FINITE},
     ]
-    assert error.message.startswith("rows do not match the drift reference: row 1, row is not an object")
-    assert error.message.endswith("(and 5 more)")
+    assert error.message.startswith(f"{REFUSED}: row 1, a row must be an object, not a list")
+    assert error.message.endswith("(and 5 more problem(s), see details)")
 
 
 def test_bad_columns_are_refused_naming_the_field(reference: Reference) -> None:
@@ -353,13 +354,15 @@ def test_bad_columns_are_refused_naming_the_field(reference: Reference) -> None:
     }
     with pytest.raises(RequestRejected) as caught:
         reference.encode_columns(columns)
-    assert caught.value.details == [{"row": None, "field": "channel", "error": "missing feature"}]
+    assert caught.value.details == [{"field": "channel", "error": MISSING_FEATURE}]
     columns["channel"] = ["web", "ios"]
     with pytest.raises(RequestRejected) as caught:
         reference.encode_columns(columns)
-    assert caught.value.details == [{"row": 1, "field": "age", "error": "expected a number, got 'x'"}]
+    assert caught.value.details == [
+        {"row": 1, "field": "age", "error": f"expected a number, got {describe('x')}"}
+    ]
     columns["age"] = [30]
-    with pytest.raises(RequestRejected, match="differ in length"):
+    with pytest.raises(RequestRejected, match="field 'spend': 2 values, but 'age' has 1: one value a row"):
         reference.encode_columns(columns)
 
 

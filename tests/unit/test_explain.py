@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engage.encoding import MISSING_FEATURE, Encoder, describe
 from engage.errors import ExplainError, SchemaError
 from engage.explain import (
     LICENCE_CLEAN,
     METHODS,
-    Encoder,
     ExplainSettings,
     available_methods,
     check_method,
@@ -73,8 +74,8 @@ def test_encoder_round_trips_rows_and_marks_empty_and_unseen_levels_missing() ->
             "ignored": ["x", "y", "z"],
         }
     )
-    enc = Encoder(FEATURES)
-    X = enc.encode(frame)
+    enc = Encoder.for_model(FEATURES)
+    X = enc.frame(frame)
     assert X.shape == (3, 4)
     np.testing.assert_array_equal(X[:, 2], [1.0, np.nan, np.nan])
     np.testing.assert_array_equal(X[:, 3], [1.0, 0.0, np.nan])
@@ -101,8 +102,8 @@ def test_the_small_and_large_encoding_paths_agree_with_the_design_matrix(rows: l
     from engage.features import design_matrix
 
     frame = pd.DataFrame(rows, columns=["tickets", "plan", "opt_in"]).assign(spend=1.0)
-    enc = Encoder(FEATURES)
-    X = enc.encode(frame)
+    enc = Encoder.for_model(FEATURES)
+    X = enc.frame(frame)
     expected = design_matrix(frame, FEATURES)
     got = enc.decode(X)
     for name in FEATURES.categorical:
@@ -114,12 +115,14 @@ def test_the_small_and_large_encoding_paths_agree_with_the_design_matrix(rows: l
 
 
 def test_missing_feature_and_non_numeric_value_are_schema_errors() -> None:
-    enc = Encoder(FEATURES)
-    with pytest.raises(SchemaError, match="input lacks feature column"):
-        enc.encode(pd.DataFrame({"tickets": [1]}))
+    enc = Encoder.for_model(FEATURES)
+    with pytest.raises(SchemaError, match=re.escape(f"field 'spend': {MISSING_FEATURE} (and 2 more")):
+        enc.frame(pd.DataFrame({"tickets": [1]}))
     bad = pd.DataFrame({"tickets": ["three"], "spend": [1.0], "plan": ["free"], "opt_in": [True]})
-    with pytest.raises(SchemaError, match="feature 'tickets' must be numeric; got 'three'"):
-        enc.encode(bad)
+    with pytest.raises(
+        SchemaError, match=re.escape(f"row 0, field 'tickets': expected a number, got {describe('three')}")
+    ):
+        enc.frame(bad)
 
 
 def test_values_are_described_in_their_units(contract: Any) -> None:

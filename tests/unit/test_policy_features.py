@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engage.encoding import MISSING_FEATURE
 from engage.errors import ConfigError, SchemaError
 from engage.features import FeatureSet, design_matrix, fit_feature_set, time_split
 from engage.policy import evaluate, load_policy
@@ -95,7 +97,7 @@ def test_unknown_levels_become_missing_and_missing_features_fail(clean: Any, con
     frame.loc[0, "device_type"] = "smart_fridge"
     X = design_matrix(frame, features)
     assert pd.isna(X.loc[0, "device_type"])
-    with pytest.raises(SchemaError, match="lacks feature column"):
+    with pytest.raises(SchemaError, match=re.escape(f"field 'plan': {MISSING_FEATURE}")):
         design_matrix(frame.drop(columns=["plan"]), features)
 
 

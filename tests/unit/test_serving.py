@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engage.encoding import MAX_DETAILS, Encoder
 from engage.errors import RequestRejected
 from engage.features import FeatureSet
-from engage_serving.predictor._input import MAX_DETAILS, InputSchema
+from engage_serving.protocol import Decoder
 
 FEATURES = FeatureSet(
     numeric=["sessions_30d", "avg_session_minutes", "nps_score"],
@@ -22,30 +23,30 @@ ROW = {"sessions_30d": 4, "avg_session_minutes": 12.5, "nps_score": 7, "plan": "
 
 
 @pytest.fixture(scope="module")
-def schema(contract: Any) -> InputSchema:
-    return InputSchema(FEATURES, contract, max_rows=10)
+def schema(contract: Any) -> Decoder:
+    return Decoder(Encoder.for_model(FEATURES, contract, strict=True), contract, max_rows=10)
 
 
-def test_rows_become_the_model_matrix_in_feature_order(schema: InputSchema) -> None:
-    batch = schema.from_v1({"instances": [ROW, {**ROW, "avg_session_minutes": None, "plan": "premium"}]})
+def test_rows_become_the_model_matrix_in_feature_order(schema: Decoder) -> None:
+    batch = schema.v1({"instances": [ROW, {**ROW, "avg_session_minutes": None, "plan": "premium"}]})
     assert batch.X.dtype == np.float32
     np.testing.assert_array_equal(batch.X[0], [4, 12.5, 7, 1])
     assert math.isnan(batch.X[1, 1])
     assert batch.X[1, 3] == 2
 
 
-def test_lists_in_model_order_and_carried_columns(schema: InputSchema) -> None:
-    batch = schema.from_v1({"instances": [[4, 12.5, 7, "basic"]]})
+def test_lists_in_model_order_and_carried_columns(schema: Decoder) -> None:
+    batch = schema.v1({"instances": [[4, 12.5, 7, "basic"]]})
     np.testing.assert_array_equal(batch.X[0], [4, 12.5, 7, 1])
-    carried = schema.from_v1({"instances": [{**ROW, "customer_id": "C1", "gender": "female"}]})
+    carried = schema.v1({"instances": [{**ROW, "customer_id": "C1", "gender": "female"}]})
     assert carried.extras["customer_id"] == ["C1"]
     assert carried.extras["gender"] == ["female"]
 
 
-def test_every_problem_is_listed_with_row_and_field(schema: InputSchema) -> None:
+def test_every_problem_is_listed_with_row_and_field(schema: Decoder) -> None:
     rows = [{"sessions_30d": "x"}, {**ROW, "plan": "gold", "nps_score": math.inf}]
     with pytest.raises(RequestRejected) as caught:
-        schema.from_v1({"instances": rows})
+        schema.v1({"instances": rows})
     error = caught.value
     assert error.http_status == 422
     assert error.reason == "wrong_type"
@@ -54,34 +55,32 @@ def test_every_problem_is_listed_with_row_and_field(schema: InputSchema) -> None
     assert error.message.startswith("row 0, field 'sessions_30d'")
 
 
-def test_details_are_capped_but_counted(schema: InputSchema) -> None:
+def test_details_are_capped_but_counted(schema: Decoder) -> None:
     with pytest.raises(RequestRejected) as caught:
-        schema.from_v1({"instances": [{}] * 10})
+        schema.v1({"instances": [{}] * 10})
     assert len(caught.value.details) == MAX_DETAILS
     assert "(and 39 more problem(s)" in caught.value.message
 
 
-def test_v2_columns_matrix_and_shape_checks(schema: InputSchema) -> None:
+def test_v2_columns_matrix_and_shape_checks(schema: Decoder) -> None:
     columns = [
         {"name": "sessions_30d", "shape": [2], "datatype": "INT64", "data": [4, 5]},
         {"name": "avg_session_minutes", "shape": [2, 1], "datatype": "FP64", "data": [[12.5], [None]]},
         {"name": "nps_score", "shape": [2], "datatype": "INT64", "data": [7, 8]},
         {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "free"]},
     ]
-    batch = schema.from_v2({"inputs": columns})
+    batch = schema.v2({"inputs": columns})
     np.testing.assert_array_equal(batch.X[:, 3], [1, 0])
-    matrix = schema.from_v2(
+    matrix = schema.v2(
         {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [4, 12.5, 7, 1]}]}
     )
     np.testing.assert_array_equal(matrix.X, batch.X[:1])
     with pytest.raises(RequestRejected, match=r"shape \[1, 4\] holds 4 values but 'data' has 3"):
-        schema.from_v2({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [4, 12.5, 7]}]})
+        schema.v2({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [4, 12.5, 7]}]})
     with pytest.raises(RequestRejected, match=r"level code 0\.\.2"):
-        schema.from_v2(
-            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [4, 12.5, 7, 3]}]}
-        )
+        schema.v2({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [4, 12.5, 7, 3]}]})
     with pytest.raises(RequestRejected) as caught:
-        schema.from_v2({"inputs": columns[:3]})
+        schema.v2({"inputs": columns[:3]})
     assert caught.value.reason == "missing_feature"
     assert caught.value.details[0]["field"] == "plan"
 
@@ -91,9 +90,9 @@ def test_v2_columns_matrix_and_shape_checks(schema: InputSchema) -> None:
     [([], 400, "malformed_request"), ({}, 400, "no_instances"), ({"instances": "x"}, 400, "no_instances"),
      ({"instances": [ROW] * 11}, 413, "too_many_rows"), ({"instances": [3]}, 422, "wrong_type")],
 )  # fmt: skip
-def test_request_shapes(schema: InputSchema, payload: Any, status: int, reason: str) -> None:
+def test_request_shapes(schema: Decoder, payload: Any, status: int, reason: str) -> None:
     with pytest.raises(RequestRejected) as caught:
-        schema.from_v1(payload)
+        schema.v1(payload)
     assert (caught.value.http_status, caught.value.reason) == (status, reason)
 
 
@@ -143,7 +142,7 @@ def test_pii_is_masked_in_messages_and_fields(capsys: pytest.CaptureFixture[str]
 
 
 def test_large_batches_are_checked_a_column_at_a_time_with_the_same_result(contract: Any) -> None:
-    from engage_serving.predictor._input import COLUMNAR_FROM
+    from engage.encoding import COLUMNAR_FROM
 
     rng = np.random.default_rng(0)
     rows = [
@@ -151,14 +150,14 @@ def test_large_batches_are_checked_a_column_at_a_time_with_the_same_result(contr
          "nps_score": int(rng.integers(0, 11)), "plan": ["free", "basic", "premium"][i % 3], "customer_id": f"C{i}"}
         for i in range(COLUMNAR_FROM + 5)
     ]  # fmt: skip
-    big = InputSchema(FEATURES, contract, max_rows=1000)
-    fast = big.from_v1({"instances": rows})
-    slow = np.vstack([big.from_v1({"instances": [row]}).X for row in rows])
+    big = Decoder(Encoder.for_model(FEATURES, contract, strict=True), contract, max_rows=1000)
+    fast = big.v1({"instances": rows})
+    slow = np.vstack([big.v1({"instances": [row]}).X for row in rows])
     np.testing.assert_array_equal(fast.X, slow)
     assert fast.extras["customer_id"][3] == "C3"
     rows[20]["plan"] = "gold"  # one bad value: the row-by-row path names it
     with pytest.raises(RequestRejected) as caught:
-        big.from_v1({"instances": rows})
+        big.v1({"instances": rows})
     assert caught.value.details == [
         {"row": 20, "field": "plan", "error": "unknown category 'gold'; known: free, basic, premium"}
     ]

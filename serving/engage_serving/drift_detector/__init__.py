@@ -22,7 +22,6 @@ if TYPE_CHECKING:
         drift_parser,
         main,
         parse_event,
-        prediction_columns,
         request_matrix,
     )
 
@@ -33,7 +32,6 @@ __all__ = [
     "drift_parser",
     "main",
     "parse_event",
-    "prediction_columns",
     "request_matrix",
 ]
 

@@ -29,11 +29,13 @@ import numpy as np
 import orjson
 from kserve import Model  # type: ignore[import-untyped,unused-ignore]
 
-from engage.errors import ArtifactError, ConfigError, EngageError, RequestRejected
+from engage.errors import ArtifactError, ConfigError, EngageError
 from engage_serving._events import REQUEST_TYPE, RESPONSE_TYPE
 from engage_serving._http import FastRoute
 from engage_serving._metrics import serving_metrics
 from engage_serving._server import load_or_explain, resolve_model_files, serve, server_parser, setup_logging
+from engage_serving.protocol import predictions as prediction_columns
+from engage_serving.protocol.v1 import bad_request
 
 from ._metrics import drift_metrics
 
@@ -51,7 +53,6 @@ __all__ = [
     "drift_parser",
     "main",
     "parse_event",
-    "prediction_columns",
     "request_matrix",
 ]
 
@@ -120,15 +121,11 @@ def drift_settings(args: argparse.Namespace) -> DriftSettings:
 # ---- events ---------------------------------------------------------------------------------------------
 
 
-def _bad(message: str, reason: str = "bad_request") -> RequestRejected:
-    return RequestRejected(message, status=400, reason=reason)
-
-
 def _json(body: bytes | str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise _bad(f"the body is not valid JSON: {e}", "malformed_json") from None
+        raise bad_request(f"the body is not valid JSON: {e}", "malformed_json") from None
 
 
 def parse_event(body: bytes, headers: Mapping[str, str]) -> tuple[str, Any]:
@@ -139,7 +136,7 @@ def parse_event(body: bytes, headers: Mapping[str, str]) -> tuple[str, Any]:
     if event_type is None and content_type == "application/cloudevents+json":
         event = _json(body)
         if not isinstance(event, Mapping) or not isinstance(event.get("type"), str):
-            raise _bad('a structured CloudEvent must be a JSON object with a "type"', "bad_event")
+            raise bad_request('a structured CloudEvent must be a JSON object with a "type"', "bad_event")
         event_type = event["type"]
         if "data" in event:
             payload = event["data"]
@@ -147,16 +144,16 @@ def parse_event(body: bytes, headers: Mapping[str, str]) -> tuple[str, Any]:
             try:
                 payload = _json(base64.b64decode(event["data_base64"], validate=True))
             except ValueError:
-                raise _bad('"data_base64" is not valid base64', "bad_event") from None
+                raise bad_request('"data_base64" is not valid base64', "bad_event") from None
         else:
-            raise _bad('the CloudEvent has no "data"', "bad_event")
+            raise bad_request('the CloudEvent has no "data"', "bad_event")
     elif event_type is not None:
         payload = _json(body)
     else:
         return "rows", _json(body)
     kind = _EVENT_KINDS.get(event_type)
     if kind is None:
-        raise _bad(
+        raise bad_request(
             f"unknown event type {event_type[:80]!r}: the drift detector takes {REQUEST_EVENT} and {RESPONSE_EVENT}",
             "unknown_event",
         )
@@ -165,99 +162,12 @@ def parse_event(body: bytes, headers: Mapping[str, str]) -> tuple[str, Any]:
     return kind, payload
 
 
-def _too_many(n: int, limit: int) -> RequestRejected:
-    return RequestRejected(
-        f"{n} rows, over this server's limit of {limit} rows a request (--max_rows)",
-        status=413,
-        reason="too_many_rows",
-    )
-
-
-def _flat(values: Any, name: str) -> list[Any]:
-    """A v2 tensor's ``data`` as a flat list (flattened, or nested as ``[[v], [v], ...]``)."""
-    if not isinstance(values, list):
-        raise RequestRejected(
-            f'tensor {name!r}: "data" must be a list',
-            status=422,
-            details=[{"row": None, "field": name, "error": "data is not a list"}],
-        )
-    if values and all(isinstance(v, list) for v in values):
-        if not all(len(v) == 1 for v in values):
-            raise RequestRejected(
-                f"tensor {name!r}: one value a row expected (shape [n] or [n, 1])",
-                status=422,
-                details=[{"row": None, "field": name, "error": "more than one value a row"}],
-            )
-        return [v[0] for v in values]
-    return values
-
-
-def _tensors(payload: Mapping[str, Any], key: str) -> dict[str, list[Any]]:
-    tensors = payload[key]
-    if not isinstance(tensors, list) or not all(
-        isinstance(t, Mapping) and isinstance(t.get("name"), str) for t in tensors
-    ):
-        raise _bad(f'"{key}" must be a list of tensors, each an object with a "name" and "data"')
-    return {t["name"]: _flat(t.get("data"), t["name"]) for t in tensors}
-
-
 def request_matrix(payload: Any, reference: Reference, max_rows: int) -> npt.NDArray[np.float64]:
-    """The rows of a predictor request (v1 ``instances``, v2 ``inputs`` one tensor per feature) or of a
-    plain list of row objects, encoded against ``reference``."""
-    if isinstance(payload, list):
-        instances: Any = payload
-    elif isinstance(payload, Mapping) and "instances" in payload:
-        instances = payload["instances"]
-    elif isinstance(payload, Mapping) and "inputs" in payload:
-        columns = _tensors(payload, "inputs")
-        n = max((len(v) for v in columns.values()), default=0)
-        if n > max_rows:
-            raise _too_many(n, max_rows)
-        return reference.encode_columns(columns)
-    else:
-        raise _bad(
-            'expected {"instances": [{feature: value, ...}, ...]} (v1), {"inputs": [tensors]} (v2) or a list of rows'
-        )
-    if not isinstance(instances, list):
-        raise _bad('"instances" must be a list of rows (objects of feature values)')
-    if len(instances) > max_rows:
-        raise _too_many(len(instances), max_rows)
-    return reference.encode(instances)
+    """The rows of a predictor request (V1 ``instances``, V2 ``inputs`` one tensor per feature) or of a
+    plain list of row objects, encoded against ``reference`` (the shared decoder, lenient encoder)."""
+    from engage_serving.protocol import Decoder
 
-
-def prediction_columns(payload: Any, heads: Sequence[str]) -> dict[str, list[float]]:
-    """The predicted values per head of a predictor response (v1 ``predictions`` objects, v2 ``outputs``);
-    outputs of other names are ignored."""
-    if isinstance(payload, Mapping) and "outputs" in payload:
-        out = {h: v for h, v in _tensors(payload, "outputs").items() if h in heads}
-    elif isinstance(payload, Mapping) and isinstance(payload.get("predictions"), list):
-        predictions = payload["predictions"]
-        if not all(isinstance(p, Mapping) for p in predictions):
-            bad: list[dict[str, object]] = [
-                {"row": i, "field": None, "error": "not an object"}
-                for i, p in enumerate(predictions)
-                if not isinstance(p, Mapping)
-            ]
-            raise RequestRejected(
-                'v1 "predictions" must be objects of head outputs ({"churn_probability": ..., ...})',
-                status=422,
-                details=bad[:50],
-            )
-        out = {h: [p.get(h) for p in predictions] for h in heads if any(h in p for p in predictions)}
-    else:
-        raise _bad(
-            'expected a predictor response: {"predictions": [...]} (v1) or {"outputs": [tensors]} (v2)'
-        )
-    problems: list[dict[str, object]] = []
-    for head, values in out.items():
-        for i, v in enumerate(values):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                problems.append({"row": i, "field": head, "error": "prediction is not a number"})
-    if problems:
-        raise RequestRejected(
-            f"{len(problems)} prediction(s) are not numbers", status=422, details=problems[:50]
-        )
-    return {h: [np.nan if v is None else float(v) for v in values] for h, values in out.items()}
+    return Decoder(reference.encoder, None, max_rows=max_rows, dtype=np.float64).any(payload).X
 
 
 # ---- the background test --------------------------------------------------------------------------------
@@ -428,10 +338,10 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
     def test_rows(self, payload: Any) -> dict[str, Any]:
         detector = self._ready()
         if not isinstance(payload, Mapping) or not isinstance(payload.get("instances"), list):
-            raise _bad('the body must be {"instances": [{feature: value, ...}, ...]}')
+            raise bad_request('the body must be {"instances": [{feature: value, ...}, ...]}')
         instances = payload["instances"]
         if not instances:
-            raise _bad('"instances" is empty: there is nothing to test', "no_rows")
+            raise bad_request('"instances" is empty: there is nothing to test', "no_rows")
         matrix = request_matrix(payload, detector.reference, self.args.max_rows)
         serving_metrics().rows.labels(self.name, "predict").observe(len(instances))
         return detector.test(matrix, predictions=self._predict(instances))
@@ -466,7 +376,9 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         if isinstance(payload, bytes | str):
             payload = _json(payload)
         if not isinstance(payload, Mapping):
-            raise _bad('the drift detector answers v1 :predict with {"instances": [...]} (no v2 infer)')
+            raise bad_request(
+                'the drift detector answers v1 :predict with {"instances": [...]} (no v2 infer)'
+            )
         return self.test_rows(payload)
 
     def _publish(self, result: dict[str, Any]) -> None:

@@ -33,7 +33,14 @@ from kserve import Model  # type: ignore[import-untyped,unused-ignore]
 
 from engage.errors import ArtifactError, ConfigError, EngageError, ExplainError, RequestRejected
 from engage_serving._metrics import LATENCY_BUCKETS, serving_metrics
-from engage_serving._server import load_or_explain, resolve_model_files, serve, server_parser, setup_logging
+from engage_serving._server import (
+    flag,
+    load_or_explain,
+    resolve_model_files,
+    serve,
+    server_parser,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
@@ -71,12 +78,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _strtobool(text: str) -> bool:
-    from kserve.utils.utils import strtobool
-
-    return bool(strtobool(text))
-
-
 def explainer_parser() -> argparse.ArgumentParser:
     """The flags every Engage server takes, plus the explainer's concurrency and licence flags."""
     parser = server_parser(
@@ -98,7 +99,7 @@ def explainer_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--licence_clean",
-        type=_strtobool,  # KServe's own reading of boolean flags (--enable_grpc …)
+        type=flag,  # KServe's own reading of boolean flags (--enable_grpc …)
         nargs="?",
         const=True,
         default=False,
@@ -331,7 +332,7 @@ class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
                 status=413,
                 reason="too_many_rows",
             )
-        explainer.encoder.encode_records(request.instances)  # 422 naming the row and the feature
+        explainer.encoder.rows(request.instances)  # 422 naming each row and feature
         return True
 
     async def _slow(self, explainer: Explainer, request: ExplainRequest) -> Explanation:

@@ -16,6 +16,7 @@ import argparse
 import logging
 import math
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,9 +30,9 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from engage.errors import RequestRejected
 from engage_serving._http import FastRoute
 from engage_serving._metrics import observe_many, serving_metrics
+from engage_serving.protocol import Batch, Decoder
 
 from ._forest import CompiledForest
-from ._input import Batch, InputSchema
 
 __all__ = ["PredictorModel"]
 
@@ -114,8 +115,11 @@ class PredictorModel(Model):  # type: ignore[misc]
         bundle = load_bundle(files.model_dir)  # every file checked against the manifest first
         self.bundle = bundle
         self.version = bundle.version or ""
-        self.schema = InputSchema(
-            bundle.features, load_contract(self.args.contract), max_rows=self.args.max_rows
+        from engage.encoding import Encoder
+
+        contract = load_contract(self.args.contract)
+        self.decoder = Decoder(
+            Encoder.for_model(bundle.features, contract, strict=True), contract, max_rows=self.args.max_rows
         )
         self.finish = {name: _Finish(head) for name, head in bundle.heads.items()}
         self.outputs = [f.output for f in self.finish.values()]
@@ -151,8 +155,8 @@ class PredictorModel(Model):  # type: ignore[misc]
 
     def _compile(self) -> None:
         """Use the compiled trees if they give xgboost's margins on probe rows; warm both paths up."""
-        forest = CompiledForest(self.boosters, self.iterations, self.schema.categorical)
-        X = _probe_rows(forest.split_points, self.schema, _CHECK_ROWS)
+        forest = CompiledForest(self.boosters, self.iterations, list(self.decoder.encoder.categorical))
+        X = _probe_rows(forest.split_points, self.decoder.encoder, _CHECK_ROWS)
         gap = forest.agreement(X, self._xgboost_margins(X))
         self.forest = forest if gap <= AGREEMENT else None
         if self.forest is None:
@@ -197,9 +201,7 @@ class PredictorModel(Model):  # type: ignore[misc]
         return out
 
     def _frame(self, batch: Batch) -> Any:
-        from engage.explain._encode import Encoder
-
-        return Encoder(self.bundle.features).decode(batch.X.astype(np.float64))
+        return self.decoder.encoder.decode(batch.X.astype(np.float64))
 
     def _adjust(self, out: dict[str, list[float]], batch: Batch) -> dict[str, list[float]]:
         import pandas as pd
@@ -229,38 +231,40 @@ class PredictorModel(Model):  # type: ignore[misc]
         predictions = [
             dict(zip(outputs, values, strict=True)) for values in zip(*(out[o] for o in outputs), strict=True)
         ]
-        ids = batch.extras.get(self.schema.id_column) if self.schema.id_column else None
+        ids = batch.extras.get(self.decoder.id_column) if self.decoder.id_column else None
         if ids is not None:
             for prediction, customer in zip(predictions, ids, strict=True):
                 if customer is not None:
-                    prediction[self.schema.id_column] = customer  # type: ignore[index]
+                    prediction[self.decoder.id_column] = customer  # type: ignore[index]
         return {"predictions": predictions, "model_name": self.name, "model_version": self.version}
 
     def answer_v2(self, batch: Batch, request_id: Any = None) -> dict[str, Any]:
+        """The V2 answer, field for field as KServe's ``InferenceResponse`` serializes it (the request's
+        ``id``, or a fresh UUID as KServe gives one; ``parameters`` null)."""
         started = time.perf_counter()
         out = self.score(batch)
         self._predict_time.observe(time.perf_counter() - started)
         self._observe(out, batch.rows)
-        answer: dict[str, Any] = {
+        return {
             "model_name": self.name,
             "model_version": self.version,
+            "id": request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4()),
+            "parameters": None,
             "outputs": [
-                {"name": o, "shape": [batch.rows], "datatype": "FP64", "data": out[o]} for o in self.outputs
+                {"name": o, "shape": [batch.rows], "datatype": "FP64", "parameters": None, "data": out[o]}
+                for o in self.outputs
             ],
         }
-        if isinstance(request_id, str):
-            answer["id"] = request_id
-        return answer
 
     def v1_route(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        answer = orjson.dumps(self.answer_v1(self.schema.from_v1(_loads(body))))
+        answer = orjson.dumps(self.answer_v1(self.decoder.v1(_loads(body))))
         if self.events is not None:
             self.events.log(body, answer)
         return 200, answer
 
     def v2_route(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         payload = _loads(body)
-        batch = self.schema.from_v2(payload)
+        batch = self.decoder.v2(payload)
         answer = orjson.dumps(self.answer_v2(batch, payload.get("id")))
         if self.events is not None:
             self.events.log(body, answer)
@@ -272,6 +276,11 @@ class PredictorModel(Model):  # type: ignore[misc]
             FastRoute(f"/v2/models/{self.name}/infer", "infer", self.v2_route),
         ]
 
+    def validate(self, payload: Any) -> Any:
+        """KServe's own shape checks, left to :meth:`predict`: it refuses what the fast routes refuse,
+        with the same answer (KServe's would say less, and differently)."""
+        return payload
+
     def predict(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
         """KServe's data plane path (gRPC, CloudEvents, binary tensors): the same checks and scores."""
         if isinstance(payload, InferRequest):
@@ -279,7 +288,7 @@ class PredictorModel(Model):  # type: ignore[misc]
             if isinstance(rest, bytes | bytearray):
                 rest = _loads(bytes(rest))
             try:
-                batch = self.schema.from_v2(rest)
+                batch = self.decoder.v2(rest)
             except RequestRejected as e:
                 if not payload.from_grpc:
                     raise
@@ -288,7 +297,7 @@ class PredictorModel(Model):  # type: ignore[misc]
             return InferResponse.from_rest(self.answer_v2(batch, payload.id))
         if isinstance(payload, bytes | bytearray):
             payload = _loads(bytes(payload))
-        return self.answer_v1(self.schema.from_v1(payload))
+        return self.answer_v1(self.decoder.v1(payload))
 
 
 def _loads(body: bytes) -> Any:
@@ -300,16 +309,16 @@ def _loads(body: bytes) -> Any:
         ) from None
 
 
-def _probe_rows(split_points: Mapping[int, list[float]], schema: InputSchema, rows: int) -> Any:
+def _probe_rows(split_points: Mapping[int, list[float]], encoder: Any, rows: int) -> Any:
     """Rows that reach many leaves: values on and around the models' own split points, some missing,
     every category and an unseen one. Seeded: the same model always gets the same probe."""
     rng = np.random.default_rng(0)
-    width = len(schema.names)
+    width = encoder.width
     points = [split_points.get(j, []) for j in range(width)]
     X = np.empty((rows, width), dtype=np.float32)
     for j in range(width):
-        if j in schema.categorical:
-            levels = len(schema.fields[j].codes or {})
+        if j in encoder.categorical:
+            levels = len(encoder.categorical[j])
             X[:, j] = rng.integers(0, levels + 1, rows)  # levels itself: a code no tree lists
         elif points[j]:
             base = rng.choice(np.asarray(points[j]), rows)

@@ -12,7 +12,6 @@ methods out. Heavy libraries are imported inside the methods that use them.
 """
 
 from ._document import CustomerExplanation, customer_explanation
-from ._encode import Encoder
 from ._explainer import MAX_ROWS, Explainer
 from ._global import global_summary
 from ._methods import LICENCE_CLEAN, METHODS, Method, available_methods, check_method
@@ -27,7 +26,6 @@ __all__ = [
     "MAX_ROWS",
     "METHODS",
     "CustomerExplanation",
-    "Encoder",
     "ExplainSettings",
     "Explainer",
     "Explanation",

@@ -20,9 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from engage.encoding import Encoder
 from engage.errors import ExplainError
-
-from ._encode import Encoder
 
 __all__ = ["NOT_FOUND", "counterfactuals"]
 
@@ -55,7 +54,7 @@ class _Model:
         self.encoder, self._predict = encoder, predict
 
     def predict(self, frame: pd.DataFrame) -> F64:
-        return self._predict(self.encoder.encode(frame))
+        return self._predict(self.encoder.frame(frame))
 
 
 def counterfactuals(
@@ -151,7 +150,7 @@ def _verified(
     contract's row rules; order by fewest changes, then smallest scaled distance."""
     if proposals is None or len(proposals) == 0:
         return []
-    proposed = encoder.encode(proposals[encoder.names])
+    proposed = encoder.frame(proposals[encoder.names])
     row0, start = x.ravel(), filled.ravel()
     changed = ~np.isclose(proposed, start, equal_nan=True)
     candidates = np.where(changed, proposed, row0)  # the customer's own row, with DiCE's changes

@@ -178,7 +178,7 @@ def customer_explanation(
         top = first["reasons"] if name == decision else first["reasons"][:3]
         reasons[name] = top
     cf = _counterfactual(explainer, row, decision, evidence, notes) if counterfactual else None
-    readable = explainer.encoder.values(explainer.encoder.encode(row))[0]
+    readable = explainer.encoder.values(explainer.encoder.frame(row))[0]
     inputs = [
         {
             "feature": n,

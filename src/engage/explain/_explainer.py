@@ -19,10 +19,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from engage.contract import Contract
-from engage.errors import ExplainError, SchemaError
+from engage.encoding import Encoder, is_empty
+from engage.errors import ExplainError, RequestRejected, SchemaError
 from engage.training import HeadModel, ModelBundle
 
-from ._encode import Encoder, is_empty
 from ._methods import METHODS, available_methods, check_method
 from ._reasons import display_name, reason_codes
 from ._schema import Explanation, ExplanationMeta, Timings
@@ -51,12 +51,12 @@ class Explainer:
         self.bundle = bundle
         self.contract = contract
         self.settings = settings or ExplainSettings()
-        self.encoder = Encoder(bundle.features)
+        self.encoder = Encoder.for_model(bundle.features, positional=False)
         if len(background) == 0:
             raise ExplainError("no reference rows: explanations need a sample of the table the model scores")
         n = min(len(background), self.settings.background_rows)
         rows = background.sample(n=n, random_state=self.settings.seed) if len(background) > n else background
-        self.background = self.encoder.encode(rows)
+        self.background = self.encoder.frame(rows)
         self._fills = self._fill_values(self.background)
         self._fitted: dict[tuple[str, str], Any] = {}
         self._trees: dict[str, TreeShap] = {}
@@ -461,10 +461,13 @@ class _Rows:
         if isinstance(rows, pd.DataFrame):
             self._frame: pd.DataFrame | None = rows
             self._records: Sequence[Mapping[str, Any]] = ()
-            self.matrix = encoder.encode(rows)
+            self.matrix = encoder.frame(rows)
         else:
             self._frame, self._records = None, rows
-            self.matrix = encoder.encode_records(rows)
+            try:
+                self.matrix = encoder.rows(rows)
+            except RequestRejected as e:
+                raise SchemaError(e.message) from None
 
     @property
     def frame(self) -> pd.DataFrame:

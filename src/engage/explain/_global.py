@@ -54,7 +54,7 @@ def global_summary(
 
     started = time.perf_counter()
     sample = frame.sample(n=min(rows, len(frame)), random_state=seed) if len(frame) > rows else frame
-    X = explainer.encoder.encode(sample)
+    X = explainer.encoder.frame(sample)
     names = explainer.encoder.names
     heads: dict[str, Any] = {}
     notes: list[str] = []

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from engage.encoding import Encoder
 from engage.errors import ExplainError
 from engage.training import HeadModel
-
-from ._encode import Encoder
 
 __all__ = ["ADDITIVITY_TOLERANCE", "TreeShap"]
 
