@@ -364,8 +364,6 @@ def typed_dmatrix(booster: Any, X: Any) -> Any:
 
 
 def predictor_command(model_dir: Path, http: int, grpc: int) -> tuple[list[str], str]:
-    if not (ROOT / "src" / "engage" / "serving" / "predictor" / "__main__.py").exists():
-        raise Unavailable("src/engage/serving/predictor/__main__.py does not exist yet")
     command = [
         sys.executable, "-m", "engage_serving.predictor", "--model_dir", str(model_dir),
         "--model_name", PREDICTOR_NAME, "--http_port", str(http), "--grpc_port", str(grpc), "--enable_grpc", "false",
