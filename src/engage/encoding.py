@@ -350,7 +350,7 @@ class Encoder:
         if kind == Kind.CATEGORY:
             if isinstance(v, bytes):  # a BYTES tensor element of a gRPC request
                 v = v.decode("utf-8", errors="replace")
-            if spec.boolean and not isinstance(v, bool) and v not in spec.codes:
+            if spec.boolean and not isinstance(v, bool) and not (isinstance(v, str) and v in spec.codes):
                 problems.add(i, spec.name, "wrong_type", f"expected true or false, got {describe(v)}")
                 return math.nan
             if isinstance(
