@@ -6,7 +6,7 @@ load this file (:func:`engage_components.pipeline_module`), as ``kfp dsl compile
 
 ::
 
-    load-data ─► validate ─(verdict != fail)─► features ─┬─► train-head x heads (parallel) ─► evaluate ─► fairness
+    load-data ─► validate ─(verdict != fail)─► features ─┬─► train-head x the contract's heads (parallel) ─► evaluate ─► fairness
                                                          └─► drift-reference                            │
                                              (fairness != fail) explain + model card ─► promote ◄───────┘
     exit handler (always): record-outcome — step times, cost, audit record, Pushgateway metrics
@@ -64,8 +64,8 @@ def engage_run(
     gate = _sized(c.validate(data=data.outputs["data"], contract=contract), "validate")
     with dsl.If(gate.outputs["Output"] != "fail", name="quality-gate-passed"):
         table = gate.outputs["remediated"]
-        feats = _sized(c.features(data=table, contract=contract, seed=seed), "features")
-        with dsl.ParallelFor(heads, name="heads") as head:
+        feats = _sized(c.features(data=table, contract=contract, seed=seed, heads=heads), "features")
+        with dsl.ParallelFor(feats.outputs["Output"], name="heads") as head:  # the contract's heads
             fitted = _sized(
                 c.train_head(
                     data=table, features=feats.outputs["features"], contract=contract, head=head,
@@ -115,7 +115,7 @@ def engage_run(
 
 @dsl.pipeline(
     name=NAME,
-    description="Engage: quality gate, features, the engagement / churn / LTV heads in parallel, evaluation, "
+    description="Engage: quality gate, features, the contract's heads (engagement / churn / LTV) in parallel, evaluation, "
     "fairness gate with mitigation, explanations and model card, drift reference, promotion by one policy.",
 )
 def engage_pipeline(
@@ -130,14 +130,14 @@ def engage_pipeline(
     contract: str = "",
     policy: str = "",
     registry: str = "artifacts/registry",
-    heads: list = ["engagement_score", "churn", "ltv"],  # noqa: B006  a KFP parameter default
+    heads: list = [],  # noqa: B006  a KFP parameter default: empty is every head the contract defines
     max_rounds: int = 1000,
     canary_percent: int = -1,
     pushgateway: str = "",
 ) -> None:
     """Parameters: ``data_uri`` (a table to read, else ``rows``/``seed``/``snapshots`` and the knobs
     generate one), ``contract`` and ``policy`` files (empty: the shipped ones), the ``registry`` URI,
-    the ``heads`` to train, ``canary_percent`` (-1: the policy's) and an optional Pushgateway."""
+    the ``heads`` to train (empty: every target the contract defines), ``canary_percent`` (-1: the policy's) and an optional Pushgateway."""
     outcome = c.record_outcome(
         registry=registry, pushgateway=pushgateway, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
     )

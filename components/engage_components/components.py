@@ -88,16 +88,24 @@ def validate(
 
 @component
 def features(
-    data: Input[Dataset], contract: str, seed: int, features: Output[Artifact], step: Output[Artifact]
-) -> None:
-    """The model inputs and the time-aware split, decided once for every head."""
+    data: Input[Dataset],
+    contract: str,
+    seed: int,
+    heads: List[str],  # noqa: UP006
+    features: Output[Artifact],
+    step: Output[Artifact],
+) -> List[str]:  # noqa: UP006
+    """The heads to train (``heads``, or every target of the contract), the model inputs and the
+    time-aware split, decided once for every head; returns the heads, which the pipeline fans out over."""
     from pathlib import Path
 
     from engage_components import timed
     from engage_components.steps import features_step
 
     with timed("features", step.path) as record:
-        record.update(features_step(Path(data.path), contract, Path(features.path), seed=seed))
+        done = features_step(Path(data.path), contract, Path(features.path), seed=seed, heads=list(heads))
+        record.update(done)
+    return list(done["heads"])
 
 
 @component

@@ -72,12 +72,13 @@ def load_data_step(
     if data_uri:
         import fsspec  # type: ignore[import-untyped]
 
-        suffix = ".csv" if data_uri.lower().endswith(".csv") else ".parquet"
-        target = out if out.suffix == suffix else out.with_suffix(suffix)
-        with fsspec.open(data_uri, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        if target != out:
-            target.rename(out)  # KFP fixes the artifact path; the reader sniffs the format
+        from engage.errors import DataError
+
+        try:
+            with fsspec.open(data_uri, "rb") as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)  # KFP fixes the artifact's path: read_table reads the content
+        except FileNotFoundError:
+            raise DataError(f"{data_uri}: no such file") from None
         source = data_uri
     else:
         from engage.synthetic import DefectKind, SyntheticConfig, generate_customers
@@ -120,11 +121,17 @@ def validate_step(data: Path, contract_path: str, report_dir: Path, remediated: 
 # ---- features and training --------------------------------------------------------------------------
 
 
-def features_step(data: Path, contract_path: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
-    """Decide the model inputs and the split once, for every head: features.json and split.npz."""
+def features_step(
+    data: Path, contract_path: str, out_dir: Path, *, seed: int, heads: list[str] | None = None
+) -> dict[str, Any]:
+    """Decide the heads (``heads``, or every target the contract defines), the model inputs and the split
+    once, for every head: features.json and split.npz. ``heads`` in the answer is what the pipeline
+    trains in parallel."""
     from engage.features import fit_feature_set, time_split
+    from engage.model import plan_heads
 
     contract = _contract(contract_path)
+    planned, _ = plan_heads(contract, heads or None)
     frame = _frame(data, contract)
     split = time_split(frame, contract, seed=seed)
     features = fit_feature_set(frame.iloc[split.train], contract)
@@ -133,7 +140,8 @@ def features_step(data: Path, contract_path: str, out_dir: Path, *, seed: int) -
         np.savez(stage / SPLIT_FILE, train=split.train, valid=split.valid, test=split.test, rows=len(frame))
         write_text_atomic(stage / "split.json", json.dumps({"how": split.how, "rows": len(frame)}) + "\n")
         replace_dir(stage, out_dir)
-    return {"features": len(features.columns), "split": split.how, "rows": len(frame)}
+    return {"features": len(features.columns), "split": split.how, "rows": len(frame),
+            "heads": [h.name for h in planned]}  # fmt: skip
 
 
 def read_features(folder: Path) -> tuple[Any, Any]:

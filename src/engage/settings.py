@@ -36,6 +36,10 @@ class RunSettings(BaseSettings):
         default="", description="Snapshot time of the generated table, ISO 8601 (empty: this hour)"
     )
     max_rounds: int = Field(default=1000, ge=1, description="Most boosting rounds per head")
+    heads: list[str] = Field(
+        default_factory=list,
+        description='Heads to train, e.g. ["churn"] (empty: every target the contract defines)',
+    )
     contract: Path | None = Field(default=None, description="Contract file (default: the customer contract)")
     policy: Path | None = Field(default=None, description="Promotion policy file (default: the shipped one)")
     registry: str = Field(default="artifacts/registry", description="Model registry URI (folder or s3://...)")
@@ -65,6 +69,7 @@ class RunSettings(BaseSettings):
             "policy": str(self.policy.resolve()) if self.policy else "",
             "registry": self.registry if "://" in self.registry else str(Path(self.registry).resolve()),
             "max_rounds": self.max_rounds,
+            "heads": list(self.heads),
             "canary_percent": self.canary_percent,
             "pushgateway": self.pushgateway,
         }

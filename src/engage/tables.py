@@ -34,8 +34,14 @@ _CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet or CSV file. CSV columns arrive as text; :func:`conform` types them."""
-    p = Path(path)
+    """Read a Parquet or CSV table: a local path, or any fsspec URI (``s3://…``, ``gs://…``, ``https://…``).
+    The format is read from the content (Parquet's magic bytes; else UTF-8 text with a delimiter in its
+    header line is CSV), so a file saved without its extension still reads. CSV columns arrive as text;
+    :func:`conform` types them."""
+    text = str(path)
+    if "://" in text and not text.startswith("file://"):
+        return _read_remote(text)
+    p = Path(text.removeprefix("file://"))
     if not p.exists():
         raise DataError(f"{p}: no such file")
     if p.is_dir():
@@ -52,7 +58,43 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{p}: not a Parquet file (it does not start with the Parquet magic bytes)")
     if any(s in _CSV_SUFFIXES for s in suffixes):
         return _read_csv(p, sep="\t" if ".tsv" in suffixes else ",")
+    sep = _sniff_csv(p)
+    if sep is not None:
+        return _read_csv(p, sep=sep)
     raise DataError(f"{p}: not a Parquet or CSV file (expected a .parquet or .csv table)")
+
+
+def _sniff_csv(p: Path) -> str | None:
+    """The delimiter of a text table without a CSV name: UTF-8 text whose header line holds a tab or a comma."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(65_536)
+        first = head.split(b"\n", 1)[0].decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "\x00" in first:
+        return None
+    return "\t" if "\t" in first else "," if "," in first else None
+
+
+def _read_remote(uri: str) -> pd.DataFrame:
+    """A table at an fsspec URI, copied to a temporary file of the same name first (then read as a local one)."""
+    import shutil
+    import tempfile
+
+    import fsspec  # type: ignore[import-untyped]
+
+    name = uri.rstrip("/").rsplit("/", 1)[-1] or "table"
+    with tempfile.TemporaryDirectory(prefix="engage-table-") as tmp:
+        local = Path(tmp) / name
+        try:
+            with fsspec.open(uri, "rb") as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except FileNotFoundError:
+            raise DataError(f"{uri}: no such file") from None
+        except (OSError, ValueError, ImportError) as e:
+            raise DataError(f"{uri}: cannot be read: {e}") from None
+        return read_table(local)
 
 
 def _read_parquet(p: Path) -> pd.DataFrame:

@@ -97,3 +97,27 @@ def test_parquet_roundtrip_keeps_contract_types(tmp_path: Path, clean: Any, cont
     assert not back.type_errors
     for name in contract.columns:
         assert back.frame[name].dtype == conform(clean.frame, contract).frame[name].dtype, name
+
+
+def test_the_format_is_read_from_the_content_whatever_the_name(tmp_path: Path) -> None:
+    """A table saved without its extension (as a KFP artifact is) reads as what it is."""
+    expected = read_table(TELCO_TABLE)
+    nameless = tmp_path / "data"
+    nameless.write_bytes(TELCO_TABLE.read_bytes())
+    pd.testing.assert_frame_equal(read_table(nameless), expected)
+    write_table(expected, tmp_path / "as_parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "as_parquet"), expected)
+    (tmp_path / "notes").write_text("no delimiter on this line\n")
+    with pytest.raises(DataError, match="not a Parquet or CSV file"):
+        read_table(tmp_path / "notes")
+
+
+def test_any_fsspec_uri_reads(tmp_path: Path) -> None:
+    import fsspec  # type: ignore[import-untyped]
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/tables/customers", TELCO_TABLE.read_bytes())  # no extension there either
+    pd.testing.assert_frame_equal(read_table("memory:///tables/customers"), read_table(TELCO_TABLE))
+    pd.testing.assert_frame_equal(read_table(f"file://{TELCO_TABLE}"), read_table(TELCO_TABLE))
+    with pytest.raises(DataError, match=r"memory:///tables/absent\.csv: no such file"):
+        read_table("memory:///tables/absent.csv")
