@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
             error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         finally:
             _release(sink)
+    if error is not None:
+        cause = failure_cause(log.read_text(encoding="utf-8", errors="replace"))
+        if cause:
+            error = f"{error}: {cause}"
     seconds = time.time() - started
     new = sorted(
         (
@@ -120,6 +125,23 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
         summary.state = str(summary.outcome.get("state", summary.state))
     summary.promotion = summary.read("promotion", "promotion.json")
     return summary
+
+
+#: the last line of a Python traceback: ``[module.]Name: message`` for an exception type
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*([A-Z]\w*(?:Error|Exception|Refused|Rejected|Exit|Interrupt)\w*): (.+)$"
+)
+
+
+def failure_cause(log_text: str) -> str | None:
+    """The exception (type and message) that failed a task, read from kfp.local's log of the run: the
+    last traceback's last line. None when the log holds no traceback."""
+    found = None
+    for line in log_text.splitlines():
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match and match.group(1) != "RuntimeError":  # kfp.local's own "Task ... failed" wrapper
+            found = f"{match.group(1)}: {match.group(2).strip()}"
+    return found
 
 
 def _release(sink: Any) -> None:
