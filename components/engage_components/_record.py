@@ -100,10 +100,18 @@ def estimate_cost(steps: list[dict[str, Any]], settings: CostSettings | None = N
 
 @contextlib.contextmanager
 def timed(step: str, record_path: str) -> Iterator[dict[str, Any]]:
-    """Time the body and write the step's record to ``record_path`` (also when the body fails)."""
+    """Cap the step's threads (:func:`engage.threads.cap_threads`), time the body and write the step's
+    record to ``record_path`` (also when the body fails)."""
+    from engage.threads import cap_threads
+
+    threads = cap_threads()
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"step": step, "started": started.isoformat(timespec="seconds")}
+    record: dict[str, Any] = {
+        "step": step,
+        "started": started.isoformat(timespec="seconds"),
+        "threads": threads,
+    }
     try:
         yield record
         record["status"] = "succeeded"
