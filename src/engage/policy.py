@@ -9,6 +9,7 @@ every section at once, the same way under ``kfp.local``, on a cluster and in ``e
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -144,13 +145,40 @@ class FairnessPolicy(_Strict):
 
     attributes: list[str] = Field(default_factory=list, description="empty: every protected column")
     intersections: bool = True
-    min_group_size: int = Field(default=1000, ge=1)
+    min_group_size: int = Field(
+        default=1000, ge=1, description="a group with at least this many test rows is always judged"
+    )
+    min_group_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=0.5,
+        description="on a table where no protected attribute has two groups of min_group_size test rows, a "
+        "group holding this share of the test rows is judged instead (None: min_group_size alone)",
+    )
+    min_group_floor: int = Field(
+        default=30, ge=1, description="never judge a group of fewer test rows than this, whatever the share"
+    )
     bootstrap: int = Field(default=200, ge=0, le=10_000)
     decision_threshold: float = Field(default=0.5, gt=0, lt=1)
     allow_protected_at_inference: bool = True
     classification: list[FairnessRule] = Field(default_factory=list)
     regression: list[FairnessRule] = Field(default_factory=list)
     heads: dict[str, list[FairnessRule]] = Field(default_factory=dict)
+
+    def group_minimum(self, test_rows: int, second_largest: int | None = None) -> int:
+        """The fewest test rows a group needs to be judged, on a test split of ``test_rows`` rows whose
+        protected attributes' second-largest group holds ``second_largest`` rows at most.
+
+        ``min_group_size`` whenever some attribute has two groups that large: then the figures are
+        solid and nothing smaller is judged. Only on a table too small for that does ``min_group_share``
+        of the test rows do instead (never under ``min_group_floor``), so a small table is judged rather
+        than not at all."""
+        if self.min_group_share is None:
+            return self.min_group_size
+        if second_largest is not None and second_largest >= self.min_group_size:
+            return self.min_group_size
+        scaled = math.ceil(self.min_group_share * test_rows)
+        return max(min(self.min_group_floor, self.min_group_size), min(self.min_group_size, scaled))
 
     def rules(self, head: str, task: str) -> list[FairnessRule]:
         common = self.classification if task == "binary_classification" else self.regression

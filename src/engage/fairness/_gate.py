@@ -108,8 +108,59 @@ class FairnessResult:
         )
 
 
+#: the rule a head fails when no protected attribute has two groups large enough to judge any rule
+UNJUDGED = "two groups in one protected attribute, each of at least"
+
+
+def _score(
+    c: Any,
+    head: Any,
+    name: str,
+    y_test: npt.NDArray[np.float64],
+    groups: dict[str, npt.NDArray[np.object_]],
+    policy: PromotionPolicy,
+    seed: int,
+    minimum: int,
+) -> CandidateResult:
+    """One candidate's accuracy, fairness figures (point estimates) and rule outcomes, and whether it may ship."""
+    if c.problem is not None or c.predictions is None:
+        return CandidateResult(c, {}, {}, [], False, c.problem or "no predictions")
+    accuracy = head_metrics(head, y_test, c.predictions)
+    # judged on point estimates; intervals are added later for the models the report details
+    fairness = _measure(head.task.value, y_test, c.predictions, groups, policy, seed, 0, minimum)
+    rules = _judge(name, head.task.value, fairness, policy, minimum)
+    why_not = None
+    if not c.shippable:
+        why_not = "not shippable (fairlearn object)"
+    elif c.needs_protected and not policy.fairness.allow_protected_at_inference:
+        why_not = "reads protected attributes at scoring (policy forbids)"
+    return CandidateResult(c, accuracy, fairness, rules, why_not is None, why_not)
+
+
+def _second_largest(groups: dict[str, npt.NDArray[np.object_]]) -> int:
+    """The largest second-largest group of any single protected attribute (``unknown`` not counted)."""
+    from engage.model._groups import UNKNOWN
+
+    best = 0
+    for attribute, labels in groups.items():
+        if "&" in attribute:
+            continue
+        names, counts = np.unique(labels[labels != UNKNOWN].astype(str), return_counts=True)
+        if len(names) >= 2:
+            best = max(best, int(np.sort(counts)[-2]))
+    return best
+
+
+def _unjudgeable(rules: list[RuleOutcome]) -> bool:
+    return any(r.rule.startswith(UNJUDGED) and not r.passed for r in rules)
+
+
 def _judge(
-    head: str, task: str, fairness: dict[str, AttributeFairness], policy: PromotionPolicy
+    head: str,
+    task: str,
+    fairness: dict[str, AttributeFairness],
+    policy: PromotionPolicy,
+    minimum: int | None = None,
 ) -> list[RuleOutcome]:
     rules = policy.fairness.rules(head, task)
     out: list[RuleOutcome] = []
@@ -149,12 +200,18 @@ def _judge(
                 )
             )
     if rules and not judged_any:
+        minimum = policy.fairness.min_group_size if minimum is None else minimum
+        largest = "; ".join(
+            f"{a}: " + ", ".join(f"{g.group} {g.rows:,}" for g in figures.groups[:4])
+            for a, figures in fairness.items()
+            if "&" not in a
+        )
         out.append(
             RuleOutcome(
                 head=head,
-                rule=f"at least one protected attribute with two groups of >= {policy.fairness.min_group_size:,} test rows",
+                rule=f"{UNJUDGED} {minimum:,} test rows (groups: {largest or 'none'})",
                 observed=None,
-                threshold=policy.fairness.min_group_size,
+                threshold=minimum,
                 passed=False,
             )
         )
@@ -169,9 +226,11 @@ def _measure(
     policy: PromotionPolicy,
     seed: int,
     bootstrap: int | None = None,
+    minimum: int | None = None,
 ) -> dict[str, AttributeFairness]:
     f = policy.fairness
     replicates = f.bootstrap if bootstrap is None else bootstrap
+    minimum = f.group_minimum(len(y)) if minimum is None else minimum
     if task == "binary_classification":
         return {
             a: classification_fairness(
@@ -180,7 +239,7 @@ def _measure(
                 g,
                 attribute=a,
                 threshold=f.decision_threshold,
-                min_group_size=f.min_group_size,
+                min_group_size=minimum,
                 bootstrap=replicates,
                 seed=seed,
             )
@@ -188,7 +247,7 @@ def _measure(
         }
     return {
         a: regression_fairness(
-            y, pred, g, attribute=a, min_group_size=f.min_group_size, bootstrap=replicates, seed=seed
+            y, pred, g, attribute=a, min_group_size=minimum, bootstrap=replicates, seed=seed
         )
         for a, g in groups.items()
     }
@@ -233,27 +292,29 @@ def assess(
         groups = {a: g[test] for a, g in groups_all.items()}
         bound = next((r.value for r in f.heads.get(name, []) if r.metric == "max_group_rmse"), None)
         parity = next((r.value for r in f.classification if r.metric == "demographic_parity_ratio"), 0.8)
-        candidates = candidates_for(data, specs, bound, parity) if mitigate else [unmitigated(data)]
-        results = []
-        for c in candidates:
-            if c.problem is not None or c.predictions is None:
-                results.append(CandidateResult(c, {}, {}, [], False, c.problem or "no predictions"))
-                continue
-            accuracy = head_metrics(head, y[test], c.predictions)
-            # judged on point estimates; intervals are added below for the models the report details
-            fairness = _measure(head.task.value, y[test], c.predictions, groups, policy, config.seed, 0)
-            rules = _judge(name, head.task.value, fairness, policy)
-            why_not = None
-            if not c.shippable:
-                why_not = "not shippable (fairlearn object)"
-            elif c.needs_protected and not f.allow_protected_at_inference:
-                why_not = "reads protected attributes at scoring (policy forbids)"
-            results.append(CandidateResult(c, accuracy, fairness, rules, why_not is None, why_not))
+        minimum = f.group_minimum(len(test), _second_largest(groups))
+
+        y_test = y[test]
+
+        def judged(c: Any) -> CandidateResult:
+            return _score(c, head, name, y_test, groups, policy, config.seed, minimum)  # noqa: B023  (used at once)
+
+        # mitigation only where a rule fails, and only when the table lets any rule be judged
+        results = [judged(unmitigated(data))]
+        if mitigate and not results[0].meets_policy and not _unjudgeable(results[0].rules):
+            results += [judged(c) for c in candidates_for(data, specs, bound, parity)[1:]]
         decided = _decide(name, head.task.value, results, policy)
         for r in results:
             if r.candidate.predictions is not None and r.name in ("unmitigated", decided.chosen):
                 r.fairness = _measure(
-                    head.task.value, y[test], r.candidate.predictions, groups, policy, config.seed
+                    head.task.value,
+                    y[test],
+                    r.candidate.predictions,
+                    groups,
+                    policy,
+                    config.seed,
+                    None,
+                    minimum,
                 )
         decided.y_test, decided.groups = y[test], groups
         heads[name] = decided
@@ -282,6 +343,12 @@ def _decide(head: str, task: str, results: list[CandidateResult], policy: Promot
             "pass",
             "the unmitigated model meets every fairness rule",
         )
+    if _unjudgeable(base.rules):
+        return HeadFairness(
+            head, task, primary, results, None, "fail",
+            f"fails {failures[0]}: fairness cannot be judged on this test split; more rows, or the "
+            "policy's fairness.min_group_share, would let it be (no mitigation tried)",
+        )  # fmt: skip
     passing = [r for r in results[1:] if r.meets_policy and r.eligible]
     if not passing:
         tried = ", ".join(r.name for r in results[1:]) or "none"
