@@ -72,6 +72,7 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_explain_server.py --out benchmarks/results/explain_server.json
 	$(RUN) python benchmarks/bench_serving.py --out benchmarks/results/serving.json
 	$(RUN) python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
+	$(RUN) python benchmarks/bench_real_table.py --out benchmarks/results/real_table.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,46 @@ def test_several_extracts_split_on_extract_time(panel: Any, contract: Any) -> No
     assert tenure.iloc[split.test].min() < 30
     again = time_split(frame, contract, seed=5)
     np.testing.assert_array_equal(split.valid, again.valid)
+
+
+@pytest.mark.parametrize(
+    ("share", "test_rows", "minimum"),
+    [
+        (None, 60, 1000),
+        (0.1, 100_000, 1000),
+        (0.1, 1_400, 140),
+        (0.1, 60, 30),
+        (0.1, 200, 30),
+        (0.25, 1_000, 250),
+    ],
+)
+def test_the_group_minimum_scales_with_the_test_split(
+    share: float | None, test_rows: int, minimum: int
+) -> None:
+    from engage.policy import FairnessPolicy
+
+    policy = FairnessPolicy(min_group_size=1000, min_group_share=share, min_group_floor=30)
+    assert policy.group_minimum(test_rows) == minimum
+    # a table with two groups of min_group_size rows keeps min_group_size: the share is for small tables
+    assert policy.group_minimum(test_rows, second_largest=1_000) == 1000
+    assert policy.group_minimum(test_rows, second_largest=999) == minimum
+
+
+def test_threads_are_the_steps_share_of_its_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engage.errors import ConfigError
+    from engage.threads import THREAD_VARIABLES, available_cpus, cap_threads, step_threads
+
+    for name in (*THREAD_VARIABLES, "ENGAGE_THREADS", "ENGAGE_PARALLEL_STEPS"):
+        monkeypatch.delenv(name, raising=False)
+    cpus = available_cpus()
+    assert step_threads() == cpus
+    monkeypatch.setenv("ENGAGE_PARALLEL_STEPS", str(cpus * 2))
+    assert step_threads() == 1  # never 0
+    monkeypatch.setenv("ENGAGE_THREADS", "3")
+    assert step_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's own setting stays
+    assert cap_threads() == 3
+    assert (os.environ["OMP_NUM_THREADS"], os.environ["OPENBLAS_NUM_THREADS"]) == ("2", "3")
+    monkeypatch.setenv("ENGAGE_THREADS", "many")
+    with pytest.raises(ConfigError, match="ENGAGE_THREADS='many': expected a whole number"):
+        step_threads()
