@@ -180,3 +180,27 @@ def test_the_second_table_validates_through_its_own_contract(telco_contract: Any
 
 def test_the_source_contract_text_is_what_loads() -> None:
     assert "BR-010" in SOURCE
+
+
+@pytest.mark.parametrize("gx", [False, True])
+def test_an_unreadable_label_is_a_type_finding_naming_value_and_allowed_set(
+    telco_contract: Any, gx: bool
+) -> None:
+    """'Maybe' for a yes/no target fails the type check, saying what it got and what the column takes; it is
+    not also an empty cell (a genuinely empty one still is), in Engage's code and in Great Expectations."""
+    from engage.tables import read_table
+    from tests.conftest import TELCO_TABLE
+
+    frame = read_table(TELCO_TABLE)
+    frame.loc[[4, 8], "Churn"] = "Maybe"
+    result = validate(frame, telco_contract, great_expectations=gx)
+    kind = result.report.result("schema.Churn.type")
+    assert not kind.passed
+    assert kind.message == (
+        "2 row(s) hold a value that is not boolean (got 'Maybe'; Churn takes true: true, 1, yes, y, t; "
+        "false: false, 0, no, n, f, case-insensitive)"
+    )
+    assert result.report.result("schema.Churn.not_null").passed
+    frame.loc[11, "Churn"] = None
+    empty = validate(frame, telco_contract, great_expectations=gx).report.result("schema.Churn.not_null")
+    assert (empty.passed, empty.observed) == (False, 1.0)

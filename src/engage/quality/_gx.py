@@ -16,10 +16,12 @@ import os
 import shutil
 import warnings
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from engage._io import replace_dir, staging_dir
@@ -69,7 +71,12 @@ def expectations_for(contract: Contract) -> list[tuple[str, Any]]:
 
     for name, col in contract.columns.items():
         if not col.nullable:
-            add(f"schema.{name}.not_null", gxe.ExpectColumnValuesToNotBeNull, [name], column=name)
+            # empty means empty in the source: a value that could not be read as the type is the type
+            # check's finding, not an empty cell (Engage's own check counts the same rows)
+            add(
+                f"schema.{name}.not_null", gxe.ExpectColumnValuesToNotBeNull, [name], column=name,
+                row_condition=_readable(name),
+            )  # fmt: skip
         if col.min is not None or col.max is not None:
             add(
                 f"schema.{name}.bounds",
@@ -159,6 +166,16 @@ def expectations_for(contract: Contract) -> list[tuple[str, Any]]:
     return out
 
 
+def _readable(name: str) -> Any:
+    from great_expectations.expectations.row_conditions import Column as GxColumn
+
+    return GxColumn(f"{READABLE}{name}") == True  # noqa: E712  (a GX condition object, not a comparison)
+
+
+#: prefix of the helper columns that say which rows of a column were readable as its type
+READABLE = "__engage_readable__"
+
+
 def gx_check_ids(contract: Contract) -> set[str]:
     return {check_id for check_id, _ in expectations_for(contract)}
 
@@ -185,9 +202,15 @@ def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_suite(
-    frame: pd.DataFrame, contract: Contract, *, docs_dir: Path | None = None
+    frame: pd.DataFrame,
+    contract: Contract,
+    *,
+    docs_dir: Path | None = None,
+    unreadable: Mapping[str, Any] | None = None,
 ) -> dict[str, GxOutcome]:
     """Validate ``frame`` (conformed) with the generated suite; returns GX's verdict per check id.
+    ``unreadable``: per column, the rows whose value could not be read as its type (``conform``'s
+    ``type_errors``); the not-null checks leave them to the type check.
 
     With ``docs_dir`` the Data Docs site is copied there (complete or not at all).
     """
@@ -217,7 +240,12 @@ def run_suite(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = checkpoint.run(batch_parameters={"dataframe": _for_gx(frame)})
+        data = _for_gx(frame)
+        for name, col in contract.columns.items():
+            if not col.nullable and name in data.columns:
+                mask = (unreadable or {}).get(name)
+                data[f"{READABLE}{name}"] = True if mask is None else ~np.asarray(mask, dtype=bool)
+        result = checkpoint.run(batch_parameters={"dataframe": data})
 
     outcomes: dict[str, list[tuple[bool, int]]] = defaultdict(list)
     for run in result.run_results.values():

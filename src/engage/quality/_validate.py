@@ -98,7 +98,7 @@ def validate(
         )
 
     for name, spec in contract.columns.items():
-        for check_id, description, kind, dimension, finding in _schema_checks(table, name, spec):
+        for check_id, description, kind, dimension, finding in _schema_checks(table, name, spec, frame):
             record(check_id, description, kind, Severity.critical, dimension, finding)
 
     ctx = Context(frame=table.frame, contract=contract, now=now)
@@ -113,7 +113,7 @@ def validate(
     if great_expectations:
         from ._gx import run_suite
 
-        outcomes = run_suite(table.frame, contract, docs_dir=docs_dir)
+        outcomes = run_suite(table.frame, contract, docs_dir=docs_dir, unreadable=table.type_errors)
         results = [_with_gx(r, outcomes[r.id]) if r.id in outcomes else r for r in results]
 
     report = QualityReport(
@@ -148,7 +148,7 @@ def _with_gx(result: CheckResult, gx: Any) -> CheckResult:
 
 
 def _schema_checks(
-    table: Conformed, name: str, spec: Column
+    table: Conformed, name: str, spec: Column, raw: pd.DataFrame | None = None
 ) -> list[tuple[str, str, str, Dimension, Finding]]:
     s = table.frame[name]
     out: list[tuple[str, str, str, Dimension, Finding]] = []
@@ -159,7 +159,9 @@ def _schema_checks(
             f"{name} values are {spec.type.value}",
             "type",
             Dimension.validity,
-            row_finding(bad, f"hold a value that is not {spec.type.value}", [name]),
+            row_finding(
+                bad, f"hold a value that is not {spec.type.value}{_unreadable(raw, name, spec, bad)}", [name]
+            ),
         )
     )
     if not spec.nullable:
@@ -195,6 +197,28 @@ def _schema_checks(
             )
         )
     return out
+
+
+def _unreadable(raw: pd.DataFrame | None, name: str, spec: Column, bad: BoolArray) -> str:
+    """What the unreadable values were (up to three, never of a PII column) and what the type accepts."""
+    if raw is None or name not in raw.columns or not bad.any():
+        return ""
+    if spec.role is Role.pii:
+        seen = "values withheld: a PII column"
+    else:
+        values = pd.unique(raw[name].to_numpy(dtype=object)[bad])
+        seen = ", ".join(repr(str(v)[:40]) for v in values[:3]) + (" …" if len(values) > 3 else "")
+    if spec.type.value == "boolean":
+        allowed = f"true: {', '.join(spec.true_values)}; false: {', '.join(spec.false_values)}"
+    elif spec.type.value in ("integer", "float"):
+        allowed = "a number" if spec.type.value == "float" else "a whole number"
+    else:
+        allowed = f"a {spec.type.value}"
+    return (
+        f" (got {seen}; {name} takes {allowed}, case-insensitive)"
+        if spec.type.value == "boolean"
+        else f" (got {seen}; {name} takes {allowed})"
+    )
 
 
 def _key_labels(frame: pd.DataFrame, contract: Contract) -> BoolArray:
