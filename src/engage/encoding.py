@@ -434,7 +434,7 @@ class Encoder:
             column = frame[spec.name]
             if spec.kind == Kind.CATEGORY:
                 if len(column) < _SMALL:
-                    X[:, j] = [self._lenient(0, spec, v, problems) for v in column.tolist()]
+                    X[:, j] = [self._lenient(i, spec, v, problems) for i, v in enumerate(column.tolist())]
                 else:
                     index = pd.Categorical(column.astype("string"), categories=list(spec.levels)).codes
                     X[:, j] = np.where(index < 0, np.nan, index)

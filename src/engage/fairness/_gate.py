@@ -160,7 +160,7 @@ def _judge(
     task: str,
     fairness: dict[str, AttributeFairness],
     policy: PromotionPolicy,
-    minimum: int | None = None,
+    minimum: int,
 ) -> list[RuleOutcome]:
     rules = policy.fairness.rules(head, task)
     out: list[RuleOutcome] = []
@@ -200,7 +200,6 @@ def _judge(
                 )
             )
     if rules and not judged_any:
-        minimum = policy.fairness.min_group_size if minimum is None else minimum
         largest = "; ".join(
             f"{a}: " + ", ".join(f"{g.group} {g.rows:,}" for g in figures.groups[:4])
             for a, figures in fairness.items()
@@ -225,12 +224,11 @@ def _measure(
     groups: dict[str, npt.NDArray[np.object_]],
     policy: PromotionPolicy,
     seed: int,
-    bootstrap: int | None = None,
-    minimum: int | None = None,
+    bootstrap: int | None,
+    minimum: int,
 ) -> dict[str, AttributeFairness]:
     f = policy.fairness
     replicates = f.bootstrap if bootstrap is None else bootstrap
-    minimum = f.group_minimum(len(y)) if minimum is None else minimum
     if task == "binary_classification":
         return {
             a: classification_fairness(

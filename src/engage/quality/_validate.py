@@ -209,16 +209,14 @@ def _unreadable(raw: pd.DataFrame | None, name: str, spec: Column, bad: BoolArra
         values = pd.unique(raw[name].to_numpy(dtype=object)[bad])
         seen = ", ".join(repr(str(v)[:40]) for v in values[:3]) + (" …" if len(values) > 3 else "")
     if spec.type.value == "boolean":
-        allowed = f"true: {', '.join(spec.true_values)}; false: {', '.join(spec.false_values)}"
+        allowed = (
+            f"true: {', '.join(spec.true_values)}; false: {', '.join(spec.false_values)}, case-insensitive"
+        )
     elif spec.type.value in ("integer", "float"):
         allowed = "a number" if spec.type.value == "float" else "a whole number"
     else:
         allowed = f"a {spec.type.value}"
-    return (
-        f" (got {seen}; {name} takes {allowed}, case-insensitive)"
-        if spec.type.value == "boolean"
-        else f" (got {seen}; {name} takes {allowed})"
-    )
+    return f" (got {seen}; {name} takes {allowed})"
 
 
 def _key_labels(frame: pd.DataFrame, contract: Contract) -> BoolArray:
