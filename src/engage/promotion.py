@@ -5,7 +5,8 @@
 lists every rule of every policy section with its observed value and threshold. :func:`promote` then
 publishes a passing model to the registry (content-addressed, with its reports, card and drift
 reference), moves the aliases (``candidate``, ``production``, ``previous``) and has the
-InferenceService rendered (by the ``render`` it is given: KServe's models are ``engage-serving``'s); a failing run moves nothing and leaves an audit record of why. The same functions
+InferenceService rendered (by the ``render`` it is given: KServe's models are ``engage-serving``'s); a failing run moves nothing and leaves an audit record of why. Either audit record (``promotion``,
+``promotion_refused``) carries the fairness decision: its verdict, whether fairness applied, and why. The same functions
 run inside the KFP promote step, under ``kfp.local`` and behind ``engage promote``.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from engage.errors import ArtifactError
 from engage.policy import PolicyVerdict, PromotionPolicy, RuleOutcome, evaluate
 
-__all__ = ["PromotionResult", "Render", "RunArtifacts", "judge", "promote"]
+__all__ = ["PromotionResult", "Render", "RunArtifacts", "fairness_decision", "judge", "promote"]
 
 #: ``render(version, canary_percent)``: the InferenceService YAML of a promoted registry version
 #: (``engage_serving.deploy.render_version``; this library does not import KServe)
@@ -128,10 +129,24 @@ def _fairness_rules(fairness: dict[str, Any] | None) -> list[RuleOutcome]:
     out = []
     for name, head in fairness.get("heads", {}).items():
         verdict = str(head.get("verdict"))
+        # not_applicable (the contract states fairness does not apply, with a reason) does not block
         out.append(
             _rule("fairness", name, "fairness verdict is not fail", verdict, "pass", verdict != "fail")
         )
     return out
+
+
+def fairness_decision(run: RunArtifacts) -> dict[str, Any] | None:
+    """What the fairness gate decided for this run, for the audit record: its verdict, whether fairness
+    applied (false: the contract said it does not) and the reason; None when the gate did not run."""
+    fairness = _read(run.fairness / "fairness.json" if run.fairness else None)
+    if fairness is None:
+        return None
+    return {
+        "verdict": fairness.get("verdict"),
+        "applicable": fairness.get("applicable", True),
+        "reason": fairness.get("reason"),
+    }
 
 
 def _champion_rules(champion: dict[str, Any] | None) -> list[RuleOutcome]:
@@ -236,6 +251,7 @@ def promote(
     verdict = judge(policy, run, champion=not in_production)
     result = PromotionResult(verdict=verdict)
     out_dir.mkdir(parents=True, exist_ok=True)
+    fairness = fairness_decision(run)
     if not verdict.passed:
         registry.record(
             {
@@ -244,6 +260,7 @@ def promote(
                 "failures": [
                     f"{r.section}/{r.head}: {r.rule} (observed {r.observed})" for r in verdict.failures
                 ],
+                "fairness": fairness,
             }
         )
     elif in_production:
@@ -257,6 +274,15 @@ def promote(
         reason = f"pipeline run {run_id} passed policy {policy.policy} {policy.version}"
         moves = [registry.set_alias("candidate", version.id, reason=reason)]
         moves += registry.promote(version.id, reason=reason)
+        registry.record(
+            {
+                "event": "promotion",
+                "version": version.id,
+                "pipeline_run_id": run_id,
+                "policy": f"{policy.policy} {policy.version}",
+                "fairness": fairness,
+            }
+        )
         result.version = version.id
         result.moves = [m.model_dump(mode="json") if hasattr(m, "model_dump") else dict(m) for m in moves]
         result.manifest = _render(version, policy, out_dir, render)
@@ -296,6 +322,8 @@ def _metadata(run: RunArtifacts, verdict: PolicyVerdict, run_id: str) -> dict[st
         "trained_at": evaluation.get("trained_at"),
         "metrics": metrics,
         "fairness_verdict": fairness.get("verdict"),
+        "fairness_applicable": fairness.get("applicable", True) if fairness else None,
+        "fairness_reason": fairness.get("reason"),
         "policy": verdict.model_dump(mode="json"),
     }
 

@@ -156,3 +156,35 @@ def test_the_split_is_rebuilt_only_from_the_training_table(
     assert len(split.test) == result.test_rows
     with pytest.raises(SchemaError, match=r"the table has 11,000 rows but the model was trained on 12,000"):
         split_for(frame.head(11_000), contract, result.base)
+
+
+def test_the_cli_gate_on_a_contract_where_fairness_does_not_apply(tmp_path: Path) -> None:
+    """``engage train`` / ``fairness`` / ``card`` on the Telco fixture through a contract with no protected
+    column that states why fairness does not apply: exit 0, the verdict and the reason everywhere."""
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES, TELCO_TABLE
+
+    engage = str(Path(sys.executable).parent / "engage")
+    contract = str(FIXTURES / "telco_no_fairness_contract.yml")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([engage, *args], capture_output=True, text=True, timeout=300, check=False)
+
+    trained = run("train", str(TELCO_TABLE), "-c", contract, "-o", str(tmp_path / "train"))
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    gate = run("fairness", str(TELCO_TABLE), "-c", contract, "-m", str(tmp_path / "train" / "model"),
+               "-o", str(tmp_path / "fair"))  # fmt: skip
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    text = " ".join(gate.stdout.split())
+    assert "fairness: not applicable — Network-capacity planning model" in text
+    assert "fairness gate: NOT APPLICABLE" in text
+    data = json.loads((tmp_path / "fair" / "fairness.json").read_text())
+    assert (data["verdict"], data["applicable"]) == ("not_applicable", False)
+    assert data["reason"].startswith("Network-capacity planning model")
+    card = run("card", str(tmp_path / "train"), "-f", str(tmp_path / "fair"), "-c", contract,
+               "-o", str(tmp_path / "card"))  # fmt: skip
+    assert card.returncode == 0, card.stdout + card.stderr
+    md = (tmp_path / "card" / "model_card.md").read_text()
+    assert "Fairness: not applicable — Network-capacity planning model" in " ".join(md.split())

@@ -78,7 +78,9 @@ def print_fairness(result: FairnessResult) -> None:
     from engage.cli.console import out
 
     console = out()
-    for name, h in result.heads.items():
+    if not result.applicable:
+        console.print(f"fairness: not applicable — {result.reason}")
+    for name, h in result.heads.items() if result.applicable else ():
         metric = "demographic_parity_ratio" if h.task == "binary_classification" else "mae_ratio"
         table = Table(title=f"fairness: {name} ({h.verdict.replace('_', ' ')})", title_justify="left")
         for col in ("candidate", "stage", h.primary_metric, f"worst {metric}", "meets policy", "eligible"):

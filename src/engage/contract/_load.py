@@ -54,6 +54,11 @@ _MISSING_CHECK_KIND = "{path}.kind: required key is missing (the check's kind)"
 _NO_SUCH_COLUMN = "{path}: no column named {name!r} in columns"
 _DUPLICATE_RULE_ID = "rules.{index}.id: rule id {id!r} is already used by rules.{first}"
 _TARGET_WITHOUT_ENTRY = "columns.{name}.role: column is a target but no entry in targets defines it"
+#: ``columns`` lists the protected columns, quoted
+_FAIRNESS_CONTRADICTED = (
+    "fairness.applicable: false contradicts the protected column(s) {columns}: a contract that declares "
+    "protected attributes is measured on them (drop the fairness section, or the columns' role protected)"
+)
 
 DEFAULT_CONTRACT = "customers_contract.yml"
 
@@ -209,6 +214,9 @@ def _reference_problems(c: Contract) -> Iterator[str]:
     for name, col in cols.items():
         if col.role is Role.target and name not in used_targets:
             yield _TARGET_WITHOUT_ENTRY.format(name=name)
+
+    if not c.fairness.applicable and c.protected:
+        yield _FAIRNESS_CONTRADICTED.format(columns=", ".join(repr(p) for p in c.protected))
 
     for name, col in cols.items():
         if col.cap and c.bounds(name) == (None, None):

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "Check",
@@ -26,6 +26,7 @@ __all__ = [
     "Contract",
     "Dimension",
     "EventTime",
+    "FairnessScope",
     "Remediation",
     "Role",
     "Rule",
@@ -426,6 +427,34 @@ class Remediation(_Strict):
     max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
 
 
+#: the message of a ``fairness`` section that turns fairness off without saying why (tests match it whole)
+FAIRNESS_REASON_REQUIRED = (
+    "a non-empty reason is required when applicable is false (why fairness does not apply to the models "
+    "of this table; the model card and the registry's audit record carry it)"
+)
+
+
+class FairnessScope(_Strict):
+    """Whether fairness applies to the models of this table: a decision of the contract's owner.
+
+    ``applicable: false`` (with a ``reason``) is for a table about no people, or about people with no
+    protected attribute the owner may hold: the fairness gate then says ``not_applicable`` with the
+    reason, and the model ships unmitigated. Without this section a contract with no protected column
+    cannot pass the fairness gate.
+    """
+
+    applicable: bool = True
+    #: why fairness does not apply (required when ``applicable`` is false); shown in the card and audit
+    reason: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_given(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("applicable") is False and not value:
+            raise ValueError(FAIRNESS_REASON_REQUIRED)
+        return value
+
+
 class Contract(_Strict):
     """A whole data contract. Load one with :func:`engage.contract.load_contract`."""
 
@@ -443,6 +472,8 @@ class Contract(_Strict):
     prohibited_attributes: list[str] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     remediation: Remediation = Field(default_factory=Remediation)
+    #: whether fairness applies (default: it does, measured on the ``role: protected`` columns)
+    fairness: FairnessScope = Field(default_factory=FairnessScope)
 
     # ---- views by role; every consumer asks the contract instead of naming columns --------------
 
@@ -460,6 +491,11 @@ class Contract(_Strict):
     @property
     def protected(self) -> list[str]:
         return self.by_role(Role.protected)
+
+    @property
+    def fairness_applicable(self) -> bool:
+        """False when the contract states that fairness does not apply (``fairness.applicable: false``)."""
+        return self.fairness.applicable
 
     @property
     def pii(self) -> list[str]:

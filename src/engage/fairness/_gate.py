@@ -7,6 +7,8 @@ judge. The chosen candidate is the most accurate (policy primary metric: AUC, RÂ
 the policy and can ship (a safe artifact; reading protected attributes at scoring time only if the
 policy allows it). Verdict per head: ``pass`` (the unmitigated model meets the policy),
 ``pass_after_mitigation`` (a candidate does) or ``fail``; the run's verdict is the worst of its heads.
+A contract that states ``fairness: {applicable: false, reason: ...}`` gets ``not_applicable`` with that
+reason on every head: nothing is measured, and the unmitigated model ships.
 """
 
 from __future__ import annotations
@@ -30,10 +32,19 @@ from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
 from ._metrics import AttributeFairness, classification_fairness, regression_fairness
 from ._mitigate import Candidate, HeadData, candidates_for, unmitigated
 
-__all__ = ["CandidateResult", "FairnessResult", "HeadFairness", "assess", "assess_training"]
+__all__ = [
+    "NOT_APPLICABLE",
+    "CandidateResult",
+    "FairnessResult",
+    "HeadFairness",
+    "assess",
+    "assess_training",
+]
 
-Verdict = Literal["pass", "pass_after_mitigation", "fail"]
-_ORDER = {"pass": 0, "pass_after_mitigation": 1, "fail": 2}
+Verdict = Literal["pass", "pass_after_mitigation", "fail", "not_applicable"]
+_ORDER = {"not_applicable": -1, "pass": 0, "pass_after_mitigation": 1, "fail": 2}
+#: the verdict of every head of a contract that states fairness does not apply (promotion does not block on it)
+NOT_APPLICABLE: Verdict = "not_applicable"
 
 
 @dataclass
@@ -81,13 +92,23 @@ class FairnessResult:
     seconds: float
     base: ModelBundle
     notes: list[str] = field(default_factory=list)
+    #: the contract's reason when it states fairness does not apply (``fairness.applicable: false``)
+    not_applicable_reason: str | None = None
+
+    @property
+    def applicable(self) -> bool:
+        return self.not_applicable_reason is None
 
     @property
     def verdict(self) -> Verdict:
+        if not self.applicable:
+            return NOT_APPLICABLE
         return max((h.verdict for h in self.heads.values()), key=_ORDER.__getitem__, default="pass")
 
     @property
     def reason(self) -> str:
+        if self.not_applicable_reason is not None:
+            return self.not_applicable_reason
         return "; ".join(f"{h.head}: {h.reason}" for h in self.heads.values())
 
     def chosen_bundle(self) -> ModelBundle | None:
@@ -261,10 +282,16 @@ def assess(
     policy: PromotionPolicy | None = None,
     mitigate: bool = True,
 ) -> FairnessResult:
-    """Measure, mitigate and decide for every head of ``bundle`` on ``frame``'s test rows."""
+    """Measure, mitigate and decide for every head of ``bundle`` on ``frame``'s test rows.
+
+    When the contract states that fairness does not apply, every head is ``not_applicable`` with the
+    contract's reason and keeps its trained model (scored for accuracy on the same test rows).
+    """
     started = time.perf_counter()
     policy = policy or load_policy()
     config = config or TrainConfig()
+    if not contract.fairness_applicable:
+        return _not_applicable(frame, contract, bundle, split, policy, started)
     f = policy.fairness
     specs = attribute_specs(contract, f.attributes or None)
     groups_all = protected_groups(frame, contract, f.attributes or None, intersections=f.intersections)
@@ -324,6 +351,41 @@ def assess(
         test_rows=len(split.test),
         seconds=time.perf_counter() - started,
         base=bundle,
+    )
+
+
+def _not_applicable(
+    frame: pd.DataFrame,
+    contract: Contract,
+    bundle: ModelBundle,
+    split: Split,
+    policy: PromotionPolicy,
+    started: float,
+) -> FairnessResult:
+    """Every head ``not_applicable`` with the contract's reason; the unmitigated model, scored for accuracy."""
+    reason = contract.fairness.reason or ""
+    X = design_matrix(frame, bundle.features)
+    heads: dict[str, HeadFairness] = {}
+    for name, model in bundle.heads.items():
+        head = model.head
+        y = head_labels(frame, head)
+        test = split.test[np.isfinite(y)[split.test]]
+        predictions = model.predict(X.iloc[test])
+        base = Candidate("unmitigated", "none", "the trained model", True, False, predictions=predictions)
+        scored = CandidateResult(base, head_metrics(head, y[test], predictions), {}, [], True)
+        primary = policy.primary_metric(head.task.value)
+        heads[name] = HeadFairness(
+            name, head.task.value, primary, [scored], "unmitigated", NOT_APPLICABLE, reason, y_test=y[test]
+        )
+    return FairnessResult(
+        contract=contract,
+        policy=policy,
+        heads=heads,
+        attributes=[],
+        test_rows=len(split.test),
+        seconds=time.perf_counter() - started,
+        base=bundle,
+        not_applicable_reason=reason,
     )
 
 

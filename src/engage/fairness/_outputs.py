@@ -56,6 +56,8 @@ def fairness_json(result: FairnessResult) -> dict[str, Any]:
     return {
         "verdict": result.verdict,
         "reason": result.reason,
+        #: false when the contract states fairness does not apply; ``reason`` is then the contract's reason
+        "applicable": result.applicable,
         "contract": {"name": result.contract.contract, "version": result.contract.version},
         "policy": {
             "name": result.policy.policy,
@@ -93,8 +95,17 @@ def _fmt(value: float | str | None, digits: int = 4) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _not_applicable_text(result: FairnessResult) -> str:
+    return (
+        f"Fairness: not applicable — {result.reason} (stated by contract {result.contract.contract} "
+        f"{result.contract.version}; nothing was measured and the trained model ships unmitigated)"
+    )
+
+
 def summary_markdown(result: FairnessResult) -> str:
     lines = [f"# Fairness gate: {result.verdict.upper().replace('_', ' ')}", ""]
+    if not result.applicable:
+        return "\n".join([*lines, _not_applicable_text(result), ""])
     for name, h in result.heads.items():
         metric = PARETO_X[h.task][0]
         lines += [f"## {name}: {h.verdict.replace('_', ' ')}", "", h.reason, ""]
@@ -197,7 +208,9 @@ def report_html(result: FairnessResult) -> str:
         f"{_esc(', '.join(result.attributes))}; groups under {result.policy.fairness.min_group_size:,} rows and "
         f"'unknown' are reported, not judged; intervals are 95 % bootstrap ({result.policy.fairness.bootstrap} replicates).</p>",
     ]
-    for name, h in result.heads.items():
+    if not result.applicable:
+        parts[1:] = [f"<p>{_esc(_not_applicable_text(result))}</p>"]
+    for name, h in result.heads.items() if result.applicable else ():
         metric = PARETO_X[h.task][0]
         rule = next((r.value for r in result.policy.fairness.rules(name, h.task) if r.metric == metric), None)
         parts.append(

@@ -65,7 +65,11 @@ def protected_groups(
     """Group label of every row per protected attribute (and per pair of them, as ``a&b``)."""
     names = list(attributes) if attributes else contract.protected
     if not names:
-        raise SchemaError(f"contract {contract.contract} declares no protected attribute: nothing to measure")
+        raise SchemaError(
+            f"contract {contract.contract} declares no protected attribute: nothing to measure (declare the "
+            "protected columns with role: protected, or state in the contract why fairness does not apply: "
+            "fairness: {applicable: false, reason: ...})"
+        )
     unknown = [n for n in names if n in contract.columns and contract.columns[n].role.value != "protected"]
     if unknown:
         raise SchemaError(f"{', '.join(unknown)}: not a protected attribute of contract {contract.contract}")

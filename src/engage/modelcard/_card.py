@@ -348,9 +348,16 @@ class _Parts:
         ]
         if self.fair is None:
             out.append("Fairness: not assessed (no fairness report was given).")
+        elif not self.fair.applicable:
+            out.append(self.not_applicable())
         else:
             out.append(f"Fairness gate: {self.fair.verdict.replace('_', ' ')}.")
         return out
+
+    def not_applicable(self) -> str:
+        """The card's one line for a contract that states fairness does not apply, with its reason."""
+        reason = self.fair.reason if self.fair is not None else ""
+        return f"Fairness: not applicable — {reason.rstrip('.')}."
 
     def model_details(self) -> ModelDetails:
         meta = self.bundle.metadata
@@ -433,9 +440,12 @@ class _Parts:
                     read_at_scoring_by=self.protected_readers(name),
                 )
             )
-        fair = self.fair.policy.fairness if self.fair is not None else None
+        fair = self.fair.policy.fairness if self.fair is not None and self.fair.applicable else None
         return Factors(
             protected=protected,
+            fairness_not_applicable=self.fair.reason
+            if self.fair is not None and not self.fair.applicable
+            else None,
             measured=self.fair.attributes if self.fair is not None else [],
             min_group_size=fair.min_group_size if fair is not None else None,
             decision_threshold=fair.decision_threshold if fair is not None else None,
@@ -569,6 +579,17 @@ class _Parts:
         if self.fair is None:
             return Fairness(assessed=False, required_rules=self._required_rules())
         fair = self.fair
+        if not fair.applicable:
+            # the contract's decision: nothing was measured, so no rule, group or candidate is shown
+            return Fairness(
+                assessed=True,
+                applicable=False,
+                verdict=fair.verdict,
+                reason=fair.reason,
+                policy=f"{fair.policy.name} {fair.policy.version}",
+                test_rows=fair.test_rows,
+                notes=fair.notes,
+            )
         return Fairness(
             assessed=True,
             verdict=fair.verdict,
@@ -657,6 +678,12 @@ class _Parts:
 
     def _protected_use(self) -> list[str]:
         protected = self.spec.protected
+        if self.fair is not None and not self.fair.applicable:
+            return [
+                f"{self.not_applicable()} Contract {self.spec.contract} states this; it declares no protected "
+                "attribute, so none is measured, read when scoring or used as a model input, and the model "
+                "ships without fairness mitigation."
+            ]
         if not protected:
             return [
                 f"Contract {self.spec.contract} declares no protected attribute: fairness cannot be measured."
@@ -706,6 +733,11 @@ class _Parts:
             return [
                 "Fairness was not assessed: no fairness report was given. Run the fairness gate (engage "
                 "fairness) before this model is promoted or used."
+            ]
+        if not self.fair.applicable:
+            return [
+                "No fairness figure exists for this model: whoever reviews the contract reviews the reason "
+                "above before the model is used for decisions about people."
             ]
         out = [f"Fairness gate verdict: {self.fair.verdict.replace('_', ' ')} (section 7 has the figures)."]
         if self.fair.verdict == "fail":

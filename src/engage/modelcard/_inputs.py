@@ -252,6 +252,8 @@ class FairPolicyIn(_In):
 class FairnessIn(_In):
     verdict: str
     reason: str
+    #: false when the contract states fairness does not apply (``reason`` is then the contract's reason)
+    applicable: bool = True
     contract: NameVersion
     policy: FairPolicyIn
     attributes: list[str]

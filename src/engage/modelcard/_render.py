@@ -191,6 +191,8 @@ def _factors(card: CardContent) -> list[str]:
             + ".",
             "",
         ]
+    elif f.fairness_not_applicable is not None:
+        lines += [_para(f"Fairness: not applicable — {f.fairness_not_applicable}"), ""]
     else:
         lines += ["No fairness report was given: no group was measured.", ""]
     if f.prohibited_attributes:
@@ -407,6 +409,14 @@ def _quantitative(card: CardContent) -> list[str]:
         lines += ["**Fairness was not assessed**: no fairness report (engage fairness) was given.", ""]
         if f.required_rules:
             lines += ["The policy given requires, per head:", "", *_bullets(f.required_rules)]
+    elif not f.applicable:
+        lines += [
+            f"**Fairness: not applicable** — {_text(f.reason or '')}",
+            "",
+            "The contract states this decision and its reason; no group was measured, no rule judged and no "
+            "mitigation tried: the trained model ships unmitigated.",
+            "",
+        ]
     else:
         lines += [
             f"**Verdict: {_text((f.verdict or '').replace('_', ' '))}** (policy {_text(f.policy or '')}, "

@@ -76,6 +76,8 @@ class ProtectedAttribute(_Card):
 
 class Factors(_Card):
     protected: list[ProtectedAttribute]
+    #: the contract's reason when it states fairness does not apply to this model (None: it applies)
+    fairness_not_applicable: str | None = None
     measured: list[str]
     min_group_size: int | None
     decision_threshold: float | None
@@ -234,6 +236,8 @@ class HeadFairness(_Card):
 
 class Fairness(_Card):
     assessed: bool
+    #: False when the contract states fairness does not apply; ``reason`` is then the contract's reason
+    applicable: bool = True
     verdict: str | None = None
     reason: str | None = None
     policy: str | None = None
