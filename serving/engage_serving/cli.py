@@ -109,9 +109,15 @@ def deploy(
     out: Path = typer.Option(
         Path("artifacts/deploy/inferenceservice.yaml"), "--out", "-o", help="Where to write the YAML."
     ),
+    helm_values: Path | None = typer.Option(
+        None,
+        "--helm-values",
+        help="Also write the values that make charts/engage render this same InferenceService "
+        "(helm upgrade --install engage charts/engage -f <file>).",
+    ),
 ) -> None:
     """Render the InferenceService of a registry version (YAML for kubectl apply); apply it with --kubeconfig."""
-    _deploy(ref, registry, kubeconfig, context, canary, out, reason="deploy")
+    _deploy(ref, registry, kubeconfig, context, canary, out, reason="deploy", helm_values=helm_values)
 
 
 def rollback(
@@ -146,13 +152,19 @@ def _deploy(
     out: Path,
     *,
     reason: str,
+    helm_values: Path | None = None,
 ) -> None:
     from engage._io import write_text_atomic
     from engage.cli.console import err
     from engage.cli.console import out as console
     from engage.policy import load_policy
     from engage.registry import Registry, RegistrySettings
-    from engage_serving.deploy import apply_inference_service, inference_service, to_yaml
+    from engage_serving.deploy import (
+        apply_inference_service,
+        inference_service,
+        to_yaml,
+        version_chart_values,
+    )
 
     store = Registry(registry or RegistrySettings().uri)
     version = store.get(ref)
@@ -161,6 +173,11 @@ def _deploy(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, to_yaml(manifest))
     console().print(f"{version.id} ({', '.join(version.aliases) or 'no alias'}): {out}")
+    if helm_values is not None:
+        values = version_chart_values(version, percent)
+        helm_values.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(helm_values, to_yaml(values))
+        console().print(f"Helm values: {helm_values}")
     if kubeconfig is not None:
         action = apply_inference_service(manifest, kubeconfig=kubeconfig, context=context)
         store.record({"event": "deployed", "version": version.id, "action": action, "reason": reason})

@@ -4,6 +4,7 @@
   (``ENGAGE_DEPLOY_*`` variables).
 * :func:`render_inference_service`: the manifest of one version, built from the kserve SDK's typed
   models and checked by :func:`validate_inference_service`; :func:`to_yaml` for ``kubectl apply -f``.
+* :func:`chart_values`: the values of ``charts/engage`` that render the same InferenceService.
 * :func:`apply_inference_service`: create or merge-patch it through the kubernetes client
   (:class:`DeployError` when the cluster cannot be reached or says no).
 
@@ -14,6 +15,7 @@ See ``docs/deploy.md``.
 from __future__ import annotations
 
 from ._apply import GROUP, PLURAL, VERSION, DeployError, apply_inference_service, merge_patch
+from ._chart import chart_values, drift_detector_url
 from ._render import (
     API_VERSION,
     CONTAINER_NAME,
@@ -30,7 +32,7 @@ from ._render import (
     version_ids,
 )
 from ._settings import DeploySettings
-from ._version import inference_service, render_version, storage_uri
+from ._version import inference_service, render_version, storage_uri, version_chart_values
 
 __all__ = [
     "API_VERSION",
@@ -46,6 +48,8 @@ __all__ = [
     "DeployError",
     "DeploySettings",
     "apply_inference_service",
+    "chart_values",
+    "drift_detector_url",
     "explainer_args",
     "inference_service",
     "merge_patch",
@@ -55,5 +59,6 @@ __all__ = [
     "storage_uri",
     "to_yaml",
     "validate_inference_service",
+    "version_chart_values",
     "version_ids",
 ]

@@ -24,11 +24,14 @@ from ._settings import DeploySettings
 __all__ = [
     "API_VERSION",
     "CONTAINER_NAME",
+    "DEPLOYMENT_MODE_ANNOTATION",
     "EXPLAINER_MODULE",
     "KIND",
     "MODEL_DIR",
     "PREDICTOR_MODULE",
+    "RUN_AS",
     "SERVER_FLAGS",
+    "TMP_VOLUME",
     "explainer_args",
     "predictor_args",
     "render_inference_service",
@@ -45,6 +48,11 @@ MODEL_DIR = "/mnt/models"
 CONTAINER_NAME = "kserve-container"
 PREDICTOR_MODULE = "engage_serving.predictor"
 EXPLAINER_MODULE = "engage_serving.explainer"
+#: The uid and gid the images run as (``useradd --uid 10001`` in each Dockerfile).
+RUN_AS = 10001
+#: The emptyDir at ``/tmp``: the servers' only writable folder (read-only root filesystem).
+TMP_VOLUME = "tmp"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 #: The command-line flags the servers take: the one place their names are written. The servers' parsers
 #: (a later issue) are tested against this mapping.
 SERVER_FLAGS = {"model_name": "--model_name", "model_dir": "--model_dir", "reference_dir": "--reference_dir"}
@@ -94,7 +102,8 @@ def explainer_args(settings: DeploySettings) -> list[str]:
 
 def version_folder_uri(storage_uri: str) -> str:
     """The registry version folder of a model's storage URI (``…/versions/<hex>/model`` -> ``…/<hex>``)."""
-    return storage_uri[: -len("/model")] if storage_uri.rstrip("/").endswith("/model") else storage_uri
+    trimmed = storage_uri.rstrip("/")
+    return trimmed[: -len("/model")] if trimmed.endswith("/model") else storage_uri
 
 
 def version_ids(version_id: str) -> tuple[str, str]:
@@ -131,6 +140,13 @@ def _labels(settings: DeploySettings, short_id: str, component: str | None = Non
     return labels
 
 
+def _annotations(settings: DeploySettings, full_id: str) -> dict[str, str]:
+    annotations = {"engage.dev/model-version-full": full_id, "engage.dev/engage-version": __version__}
+    if settings.deployment_mode is not None:
+        annotations[DEPLOYMENT_MODE_ANNOTATION] = settings.deployment_mode
+    return annotations
+
+
 def _resources(settings: DeploySettings) -> Any:
     from kubernetes.client import V1ResourceRequirements  # type: ignore[import-untyped]
 
@@ -142,8 +158,10 @@ def _resources(settings: DeploySettings) -> Any:
 
 def _container(image: str, module: str, args: list[str], storage_uri: str, settings: DeploySettings) -> Any:
     """The ``kserve-container`` of a component: ``STORAGE_URI`` on it is what makes KServe's webhook add
-    the storage initializer that downloads the model files to :data:`MODEL_DIR`."""
-    from kubernetes.client import V1Container, V1EnvVar
+    the storage initializer that downloads the model files to :data:`MODEL_DIR`. It runs as the image's
+    unprivileged user with a read-only root filesystem and no capabilities (Pod Security "restricted");
+    its only writable folder is the ``/tmp`` emptyDir."""
+    from kubernetes.client import V1Capabilities, V1Container, V1EnvVar, V1SecurityContext, V1VolumeMount
 
     return V1Container(
         name=CONTAINER_NAME,
@@ -152,7 +170,39 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
         args=args,
         env=[V1EnvVar(name="STORAGE_URI", value=storage_uri)],
         resources=_resources(settings),
+        security_context=V1SecurityContext(
+            allow_privilege_escalation=False,
+            capabilities=V1Capabilities(drop=["ALL"]),
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
+        ),
+        volume_mounts=[V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")],
     )
+
+
+def _pod_fields(settings: DeploySettings, short_id: str, component: str) -> dict[str, Any]:
+    """What the predictor and the explainer share beside their container: replicas, autoscaling, service
+    account, labels, the pod's security context and the ``/tmp`` volume."""
+    from kubernetes.client import V1EmptyDirVolumeSource, V1PodSecurityContext, V1SeccompProfile, V1Volume
+
+    return {
+        "min_replicas": settings.min_replicas,
+        "max_replicas": settings.max_replicas,
+        "scale_metric": settings.scale_metric,
+        "scale_target": settings.scale_target,
+        "service_account_name": settings.service_account,
+        "labels": _labels(settings, short_id, component),
+        "security_context": V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS,
+            run_as_group=RUN_AS,
+            fs_group=RUN_AS,
+            seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        "volumes": [
+            V1Volume(name=TMP_VOLUME, empty_dir=V1EmptyDirVolumeSource(size_limit=settings.tmp_size_limit))
+        ],
+    }
 
 
 def _predictor(storage_uri: str, short_id: str, settings: DeploySettings) -> Any:
@@ -163,12 +213,9 @@ def _predictor(storage_uri: str, short_id: str, settings: DeploySettings) -> Any
     )
     return V1beta1PredictorSpec(
         containers=[container],
-        logger=V1beta1LoggerSpec(mode=settings.logger_mode, url=str(settings.drift_detector_url)),
+        logger=V1beta1LoggerSpec(mode=settings.logger_mode, url=settings.logger_url),
         canary_traffic_percent=settings.canary_split,
-        min_replicas=settings.min_replicas,
-        max_replicas=settings.max_replicas,
-        service_account_name=settings.service_account,
-        labels=_labels(settings, short_id, "predictor"),
+        **_pod_fields(settings, short_id, "predictor"),
     )
 
 
@@ -182,13 +229,7 @@ def _explainer(storage_uri: str, short_id: str, settings: DeploySettings) -> Any
         version_folder_uri(storage_uri),
         settings,
     )
-    return V1beta1ExplainerSpec(
-        containers=[container],
-        min_replicas=settings.min_replicas,
-        max_replicas=settings.max_replicas,
-        service_account_name=settings.service_account,
-        labels=_labels(settings, short_id, "explainer"),
-    )
+    return V1beta1ExplainerSpec(containers=[container], **_pod_fields(settings, short_id, "explainer"))
 
 
 def render_inference_service(version_id: str, storage_uri: str, settings: DeploySettings) -> dict[str, Any]:
@@ -210,7 +251,7 @@ def render_inference_service(version_id: str, storage_uri: str, settings: Deploy
             name=settings.name,
             namespace=settings.namespace,
             labels=_labels(settings, short_id),
-            annotations={"engage.dev/model-version-full": full_id, "engage.dev/engage-version": __version__},
+            annotations=_annotations(settings, full_id),
         ),
         spec=V1beta1InferenceServiceSpec(
             predictor=_predictor(storage_uri, short_id, settings),

@@ -95,10 +95,11 @@ class DeploySettings(BaseSettings):
         default_factory=lambda: _default_image("explainer"),
         description="Image running `python -m engage_serving.explainer` (tagged with the engage version)",
     )
-    drift_detector_url: AnyHttpUrl = Field(
-        default=AnyHttpUrl("http://engage-drift-detector.engage.svc.cluster.local/"),
+    drift_detector_url: AnyHttpUrl | None = Field(
+        default=None,
         description="Where the predictor's InferenceService logger posts requests and responses as "
-        "CloudEvents: the drift detector's address inside the cluster",
+        "CloudEvents; unset: the drift detector that charts/engage deploys in the same namespace, "
+        "http://engage-drift-detector.<namespace>.svc.cluster.local/",
     )
     logger_mode: Literal["all", "request", "response"] = Field(
         default="all", description="What the logger sends to the drift detector"
@@ -121,6 +122,28 @@ class DeploySettings(BaseSettings):
     )
     memory_limit: str = Field(
         default="2Gi", description="Memory above which a predictor / explainer pod is killed"
+    )
+    deployment_mode: Literal["Standard", "Knative"] | None = Field(
+        default=None,
+        description="KServe deployment mode (annotation serving.kserve.io/deploymentMode): Standard (plain "
+        "Deployments and an HPA; KServe before 0.15 calls it RawDeployment) or Knative (revisions, canary "
+        "traffic split, scale to zero); unset: the cluster's default. A canary split needs Knative",
+    )
+    scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = Field(
+        default=None,
+        description="What the autoscaler scales the predictor on (cpu and memory in both modes; concurrency "
+        "and rps with Knative); unset: KServe's default",
+    )
+    scale_target: int | None = Field(
+        default=None,
+        ge=1,
+        description="Target value of scale_metric per pod (a utilisation percent for cpu and memory); "
+        "unset: KServe's default",
+    )
+    tmp_size_limit: str = Field(
+        default="512Mi",
+        description="Size limit of the emptyDir mounted at /tmp, the only place the servers write (their "
+        "root filesystem is read-only)",
     )
     service_account: str | None = Field(
         default=None,
@@ -162,7 +185,7 @@ class DeploySettings(BaseSettings):
             raise ValueError(f"{value!r} is not an image reference")
         return value
 
-    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit", "tmp_size_limit")
     @classmethod
     def _quantity(cls, value: str) -> str:
         parse_quantity(value)
@@ -171,6 +194,8 @@ class DeploySettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> DeploySettings:
         """Bounds that involve two fields: the API server would refuse them only at apply time."""
+        if self.scale_target is not None and self.scale_metric is None:
+            raise ValueError("scale_target needs scale_metric (what the target is a value of)")
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
         for resource in ("cpu", "memory"):
@@ -178,6 +203,13 @@ class DeploySettings(BaseSettings):
             if parse_quantity(request) > parse_quantity(limit):
                 raise ValueError(f"{resource}_request ({request}) exceeds {resource}_limit ({limit})")
         return self
+
+    @property
+    def logger_url(self) -> str:
+        """Where the logger posts: ``drift_detector_url``, or the namespace's own drift detector."""
+        if self.drift_detector_url is not None:
+            return str(self.drift_detector_url)
+        return f"http://engage-drift-detector.{self.namespace}.svc.cluster.local/"
 
     @property
     def canary_split(self) -> int | None:

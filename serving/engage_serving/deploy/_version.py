@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._chart import chart_values
 from ._render import render_inference_service, to_yaml
 from ._settings import DeploySettings
 
-__all__ = ["inference_service", "render_version", "storage_uri"]
+__all__ = ["inference_service", "render_version", "storage_uri", "version_chart_values"]
 
 #: schemes KServe's storage initializer fetches from
 _FETCHABLE = ("s3://", "gs://", "pvc://", "http://", "https://", "hf://", "oci://", "hdfs://", "webhdfs://")
@@ -28,9 +29,19 @@ def inference_service(
     version: Any, canary_percent: int, settings: DeploySettings | None = None
 ) -> dict[str, Any]:
     """The InferenceService of a registry version with ``canary_percent`` of the traffic (0: all of it)."""
+    return render_inference_service(version.id, storage_uri(version), _with_canary(canary_percent, settings))
+
+
+def version_chart_values(
+    version: Any, canary_percent: int, settings: DeploySettings | None = None
+) -> dict[str, Any]:
+    """The values of ``charts/engage`` that render :func:`inference_service`'s manifest."""
+    return chart_values(version.id, storage_uri(version), _with_canary(canary_percent, settings))
+
+
+def _with_canary(canary_percent: int, settings: DeploySettings | None) -> DeploySettings:
     base = settings if settings is not None else DeploySettings()
-    chosen = DeploySettings.model_validate({**base.model_dump(), "canary_traffic_percent": canary_percent})
-    return render_inference_service(version.id, storage_uri(version), chosen)
+    return DeploySettings.model_validate({**base.model_dump(), "canary_traffic_percent": canary_percent})
 
 
 def render_version(version: Any, canary_percent: int) -> str:

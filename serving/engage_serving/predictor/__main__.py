@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
-def main(argv: list[str] | None = None) -> None:
-    from engage_serving._server import flag, load_or_explain, serve, server_parser, setup_logging
+def predictor_parser() -> argparse.ArgumentParser:
+    """The predictor's flags: every Engage server's, plus the logger URL and the fast routes."""
+    from engage_serving._server import flag, server_parser
     from engage_serving._settings import ServingSettings
 
     parser = server_parser(
@@ -27,7 +29,13 @@ def main(argv: list[str] | None = None) -> None:
         "and bodies of KServe's own routes (tested) at a fifth of their overhead; false: through KServe's "
         "FastAPI data plane (ENGAGE_SERVING_FAST_ROUTES)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from engage_serving._server import load_or_explain, serve, setup_logging
+
+    args = predictor_parser().parse_args(argv)
     from engage.contract import load_contract
 
     setup_logging(args, load_contract(args.contract))
