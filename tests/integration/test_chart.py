@@ -1,0 +1,277 @@
+"""charts/engage and manifests/ with the real tools: helm lint / template, kubectl kustomize,
+kubernetes-validate, checkov; the chart's InferenceService equal to `engage deploy`'s; every pod under
+Pod Security "restricted"; every server container's args and env accepted by that server's own parser
+and settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engage_serving.deploy import (
+    DeploySettings,
+    chart_values,
+    render_inference_service,
+    validate_inference_service,
+)
+from tests.k8s_support import (
+    CHART,
+    CHART_VALUES,
+    OVERLAYS,
+    ROOT,
+    all_restricted_problems,
+    containers,
+    documents,
+    env_problems,
+    helm_template,
+    kustomize,
+    rendered_sources,
+    run,
+    server_parsers,
+    tool,
+)
+
+HEX = "5e" * 32
+STORAGE = f"s3://engage-models/customers/versions/{HEX}/model"
+#: kinds Kubernetes itself defines: checked against its OpenAPI schemas by kubernetes-validate
+CORE_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "Job",
+    "CronJob",
+    "Namespace",
+    "NetworkPolicy",
+    "PersistentVolumeClaim",
+    "PodDisruptionBudget",
+    "Role",
+    "RoleBinding",
+    "Secret",
+    "Service",
+    "ServiceAccount",
+}
+#: custom resources and what checks them
+CUSTOM_KINDS = {
+    ("serving.kserve.io/v1beta1", "InferenceService"),  # the kserve SDK's typed models
+    ("monitoring.coreos.com/v1", "PodMonitor"),  # shape only (no schema offline)
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("security.istio.io/v1", "PeerAuthentication"),
+}
+
+
+@pytest.fixture(scope="module")
+def sources() -> dict[str, list[dict[str, Any]]]:
+    return rendered_sources()
+
+
+@pytest.mark.parametrize("values", CHART_VALUES, ids=lambda p: p.name)
+def test_helm_lint_strict(values: Path) -> None:
+    done = run([tool("helm"), "lint", "--strict", str(CHART), "-f", str(values)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_every_values_file_and_overlay_renders(sources: dict[str, list[dict[str, Any]]]) -> None:
+    assert {s.split(":")[0] for s in sources} == {"chart", "overlay"}
+    assert {p.name for p in OVERLAYS} >= {"kind", "dev", "prod"}
+    for name, docs in sources.items():
+        kinds = {d["kind"] for d in docs}
+        assert {"Deployment", "Service"} <= kinds, name
+
+
+def test_core_objects_meet_the_kubernetes_schemas(sources: dict[str, list[dict[str, Any]]]) -> None:
+    import kubernetes_validate
+
+    checked = 0
+    problems = []
+    for name, docs in sources.items():
+        for doc in docs:
+            if doc["kind"] in CORE_KINDS:
+                try:
+                    kubernetes_validate.validate(doc, "1.33", strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    problems.append(f"{name} {doc['kind']}/{doc['metadata']['name']}: {e.message}")
+                checked += 1
+            else:
+                assert (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS, f"{name}: unexpected {doc['kind']}"
+    assert not problems, "\n".join(problems)
+    assert checked > 30
+
+
+def test_a_misspelt_field_fails_kubernetes_validate() -> None:
+    import kubernetes_validate
+
+    deployment = next(d for d in documents(helm_template(CHART_VALUES[0])) if d["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError, match="imagePullPolicyy"):
+        kubernetes_validate.validate(deployment, "1.33", strict=True)
+
+
+def test_inference_services_match_the_kserve_sdk(sources: dict[str, list[dict[str, Any]]]) -> None:
+    isvcs = [d for docs in sources.values() for d in docs if d["kind"] == "InferenceService"]
+    assert len(isvcs) >= 2
+    for isvc in isvcs:
+        assert validate_inference_service(isvc) == []
+
+
+def test_every_pod_is_restricted_with_a_read_only_root(sources: dict[str, list[dict[str, Any]]]) -> None:
+    pods = 0
+    for name, docs in sources.items():
+        assert all_restricted_problems(docs) == [], name
+        pods += sum(1 for d in docs if d["kind"] in {"Deployment", "Job", "InferenceService"})
+    assert pods >= len(sources)
+
+
+def test_an_overlay_that_drops_the_security_context_fails(tmp_path: Path) -> None:
+    overlay = tmp_path / "careless"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(ROOT / "manifests" / "overlays" / "dev", overlay)],
+                "patches": [
+                    {
+                        "target": {"kind": "Deployment", "name": "engage-drift-detector"},
+                        "patch": "- op: remove\n  path: /spec/template/spec/containers/0/securityContext",
+                    }
+                ],
+            }
+        )
+    )
+    problems = all_restricted_problems(documents(kustomize(overlay)))
+    assert (
+        "Deployment/engage-drift-detector/drift-detector: allowPrivilegeEscalation is not false" in problems
+    )
+    assert "Deployment/engage-drift-detector/drift-detector: readOnlyRootFilesystem is not true" in problems
+
+
+def test_server_args_and_env_are_the_servers_own(sources: dict[str, list[dict[str, Any]]]) -> None:
+    """Flag drift (kserve's hack/verify-image-flag-drift.sh as a test): every server container of the
+    chart and every overlay passes args its server's own parser takes, and env its settings take."""
+    parsers = server_parsers()
+    seen: set[str] = set()
+    for name, docs in sources.items():
+        for where, container in containers(docs):
+            command = container.get("command") or []
+            if command[:2] != ["python", "-m"]:
+                continue
+            module = command[2]
+            assert module in parsers, f"{name} {where}: unknown server {module}"
+            _, unknown = parsers[module]().parse_known_args(container.get("args") or [])
+            assert unknown == [], f"{name} {where}: flags its parser does not take: {unknown}"
+            assert env_problems(f"{name} {where}", container.get("env") or []) == []
+            seen.add(module)
+    assert seen == set(parsers)
+
+
+def test_a_renamed_flag_or_setting_fails_the_contract() -> None:
+    parser = server_parsers()["engage_serving.drift_detector"]()
+    _, unknown = parser.parse_known_args(["--registry", "s3://x", "--windowsize", "10"])
+    assert unknown == ["--windowsize", "10"]
+    problems = env_problems("d", [{"name": "ENGAGE_DRIFT_WINDOW", "value": "10"}])
+    assert problems == ["d: env ENGAGE_DRIFT_WINDOW: DriftSettings has no field 'window'"]
+    assert env_problems("d", [{"name": "ENGAGE_DRIFT_WINDOW_SIZE", "value": "-1"}])
+    assert env_problems("d", [{"name": "DRIFT_BACKEND", "value": "scipy"}])
+
+
+SETTINGS = {
+    "defaults": {},
+    "standard-autoscaled": {
+        "deployment_mode": "Standard",
+        "canary_traffic_percent": 0,
+        "scale_metric": "cpu",
+        "scale_target": 70,
+        "min_replicas": 2,
+        "max_replicas": 6,
+        "service_account": "engage-serving",
+    },
+    "knative-canary": {
+        "deployment_mode": "Knative",
+        "canary_traffic_percent": 25,
+        "logger_mode": "request",
+        "min_replicas": 0,
+        "cpu_request": "250m",
+        "cpu_limit": "2",
+        "memory_request": "512Mi",
+        "memory_limit": "4Gi",
+        "tmp_size_limit": "1Gi",
+        "predictor_image": "registry.example.org/p@sha256:" + "1" * 64,
+    },
+    "other-namespace": {"namespace": "engage-dev", "name": "churn-only", "model_name": "churn"},
+}
+
+
+@pytest.mark.parametrize("case", SETTINGS)
+def test_the_chart_renders_engage_deploys_inference_service(case: str, tmp_path: Path) -> None:
+    settings = DeploySettings(**SETTINGS[case])
+    expected = render_inference_service(HEX, STORAGE, settings)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(chart_values(HEX, STORAGE, settings)))
+    rendered = documents(helm_template(CHART_VALUES[0], values, namespace=settings.namespace))
+    (isvc,) = (d for d in rendered if d["kind"] == "InferenceService")
+    assert isvc == expected
+
+
+BAD_VALUES = [
+    (
+        {"inferenceService.replicas": "2"},
+        "at '/inferenceService': additional properties 'replicas' not allowed",
+    ),
+    ({"inferenceService.minReplicas": "-1"}, "at '/inferenceService/minReplicas': minimum: got -1, want 0"),
+    ({"driftDetector.replicas": "-2"}, "at '/driftDetector/replicas': minimum: got -2, want 0"),
+    (
+        {"inferenceService.canaryTrafficPercent": "101"},
+        "at '/inferenceService/canaryTrafficPercent': maximum: got 101, want 100",
+    ),
+    ({"images.predictor": "ghcr.io/engage-ml/engage-predictor"}, "at '/images/predictor'"),
+    ({"images.explainer": "engage-explainer:"}, "at '/images/explainer'"),
+    ({"inferenceService.enabled": "true"}, "at '/inferenceService/model/version': minLength"),
+    ({"inferenceService.model.version": "latest"}, "at '/inferenceService/model/version'"),
+    ({"inferenceService.model.storageUri": "/local/path"}, "at '/inferenceService/model/storageUri'"),
+    ({"inferenceService.resources.limits.cpu": "lots"}, "at '/inferenceService/resources/limits/cpu'"),
+    ({"driftDetector.registry.pvc": ""}, "at '/driftDetector/registry': 'anyOf' failed"),
+]
+
+
+@pytest.mark.parametrize(("sets", "message"), BAD_VALUES, ids=[m.split("'")[1] for _, m in BAD_VALUES])
+def test_bad_values_fail_with_the_schemas_message(sets: dict[str, str], message: str) -> None:
+    command = [tool("helm"), "template", "engage", str(CHART), "-f", str(CHART_VALUES[0])]
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    done = run(command)
+    assert done.returncode != 0
+    assert "values don't meet the specifications of the schema" in done.stderr
+    assert message in done.stderr
+
+
+@pytest.mark.slow
+def test_checkov_finds_no_unexplained_failure(
+    sources: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """checkov over everything rendered: no failed check; every skip carries its reason in the manifest
+    (``checkov.io/skip<n>: CKV_...=<reason>``)."""
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    for name, docs in sources.items():
+        (tmp_path / f"{name.replace(':', '-')}.yaml").write_text(yaml.safe_dump_all(docs))
+    done = subprocess.run(
+        [uv, "tool", "run", "--from", "checkov==3.3.30", "checkov", "-d", str(tmp_path),
+         "--framework", "kubernetes", "--output", "json", "--quiet", "--compact"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.stdout.strip(), done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    report = report[0] if isinstance(report, list) else report
+    failed = report["results"]["failed_checks"]
+    assert failed == [], "\n".join(f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in failed)
+    assert report["summary"]["passed"] > 100
+    for skipped in report["results"]["skipped_checks"]:
+        assert (skipped.get("suppress_comment") or "").strip(), (
+            f"{skipped['check_id']} skipped without a reason"
+        )
