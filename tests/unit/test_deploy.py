@@ -314,3 +314,48 @@ def test_apply_in_a_pod_without_a_service_account_token_says_so(
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     with pytest.raises(DeployError, match=r"^the pod's service account: .*token"):
         apply_inference_service(manifest, kubeconfig=None)
+
+
+def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
+    manifest = render_inference_service(HEX, STORAGE, DeploySettings())
+    for component in ("predictor", "explainer"):
+        spec = manifest["spec"][component]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}]
+        container = spec["containers"][0]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        }
+        assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+
+
+def test_mode_autoscaling_and_the_namespaces_own_drift_detector() -> None:
+    settings = DeploySettings(namespace="engage-dev", deployment_mode="Standard", scale_metric="cpu", scale_target=70)
+    manifest = render_inference_service(HEX, STORAGE, settings)
+    assert manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    predictor = manifest["spec"]["predictor"]
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 70)
+    assert predictor["logger"]["url"] == "http://engage-drift-detector.engage-dev.svc.cluster.local/"
+    default = render_inference_service(HEX, STORAGE, DeploySettings())
+    assert "serving.kserve.io/deploymentMode" not in default["metadata"]["annotations"]
+    assert "scaleMetric" not in default["spec"]["predictor"]
+
+
+def test_a_scale_target_needs_its_metric_and_the_chart_its_own_detector() -> None:
+    from engage_serving.deploy import chart_values
+
+    with pytest.raises(ValidationError, match="scale_target needs scale_metric"):
+        DeploySettings(scale_target=70)
+    elsewhere = DeploySettings(drift_detector_url="http://drift.other.svc/")
+    with pytest.raises(ConfigError, match="the chart posts to its own drift detector"):
+        chart_values(HEX, STORAGE, elsewhere)
+
+
+def test_the_explainer_gets_the_version_folder_with_or_without_a_trailing_slash() -> None:
+    for uri in (STORAGE, STORAGE + "/"):
+        manifest = render_inference_service(HEX, uri, DeploySettings())
+        assert manifest["spec"]["explainer"]["containers"][0]["env"][0]["value"] == STORAGE.removesuffix("/model")

@@ -67,3 +67,19 @@ def test_deploy_of_an_unknown_version_is_one_clear_error(registry: Registry, tmp
     assert isinstance(result.exception, RegistryError)  # engage's main() prints it as one line, exit 2
     assert "sha256:0000" in str(result.exception)
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_deploy_writes_the_charts_values_for_the_same_version(registry: Registry, tmp_path: Path) -> None:
+    out, values = tmp_path / "isvc.yaml", tmp_path / "values-model.yaml"
+    result = CliRunner().invoke(
+        app,
+        ["deploy", "production", "-r", registry.uri, "-o", str(out), "--canary", "0", "--helm-values", str(values)],
+    )
+    assert result.exit_code == 0, result.output
+    chart = yaml.safe_load(values.read_text())["inferenceService"]
+    manifest = yaml.safe_load(out.read_text())
+    assert chart["enabled"] is True
+    assert chart["model"]["version"] == registry.alias("production").id
+    assert chart["model"]["storageUri"] == _storage(out)
+    assert chart["canaryTrafficPercent"] == 0
+    assert "canaryTrafficPercent" not in manifest["spec"]["predictor"]
