@@ -191,6 +191,8 @@ SETTINGS = {
         "min_replicas": 2,
         "max_replicas": 6,
         "service_account": "engage-serving",
+        "node_selector": {"engage.dev/pool": "serving"},
+        "tolerations": [{"key": "engage.dev/pool", "value": "serving", "effect": "NoSchedule"}],
     },
     "knative-canary": {
         "deployment_mode": "Knative",
@@ -262,8 +264,10 @@ def test_checkov_finds_no_unexplained_failure(
         (tmp_path / f"{name.replace(':', '-')}.yaml").write_text(yaml.safe_dump_all(docs))
     done = subprocess.run(
         [uv, "tool", "run", "--from", "checkov==3.3.30", "checkov", "-d", str(tmp_path),
-         "--framework", "kubernetes", "--output", "json", "--quiet", "--compact"],
+         "--framework", "kubernetes", "--output", "json", "--compact"],
         capture_output=True, text=True, check=False, timeout=600,
+        # offline: no download of Prisma Cloud's guideline mappings (BC_* ids are not used here)
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )  # fmt: skip
     assert done.stdout.strip(), done.stderr[-2000:]
     report = json.loads(done.stdout)
@@ -271,7 +275,8 @@ def test_checkov_finds_no_unexplained_failure(
     failed = report["results"]["failed_checks"]
     assert failed == [], "\n".join(f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in failed)
     assert report["summary"]["passed"] > 100
-    for skipped in report["results"]["skipped_checks"]:
-        assert (skipped.get("suppress_comment") or "").strip(), (
-            f"{skipped['check_id']} skipped without a reason"
-        )
+    skipped = report["results"]["skipped_checks"]
+    assert {c["check_id"] for c in skipped} == {"CKV_K8S_43", "CKV_K8S_15"}
+    for check in skipped:
+        reason = (check["check_result"].get("suppress_comment") or "").strip()
+        assert len(reason) > 20, f"{check['check_id']} on {check['resource']} skipped without a reason"

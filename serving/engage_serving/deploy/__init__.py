@@ -31,7 +31,7 @@ from ._render import (
     validate_inference_service,
     version_ids,
 )
-from ._settings import DeploySettings
+from ._settings import DeploySettings, Toleration
 from ._version import inference_service, render_version, storage_uri, version_chart_values
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "VERSION",
     "DeployError",
     "DeploySettings",
+    "Toleration",
     "apply_inference_service",
     "chart_values",
     "drift_detector_url",

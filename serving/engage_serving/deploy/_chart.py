@@ -57,6 +57,8 @@ def chart_values(version_id: str, storage_uri: str, settings: DeploySettings) ->
                 "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
             },
             "tmpSizeLimit": settings.tmp_size_limit,
+            "nodeSelector": dict(settings.node_selector),
+            "tolerations": [t.manifest() for t in settings.tolerations],
         },
         # the renderer's service account is the chart's (created by it); none: the namespace's default
         "serviceAccount": {"create": False, "name": ""}

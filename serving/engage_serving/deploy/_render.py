@@ -183,7 +183,13 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
 def _pod_fields(settings: DeploySettings, short_id: str, component: str) -> dict[str, Any]:
     """What the predictor and the explainer share beside their container: replicas, autoscaling, service
     account, labels, the pod's security context and the ``/tmp`` volume."""
-    from kubernetes.client import V1EmptyDirVolumeSource, V1PodSecurityContext, V1SeccompProfile, V1Volume
+    from kubernetes.client import (
+        V1EmptyDirVolumeSource,
+        V1PodSecurityContext,
+        V1SeccompProfile,
+        V1Toleration,
+        V1Volume,
+    )
 
     return {
         "min_replicas": settings.min_replicas,
@@ -191,6 +197,8 @@ def _pod_fields(settings: DeploySettings, short_id: str, component: str) -> dict
         "scale_metric": settings.scale_metric,
         "scale_target": settings.scale_target,
         "service_account_name": settings.service_account,
+        "node_selector": settings.node_selector or None,
+        "tolerations": [V1Toleration(**t.manifest()) for t in settings.tolerations] or None,
         "labels": _labels(settings, short_id, component),
         "security_context": V1PodSecurityContext(
             run_as_non_root=True,

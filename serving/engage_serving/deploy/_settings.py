@@ -10,12 +10,12 @@ import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engage import __version__
 
-__all__ = ["DeploySettings", "image_tag", "parse_quantity"]
+__all__ = ["DeploySettings", "Toleration", "image_tag", "parse_quantity"]
 
 #: KServe's own rule for InferenceService names (a DNS-1123 label that starts with a letter): the name
 #: becomes part of Knative service and host names, which must not start with a digit.
@@ -67,6 +67,21 @@ def _matches(pattern: re.Pattern[str], value: str, what: str) -> str:
     if len(value) > 63 or pattern.match(value) is None:
         raise ValueError(f"{value!r} is not {what}")
     return value
+
+
+class Toleration(BaseModel):
+    """A pod toleration of a node taint (Kubernetes' ``tolerations[]``), e.g. the serving node pool's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    def manifest(self) -> dict[str, str]:
+        """The toleration as the pod spec writes it (unset fields left out)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class DeploySettings(BaseSettings):
@@ -144,6 +159,16 @@ class DeploySettings(BaseSettings):
         default="512Mi",
         description="Size limit of the emptyDir mounted at /tmp, the only place the servers write (their "
         "root filesystem is read-only)",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels the predictor and explainer pods must land on, as JSON in the variable "
+        '(e.g. {"engage.dev/pool": "serving"}: the on-demand serving node group of manifests/eks)',
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Taints the predictor and explainer pods tolerate, as JSON in the variable (e.g. "
+        '[{"key": "engage.dev/pool", "value": "serving", "effect": "NoSchedule"}])',
     )
     service_account: str | None = Field(
         default=None,
