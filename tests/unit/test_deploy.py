@@ -334,7 +334,9 @@ def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
 
 
 def test_mode_autoscaling_and_the_namespaces_own_drift_detector() -> None:
-    settings = DeploySettings(namespace="engage-dev", deployment_mode="Standard", scale_metric="cpu", scale_target=70)
+    settings = DeploySettings(
+        namespace="engage-dev", deployment_mode="Standard", scale_metric="cpu", scale_target=70
+    )
     manifest = render_inference_service(HEX, STORAGE, settings)
     assert manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     predictor = manifest["spec"]["predictor"]
@@ -358,4 +360,6 @@ def test_a_scale_target_needs_its_metric_and_the_chart_its_own_detector() -> Non
 def test_the_explainer_gets_the_version_folder_with_or_without_a_trailing_slash() -> None:
     for uri in (STORAGE, STORAGE + "/"):
         manifest = render_inference_service(HEX, uri, DeploySettings())
-        assert manifest["spec"]["explainer"]["containers"][0]["env"][0]["value"] == STORAGE.removesuffix("/model")
+        assert manifest["spec"]["explainer"]["containers"][0]["env"][0]["value"] == STORAGE.removesuffix(
+            "/model"
+        )

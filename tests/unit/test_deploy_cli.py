@@ -73,7 +73,18 @@ def test_deploy_writes_the_charts_values_for_the_same_version(registry: Registry
     out, values = tmp_path / "isvc.yaml", tmp_path / "values-model.yaml"
     result = CliRunner().invoke(
         app,
-        ["deploy", "production", "-r", registry.uri, "-o", str(out), "--canary", "0", "--helm-values", str(values)],
+        [
+            "deploy",
+            "production",
+            "-r",
+            registry.uri,
+            "-o",
+            str(out),
+            "--canary",
+            "0",
+            "--helm-values",
+            str(values),
+        ],
     )
     assert result.exit_code == 0, result.output
     chart = yaml.safe_load(values.read_text())["inferenceService"]
