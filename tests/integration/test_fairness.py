@@ -188,3 +188,111 @@ def test_the_cli_gate_on_a_contract_where_fairness_does_not_apply(tmp_path: Path
     assert card.returncode == 0, card.stdout + card.stderr
     md = (tmp_path / "card" / "model_card.md").read_text()
     assert "Fairness: not applicable — Network-capacity planning model" in " ".join(md.split())
+
+
+# ---- exponentiated gradient ships as its deterministic best member -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def only_reduction_meets(
+    contract: Any, policy: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, Any, Path]:
+    """Gender bias on 12,000 seeded rows; post-processing forbidden (no protected attribute at scoring),
+    so only the exponentiated-gradient candidates meet the 80 % rule: reweighing does not lift it."""
+    frame = _table(1.0)
+    fairness = policy.fairness.model_copy(
+        update={"attributes": ["gender"], "intersections": False, "allow_protected_at_inference": False}
+    )
+    forbidding = policy.model_copy(update={"fairness": fairness})
+    trained = train(
+        frame, contract, config=TrainConfig(seed=1, max_rounds=150), heads=["churn"], policy=forbidding
+    )
+    result = assess_training(trained, frame, policy=forbidding)
+    out = tmp_path_factory.mktemp("reduction") / "out"
+    write_fairness(result, out)
+    return result, trained, out
+
+
+def test_only_the_reduction_meets_the_policy_and_it_is_chosen_and_saved(
+    only_reduction_meets: tuple[Any, Any, Path],
+) -> None:
+    result, _, out = only_reduction_meets
+    churn = result.heads["churn"]
+    meeting = sorted(c.name for c in churn.candidates if c.meets_policy and c.eligible)
+    assert meeting, churn.reason
+    assert all(n.startswith("exponentiated_gradient_") for n in meeting), meeting
+    for name in ("unmitigated", "reweighing"):
+        assert not churn.candidate(name).meets_policy
+    assert churn.verdict == "pass_after_mitigation", churn.reason
+    chosen = churn.candidate(churn.chosen)
+    assert chosen.name in meeting
+    assert chosen.accuracy["auc_roc"] == max(churn.candidate(n).accuracy["auc_roc"] for n in meeting)
+    assert chosen.candidate.model is not None  # one booster: the deterministic member
+    assert chosen.candidate.model.estimator.get_booster().num_boosted_rounds() == 60
+    data = json.loads((out / "fairness.json").read_text())
+    rows = {c["name"]: c for c in data["heads"]["churn"]["candidates"]}
+    assert rows[chosen.name]["decision"].startswith("chosen: the most accurate candidate that meets")
+    assert rows[chosen.name]["notes"][0].startswith("ships booster ")
+    assert rows["reweighing"]["decision"] == "not chosen: fails gender: demographic_parity_ratio >= 0.8"
+    assert (
+        rows["group_offsets"]["decision"]
+        == "not chosen: meets the policy, but reads protected attributes at scoring (policy forbids)"
+    )
+    assert rows["threshold_optimizer"]["shippable"] is False
+    assert rows["threshold_optimizer"]["why_not_shippable"].startswith("randomized: per group")
+    assert sorted(c["accuracy_rank"] for c in rows.values()) == list(range(1, len(rows) + 1))
+    page = (out / "report.html").read_text()
+    assert "accuracy rank" in page
+    assert "not shippable: randomized" in page
+    assert (out / "model" / "churn" / "model.ubj").is_file()
+
+
+def test_the_saved_member_reloads_verifies_and_predicts_as_in_memory(
+    only_reduction_meets: tuple[Any, Any, Path], tmp_path: Path
+) -> None:
+    from engage.artifacts import verify_manifest
+    from engage.errors import ArtifactError
+
+    result, trained, out = only_reduction_meets
+    churn = result.heads["churn"]
+    chosen = churn.candidate(churn.chosen)
+    verify_manifest(out / "model")  # every file's SHA-256 as the manifest lists it
+    loaded = load_bundle(out / "model")
+    assert loaded.metadata["fairness"] == {"churn": chosen.name}
+    frame = _table(1.0)
+    test_rows = frame.iloc[trained.split.test]
+    labelled = test_rows[test_rows["churned"].notna()]
+    np.testing.assert_allclose(
+        loaded.predict(labelled)["churn_probability"].to_numpy(), chosen.candidate.predictions, rtol=1e-6
+    )
+    import shutil
+
+    tampered = shutil.copytree(out / "model", tmp_path / "tampered")
+    (tampered / "churn" / "model.ubj").write_bytes((tampered / "churn" / "model.ubj").read_bytes() + b" ")
+    with pytest.raises(ArtifactError, match=r"model\.ubj"):
+        verify_manifest(tampered)
+
+
+def test_the_predictor_serves_the_member_as_the_library_predicts(
+    only_reduction_meets: tuple[Any, Any, Path], tmp_path: Path
+) -> None:
+    import httpx
+
+    from tests.serving_support import rows, run_server
+
+    _, _, out = only_reduction_meets
+    bundle = load_bundle(out / "model")
+    sample = _table(1.0).tail(20)[bundle.features.columns]
+    with run_server(
+        "engage_serving.predictor", ["--model_dir", str(out / "model")], tmp_path / "log"
+    ) as server:
+        answer = httpx.post(
+            server.url + "/v1/models/engage:predict", json={"instances": rows(sample, 20)}, timeout=30
+        )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_version"] == bundle.version
+    got = np.array([p["churn_probability"] for p in body["predictions"]])
+    np.testing.assert_allclose(
+        got, bundle.predict(sample)["churn_probability"].to_numpy(), rtol=1e-6, atol=1e-6
+    )

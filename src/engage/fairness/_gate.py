@@ -30,7 +30,7 @@ from engage.policy import OPS, PromotionPolicy, RuleOutcome, load_policy
 from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
 
 from ._metrics import AttributeFairness, classification_fairness, regression_fairness
-from ._mitigate import Candidate, HeadData, candidates_for, unmitigated
+from ._mitigate import Candidate, HeadData, Select, candidates_for, unmitigated
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -80,6 +80,39 @@ class HeadFairness:
 
     def candidate(self, name: str) -> CandidateResult:
         return next(c for c in self.candidates if c.name == name)
+
+    def accuracy_rank(self, name: str) -> int | None:
+        """1 for the most accurate candidate on the primary metric (higher is better); None unscored."""
+        scored = [
+            (c.accuracy[self.primary_metric], c.name)
+            for c in self.candidates
+            if math.isfinite(c.accuracy.get(self.primary_metric, math.nan))
+        ]
+        order = [n for _, n in sorted(scored, key=lambda t: -t[0])]
+        return order.index(name) + 1 if name in order else None
+
+    def why(self, c: CandidateResult) -> str:
+        """Why this candidate was or was not chosen, in one line (the trade-off report shows it)."""
+        if c.candidate.problem is not None:
+            return f"not chosen: it failed to train ({c.candidate.problem})"
+        failing = [r.rule for r in c.rules if not r.passed]
+        rank = self.accuracy_rank(c.name)
+        ranked = f"accuracy rank {rank} of {len(self.candidates)}" if rank is not None else "not scored"
+        if c.name == self.chosen:
+            if c.name == "unmitigated" and self.verdict == "pass":
+                return "chosen: the trained model meets every fairness rule (no mitigation needed)"
+            if self.verdict == NOT_APPLICABLE:
+                return "chosen: fairness does not apply (the contract says why); the trained model ships"
+            return f"chosen: the most accurate candidate that meets the policy and can ship ({ranked})"
+        if failing:
+            return f"not chosen: fails {'; '.join(failing[:3])}" + ("; …" if len(failing) > 3 else "")
+        if not c.eligible:
+            return f"not chosen: meets the policy, but {c.why_not}"
+        if self.chosen is None:
+            return f"not chosen: meets the policy and can ship, but the head fails ({ranked})"
+        if self.chosen == "unmitigated":
+            return f"not needed: the trained model meets the policy ({ranked})"
+        return f"not chosen: meets the policy and can ship, but {self.chosen} is more accurate ({ranked})"
 
 
 @dataclass
@@ -152,7 +185,7 @@ def _score(
     rules = _judge(name, head.task.value, fairness, policy, minimum)
     why_not = None
     if not c.shippable:
-        why_not = "not shippable (fairlearn object)"
+        why_not = f"not shippable: {c.unshippable or 'no safe artifact'}"
     elif c.needs_protected and not policy.fairness.allow_protected_at_inference:
         why_not = "reads protected attributes at scoring (policy forbids)"
     return CandidateResult(c, accuracy, fairness, rules, why_not is None, why_not)
@@ -318,6 +351,7 @@ def assess(
         bound = next((r.value for r in f.heads.get(name, []) if r.metric == "max_group_rmse"), None)
         parity = next((r.value for r in f.classification if r.metric == "demographic_parity_ratio"), 0.8)
         minimum = f.group_minimum(len(test), _second_largest(groups))
+        data.select = _policy_judge(head, name, y[test], groups, policy, config.seed, minimum)
 
         y_test = y[test]
 
@@ -352,6 +386,31 @@ def assess(
         seconds=time.perf_counter() - started,
         base=bundle,
     )
+
+
+def _policy_judge(
+    head: Any,
+    name: str,
+    y_test: npt.NDArray[np.float64],
+    groups: dict[str, npt.NDArray[np.object_]],
+    policy: PromotionPolicy,
+    seed: int,
+    minimum: int,
+) -> Select:
+    """The gate's own judgement of predictions on the test rows: meets every rule; primary metric.
+
+    The same rules on the same rows as every candidate, so a reduction's member that meets the policy
+    here makes its candidate meet it."""
+    primary = policy.primary_metric(head.task.value)
+
+    def meets(predictions: npt.NDArray[np.float64]) -> bool:
+        fairness = _measure(head.task.value, y_test, predictions, groups, policy, seed, 0, minimum)
+        return all(r.passed for r in _judge(name, head.task.value, fairness, policy, minimum))
+
+    def accuracy(predictions: npt.NDArray[np.float64]) -> float:
+        return float(head_metrics(head, y_test, predictions).get(primary, -math.inf))
+
+    return Select(meets, accuracy)
 
 
 def _not_applicable(

@@ -4,14 +4,19 @@
 |---|---|---|---|
 | ``unmitigated`` | none | the trained model | the model bundle |
 | ``reweighing`` | pre-processing | classification: weights ``P(g) P(y) / P(g, y)`` per protected cell and label (Kamiran & Calders); regression: each cell weighs the same in total; xgboost retrained | the model bundle (UBJSON) |
-| ``exponentiated_gradient_dp`` / ``_eo`` | in-processing | fairlearn ``ExponentiatedGradient`` with ``DemographicParity`` / ``EqualizedOdds`` (classification) | reported only |
-| ``exponentiated_gradient_bgl`` | in-processing | ``ExponentiatedGradient`` with ``BoundedGroupLoss`` (regression heads with a group-loss rule) | reported only |
+| ``exponentiated_gradient_dp`` / ``_eo`` | in-processing | fairlearn ``ExponentiatedGradient`` with ``DemographicParity`` / ``EqualizedOdds`` (classification) | its deterministic best member: one xgboost booster in the bundle (UBJSON) |
+| ``exponentiated_gradient_bgl`` | in-processing | ``ExponentiatedGradient`` with ``BoundedGroupLoss`` (regression heads with a group-loss rule) | its deterministic best member (UBJSON) |
 | ``threshold_optimizer`` | post-processing | fairlearn ``ThresholdOptimizer`` (demographic parity) on the trained model | reported only |
 | ``group_offsets`` | post-processing | one logit offset per protected cell so each cell's selection rate at the decision threshold equals the overall one; ranking within a cell is kept | the bundle plus an offsets file |
 
-fairlearn's reductions and threshold optimizer exist only as Python objects, which Engage never ships
-(no pickles): they are trained, scored and shown in the trade-off so the choice is informed, but only
-candidates with a safe artifact can be chosen. Post-processing candidates read the protected attributes
+Exponentiated gradient returns a randomized classifier: a weighted mixture of the xgboost boosters it
+trained, whose fairness holds in expectation over its coin flips. Engage ships one of them instead, the
+*deterministic best member*: among the boosters the reduction trained (each a best response to its
+fairness-constrained objective; the mixture's members among them), the most accurate one that meets the
+policy, judged as the gate judges every candidate (same rules, same test rows), else the member with the
+largest weight. The candidate is scored as that member, so what is judged is what ships: one booster,
+saved as UBJSON like any head, served by the predictor without fairlearn. fairlearn's threshold
+optimizer is randomized too (two thresholds per group, mixed by a coin); it stays reported only. Post-processing candidates read the protected attributes
 when scoring: they are eligible only when the policy allows that (``allow_protected_at_inference``).
 The in-processing reductions train on a seeded sample of at most 10,000 rows with a smaller xgboost
 (60 rounds, depth 4, at most 15 iterations): each reduction fits its learner many times.
@@ -23,6 +28,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,7 +39,7 @@ from engage.model import GroupOffsets, HeadModel, TrainConfig
 from engage.model._groups import AttributeSpec
 from engage.model._learners import fit_primary
 
-__all__ = ["Candidate", "GroupOffsets", "HeadData", "candidates_for"]
+__all__ = ["Candidate", "GroupOffsets", "HeadData", "Select", "candidates_for"]
 
 F64 = npt.NDArray[np.float64]
 IDX = npt.NDArray[np.intp]
@@ -47,6 +53,19 @@ MIN_CELL_ROWS = 200
 PULLS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: the margin above the policy's parity ratio that group offsets aim for on the training rows
 PARITY_MARGIN = 0.03
+#: why fairlearn's ThresholdOptimizer is reported only (the trade-off report shows it)
+THRESHOLD_OPTIMIZER_UNSHIPPABLE = (
+    "randomized: per group it mixes two thresholds by a coin flip at each prediction; group_offsets is "
+    "its deterministic, shippable form"
+)
+
+
+@dataclass(frozen=True)
+class Select:
+    """The gate's judgement of predictions on the test rows: every fairness rule met; the primary metric."""
+
+    meets: Callable[[npt.NDArray[np.float64]], bool]
+    accuracy: Callable[[npt.NDArray[np.float64]], float]
 
 
 @dataclass
@@ -62,6 +81,8 @@ class HeadData:
     valid: IDX
     test: IDX  # labelled test rows
     threshold: float
+    #: the gate's judgement of predictions on the test rows (picks a reduction's deterministic member)
+    select: Select | None = None
 
 
 @dataclass
@@ -77,6 +98,8 @@ class Candidate:
     offsets: GroupOffsets | None = None
     problem: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: why the candidate cannot ship (None when it can)
+    unshippable: str | None = None
 
 
 def _timed(candidate: Candidate, fit: Callable[[], F64]) -> Candidate:
@@ -127,17 +150,68 @@ def _small_xgb(classification: bool, seed: int) -> Any:
     return xgboost.XGBClassifier(**params) if classification else xgboost.XGBRegressor(**params)
 
 
-def _reduction(d: HeadData, constraint: Any) -> F64:
+def _reduction(d: HeadData, constraint: Any, candidate: Candidate) -> F64:
+    """Fit exponentiated gradient; ship and score its deterministic best member (see the module's doc)."""
     from fairlearn.reductions import ExponentiatedGradient
 
     rows = _sample(d.train, d.config.seed)
-    classification = d.model.head.classification
-    eg = ExponentiatedGradient(_small_xgb(classification, d.config.seed), constraints=constraint, max_iter=15)
+    head = d.model.head
+    eg = ExponentiatedGradient(
+        _small_xgb(head.classification, d.config.seed), constraints=constraint, max_iter=15
+    )
     eg.fit(d.X.iloc[rows], d.y[rows], sensitive_features=d.cells[rows].astype(str))
+    # every booster the reduction trained (each a best response to its fairness-constrained objective);
+    # the mixture weighs some of them
+    members = [_member(head, estimator) for estimator in eg.predictors_]
+    mixed = [float(w) for w in np.asarray(eg.weights_, dtype="float64")]
     X_test = d.X.iloc[d.test]
-    if classification:
-        return np.clip(np.asarray(eg._pmf_predict(X_test)[:, 1], dtype="float64"), 0.0, 1.0)
-    return np.asarray(eg.predict(X_test), dtype="float64")
+    if head.classification:
+        mixture = np.clip(np.asarray(eg._pmf_predict(X_test)[:, 1], dtype="float64"), 0.0, 1.0)
+    else:
+        mixture = np.asarray(eg.predict(X_test), dtype="float64")
+    index, why = _best_member(d, members, mixed)
+    candidate.model = members[index]
+    predictions = candidate.model.predict(X_test)
+    candidate.notes.append(
+        f"ships booster {index + 1} of the {len(members)} it trained (weight {mixed[index]:.3f} in its randomized "
+        f"mixture): "
+        f"{why}; the mixture itself scores differently ({_mixture_summary(head, d.y[d.test], mixture)})"
+    )
+    return predictions
+
+
+def _member(head: Any, estimator: Any) -> HeadModel:
+    """One booster of a reduction's mixture as a head model (the bundle saves it like any xgboost head)."""
+    from engage.contract import Distribution
+
+    objective = "binary:logistic" if head.classification else "reg:squarederror"
+    transform: Any = "clip01" if head.distribution is Distribution.unit_interval else "none"
+    rounds = int(estimator.get_booster().num_boosted_rounds())
+    return HeadModel(head, "xgboost", estimator, objective, transform=transform, best_iteration=rounds - 1)
+
+
+def _best_member(d: HeadData, members: list[HeadModel], weights: list[float]) -> tuple[int, str]:
+    """The most accurate member meeting the policy (as the gate judges every candidate), else the
+    heaviest in the mixture; and why."""
+    heaviest = int(np.argmax(weights))
+    if d.select is None:
+        return heaviest, "the largest weight in the mixture"
+    X_test = d.X.iloc[d.test]
+    predictions = [m.predict(X_test) for m in members]
+    accuracy = [d.select.accuracy(p) for p in predictions]
+    # most accurate first: the first that meets the policy is the best (fairness figures cost more)
+    for rank, i in enumerate(sorted(range(len(members)), key=lambda i: -accuracy[i])):
+        if d.select.meets(predictions[i]):
+            return i, f"the most accurate that meets the policy ({rank} more accurate fail it)"
+    return heaviest, "none of them meets the policy; the largest weight in the mixture"
+
+
+def _mixture_summary(head: Any, y: F64, mixture: F64) -> str:
+    from engage.training import head_metrics
+
+    metrics = head_metrics(head, y, mixture)
+    name = "auc_roc" if head.classification else "r2"
+    return f"{name} {metrics.get(name, float('nan')):.4f} on the test rows, fair in expectation only"
 
 
 def _prefit(model: HeadModel) -> Any:
@@ -243,30 +317,18 @@ def candidates_for(
 
     out.append(_timed(weighed, reweigh))
     if head.classification:
-        out.append(
-            _timed(
-                Candidate(
-                    "exponentiated_gradient_dp",
-                    "in-processing",
-                    "fairlearn ExponentiatedGradient, DemographicParity",
-                    False,
-                    False,
-                ),
-                lambda: _reduction(d, DemographicParity(difference_bound=0.01)),
+        for name, constraint, what in (
+            ("exponentiated_gradient_dp", DemographicParity(difference_bound=0.01), "DemographicParity"),
+            ("exponentiated_gradient_eo", EqualizedOdds(difference_bound=0.01), "EqualizedOdds"),
+        ):
+            reduced = Candidate(
+                name,
+                "in-processing",
+                f"fairlearn ExponentiatedGradient, {what}: its deterministic best member",
+                True,
+                False,
             )
-        )
-        out.append(
-            _timed(
-                Candidate(
-                    "exponentiated_gradient_eo",
-                    "in-processing",
-                    "fairlearn ExponentiatedGradient, EqualizedOdds",
-                    False,
-                    False,
-                ),
-                lambda: _reduction(d, EqualizedOdds(difference_bound=0.01)),
-            )
-        )
+            out.append(_timed(reduced, partial(_reduction, d, constraint, reduced)))
         out.append(
             _timed(
                 Candidate(
@@ -275,6 +337,7 @@ def candidates_for(
                     "fairlearn ThresholdOptimizer, demographic parity",
                     False,
                     True,
+                    unshippable=THRESHOLD_OPTIMIZER_UNSHIPPABLE,
                 ),
                 lambda: _threshold_optimizer(d),
             )
@@ -295,18 +358,14 @@ def candidates_for(
         out.append(_timed(shifted, offsets))
     elif group_rmse_bound is not None:
         low, high = float(np.min(d.y[d.train])), float(np.max(d.y[d.train]))
-        out.append(
-            _timed(
-                Candidate(
-                    "exponentiated_gradient_bgl",
-                    "in-processing",
-                    f"fairlearn ExponentiatedGradient, BoundedGroupLoss (squared loss <= {group_rmse_bound**2:g})",
-                    False,
-                    False,
-                ),
-                lambda: _reduction(
-                    d, BoundedGroupLoss(SquareLoss(low, high), upper_bound=group_rmse_bound**2)
-                ),
-            )
+        bounded = Candidate(
+            "exponentiated_gradient_bgl",
+            "in-processing",
+            f"fairlearn ExponentiatedGradient, BoundedGroupLoss (squared loss <= {group_rmse_bound**2:g}): "
+            "its deterministic best member",
+            True,
+            False,
         )
+        loss = BoundedGroupLoss(SquareLoss(low, high), upper_bound=group_rmse_bound**2)
+        out.append(_timed(bounded, lambda: _reduction(d, loss, bounded)))
     return out

@@ -33,12 +33,17 @@ def _num(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _candidate_json(c: CandidateResult) -> dict[str, Any]:
+def _candidate_json(c: CandidateResult, h: HeadFairness) -> dict[str, Any]:
     return {
         "name": c.name,
         "stage": c.candidate.stage,
         "description": c.candidate.description,
         "shippable": c.candidate.shippable,
+        "why_not_shippable": c.candidate.unshippable,
+        "accuracy_rank": h.accuracy_rank(c.name),
+        "failing_rules": [r.rule for r in c.rules if not r.passed],
+        "decision": h.why(c),
+        "notes": c.candidate.notes,
         "reads_protected_attributes": c.candidate.needs_protected,
         "eligible": c.eligible,
         "why_not_eligible": c.why_not,
@@ -74,7 +79,7 @@ def fairness_json(result: FairnessResult) -> dict[str, Any]:
                 "reason": h.reason,
                 "chosen": h.chosen,
                 "primary_metric": h.primary_metric,
-                "candidates": [_candidate_json(c) for c in h.candidates],
+                "candidates": [_candidate_json(c, h) for c in h.candidates],
             }
             for n, h in result.heads.items()
         },
@@ -110,13 +115,16 @@ def summary_markdown(result: FairnessResult) -> str:
         metric = PARETO_X[h.task][0]
         lines += [f"## {name}: {h.verdict.replace('_', ' ')}", "", h.reason, ""]
         lines += [
-            f"| candidate | stage | {h.primary_metric} | worst {metric} | meets policy | eligible | chosen |",
-            "|---|---|---|---|---|---|---|",
+            f"| candidate | stage | {h.primary_metric} | rank | worst {metric} | meets policy | eligible | chosen | why |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in h.candidates:
+            rank = h.accuracy_rank(c.name)
             lines.append(
-                f"| {c.name} | {c.candidate.stage} | {_fmt(c.accuracy.get(h.primary_metric))} | {_fmt(_worst(c, h.task), 3)} | "
-                f"{'yes' if c.meets_policy else 'no'} | {'yes' if c.eligible else 'no: ' + (c.why_not or '')} | {'**yes**' if c.name == h.chosen else ''} |"
+                f"| {c.name} | {c.candidate.stage} | {_fmt(c.accuracy.get(h.primary_metric))} | {rank or 'n/a'} | "
+                f"{_fmt(_worst(c, h.task), 3)} | {'yes' if c.meets_policy else 'no'} | "
+                f"{'yes' if c.eligible else 'no: ' + (c.why_not or '')} | {'**yes**' if c.name == h.chosen else ''} | "
+                f"{h.why(c).replace('|', '/')} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -229,13 +237,18 @@ def report_html(result: FairnessResult) -> str:
         rows = "".join(
             f"<tr><td>{'<b>' if c.name == h.chosen else ''}{_esc(c.name)}{'</b>' if c.name == h.chosen else ''}</td>"
             f"<td>{_esc(c.candidate.stage)}</td><td>{_fmt(c.accuracy.get(h.primary_metric))}</td>"
+            f"<td>{h.accuracy_rank(c.name) or 'n/a'}</td>"
             f"<td>{_fmt(_worst(c, h.task), 3)}</td><td>{'yes' if c.meets_policy else 'no'}</td>"
-            f"<td>{'yes' if c.eligible else _esc(c.why_not or '')}</td><td>{c.candidate.seconds:.1f} s</td></tr>"
+            f"<td>{'yes' if c.candidate.shippable else _esc('no: ' + (c.candidate.unshippable or 'no safe artifact'))}</td>"
+            f"<td>{'yes' if c.eligible else _esc(c.why_not or '')}</td><td>{_esc(h.why(c))}"
+            + "".join(f"<br><small>{_esc(n)}</small>" for n in c.candidate.notes)
+            + f"</td><td>{c.candidate.seconds:.1f} s</td></tr>"
             for c in h.candidates
         )
         parts.append(
-            f"<table><tr><th>candidate</th><th>stage</th><th>{_esc(h.primary_metric)}</th><th>worst {_esc(metric)}</th>"
-            f"<th>meets policy</th><th>eligible</th><th>time</th></tr>{rows}</table>"
+            f"<table><tr><th>candidate</th><th>stage</th><th>{_esc(h.primary_metric)}</th><th>accuracy rank</th>"
+            f"<th>worst {_esc(metric)}</th><th>meets policy</th><th>shippable</th><th>eligible</th><th>why</th>"
+            f"<th>time</th></tr>{rows}</table>"
         )
         base = h.candidates[0]
         chosen = h.candidate(h.chosen) if h.chosen else None

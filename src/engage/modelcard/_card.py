@@ -810,7 +810,7 @@ class _Parts:
             if c is not None:
                 metric = self.evaluation.heads[head].primary_metric
                 out.append(
-                    f"{head}: the promotion-policy figures were measured before the fairness post-processing; "
+                    f"{head}: the promotion-policy figures were measured on the trained model, before fairness mitigation; "
                     f"the shipped {shipped} model scores {metric} {_fmt(c.accuracy.get(metric))} on the same "
                     "test rows (fairness report)."
                 )
