@@ -208,7 +208,7 @@ def fairness(
     summary: Output[Markdown],
     step: Output[Artifact],
 ) -> str:
-    """The fairness gate with mitigation; returns pass, pass_after_mitigation or fail."""
+    """The fairness gate with mitigation; returns pass, pass_after_mitigation, fail or not_applicable (the contract says fairness does not apply)."""
     import shutil
     from pathlib import Path
 
