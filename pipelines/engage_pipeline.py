@@ -6,10 +6,11 @@ load this file (:func:`engage_components.pipeline_module`), as ``kfp dsl compile
 
 ::
 
-    load-data ─► validate ─(verdict != fail)─► features ─┬─► train-head x the contract's heads (parallel) ─► evaluate ─► fairness
-                                                         └─► drift-reference                            │
-                                             (fairness != fail) explain + model card ─► promote ◄───────┘
-    exit handler (always): record-outcome — step times, cost, audit record, Pushgateway metrics
+    load-data ─► validate ─(verdict != fail)─► features ─┬─► train-head x the contract's heads (parallel) ─► evaluate ─┬─► fairness
+                                                         └─► drift-reference                            business-metrics ◄─┘      │
+                                             (fairness != fail) explain + model card ─► promote ◄─────────────────────────────┘
+    exit handler (always): record-outcome — step times, cost, audit record, Pushgateway metrics (run, model,
+    business figures: engage.telemetry's catalogue)
 
 ``dsl.If`` gates skip what a failing gate makes pointless; ``promote`` judges everything else (the
 training policy, champion / challenger, drift baselines) by the one promotion policy and refuses with
@@ -53,6 +54,7 @@ def engage_run(
     heads: list,
     max_rounds: int,
     canary_percent: int,
+    pushgateway: str,
 ) -> None:
     data = _sized(
         c.load_data(
@@ -61,7 +63,7 @@ def engage_run(
         ),
         "load-data", retries=RETRIES,
     )  # fmt: skip
-    gate = _sized(c.validate(data=data.outputs["data"], contract=contract), "validate")
+    gate = _sized(c.validate(data=data.outputs["data"], contract=contract, pushgateway=pushgateway), "validate")
     with dsl.If(gate.outputs["Output"] != "fail", name="quality-gate-passed"):
         table = gate.outputs["remediated"]
         feats = _sized(c.features(data=table, contract=contract, seed=seed, heads=heads), "features")
@@ -80,6 +82,10 @@ def engage_run(
             ),
             "evaluate", retries=RETRIES,
         )  # fmt: skip
+        _sized(
+            c.business_metrics(data=table, training=measured.outputs["training"], contract=contract),
+            "business-metrics",
+        )
         reference = _sized(
             c.drift_reference(
                 data=table, features=feats.outputs["features"], contract=contract, policy=policy, seed=seed
@@ -146,5 +152,5 @@ def engage_pipeline(
         engage_run(
             data_uri=data_uri, rows=rows, seed=seed, snapshots=snapshots, defect_rate=defect_rate, bias=bias,
             drift=drift, as_of=as_of, contract=contract, policy=policy, registry=registry, heads=heads,
-            max_rounds=max_rounds, canary_percent=canary_percent,
+            max_rounds=max_rounds, canary_percent=canary_percent, pushgateway=pushgateway,
         )  # fmt: skip

@@ -22,7 +22,17 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["RESOURCES", "CostSettings", "Resources", "estimate_cost", "record_outcome", "timed"]
+__all__ = [
+    "RESOURCES",
+    "CostSettings",
+    "Resources",
+    "estimate_cost",
+    "month_cost",
+    "push_run_metrics",
+    "record_outcome",
+    "run_registries",
+    "timed",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ RESOURCES: dict[str, Resources] = {
     "explain": Resources(1, 4),
     "drift-reference": Resources(1, 2),
     "promote": Resources(0.5, 1),
+    "business-metrics": Resources(1, 2),
     "record-outcome": Resources(0.25, 0.5),
 }
 
@@ -159,20 +170,26 @@ def record_outcome(
     """The exit handler's work: ``outcome.json``, an audit record, and metrics for the Pushgateway."""
     steps = step_records(_job_root(outcome_uri))
     cost = estimate_cost(steps)
+    now = datetime.now(UTC)
+    registry = None
+    if registry_uri:
+        from engage.registry import Registry
+
+        registry = Registry(registry_uri)
+    earlier = month_cost(registry.audit(), now) if registry is not None else 0.0
+    cost["month_to_date_usd"] = earlier + float(cost["on_demand_usd"])
     outcome = {
         "run_id": run_id,
         "state": state,
         "error": error or None,
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished": now.isoformat(timespec="seconds"),
         "steps": steps,
         "cost": cost,
     }
     outcome_path.parent.mkdir(parents=True, exist_ok=True)
     outcome_path.write_text(json.dumps(outcome, indent=2, default=str) + "\n", encoding="utf-8")
-    if registry_uri:
-        from engage.registry import Registry
-
-        Registry(registry_uri).record(
+    if registry is not None:
+        registry.record(
             {
                 "event": "pipeline_run",
                 "pipeline_run_id": run_id,
@@ -183,27 +200,94 @@ def record_outcome(
             }
         )
     if pushgateway:
-        _push(pushgateway, run_id, state, steps, cost)
+        push_run_metrics(pushgateway, state, steps, cost)
     return outcome
 
 
-def _push(gateway: str, run_id: str, state: str, steps: list[dict[str, Any]], cost: dict[str, Any]) -> None:
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+def month_cost(audit: list[dict[str, Any]], now: datetime) -> float:
+    """On-demand cost of the earlier runs of ``now``'s calendar month (UTC), from the audit trail."""
+    month = now.strftime("%Y-%m")
+    return sum(
+        float(r.get("cost_on_demand_usd") or 0.0)
+        for r in audit
+        if r.get("event") == "pipeline_run" and str(r.get("at", "")).startswith(month)
+    )
 
-    registry = CollectorRegistry()
-    Gauge("engage_pipeline_run_success", "1 when the last pipeline run succeeded", registry=registry).set(
-        1.0 if state == "SUCCEEDED" else 0.0
+
+#: the Pushgateway groups of a run's metrics (one group per job: each run replaces the last)
+PIPELINE_JOB = "engage_pipeline"
+BUSINESS_JOB = "engage_business"
+
+
+def run_registries(state: str, steps: list[dict[str, Any]], cost: dict[str, Any]) -> dict[str, Any]:
+    """The run's metrics by Pushgateway job, built from the catalogue (``engage.telemetry``): the run
+    itself, the model it trained (test-set figures, parity of what ships, promoted or not), and the
+    business figures of its table. A figure a step did not record (it did not run) is left out."""
+    from prometheus_client import CollectorRegistry
+
+    from engage.telemetry import metric
+
+    pipeline = CollectorRegistry()
+    metric("engage_pipeline_run_success").create(pipeline).set(1.0 if state == "SUCCEEDED" else 0.0)
+    metric("engage_pipeline_run_cost_usd").create(pipeline).set(cost["on_demand_usd"])
+    metric("engage_pipeline_cost_month_to_date_usd").create(pipeline).set(
+        cost.get("month_to_date_usd", cost["on_demand_usd"])
     )
-    Gauge("engage_pipeline_run_cost_usd", "Estimated on-demand cost of the last run", registry=registry).set(
-        cost["on_demand_usd"]
-    )
-    Gauge("engage_pipeline_run_timestamp_seconds", "When the last run finished", registry=registry).set(
-        time.time()
-    )
-    seconds = Gauge(
-        "engage_pipeline_step_seconds", "Wall time of each step that ran", ["step"], registry=registry
-    )
+    metric("engage_pipeline_run_timestamp_seconds").create(pipeline).set(time.time())
+    seconds = metric("engage_pipeline_step_seconds").create(pipeline)
+    by_step: dict[str, dict[str, Any]] = {}
     for record in steps:
         seconds.labels(step=str(record.get("step"))).set(float(record.get("seconds", 0.0)))
-    # one group per pipeline, so each run replaces the last (a run id label would grow without bound)
-    push_to_gateway(gateway, job="engage_pipeline", registry=registry)
+        by_step[str(record.get("step"))] = record
+    figures = by_step.get("evaluate", {}).get("model_metrics") or {}
+    if figures:
+        model_metric = metric("engage_model_metric").create(pipeline)
+        for head, values in figures.items():
+            for name, value in values.items():
+                model_metric.labels(head=head, metric=name).set(float(value))
+    parity = by_step.get("fairness", {}).get("parity") or {}
+    if parity:
+        ratio = metric("engage_fairness_parity_ratio").create(pipeline)
+        for head, attributes in parity.items():
+            for attribute, value in attributes.items():
+                ratio.labels(head=head, attribute=attribute).set(float(value))
+    metric("engage_model_promoted").create(pipeline).set(
+        1.0 if by_step.get("promote", {}).get("promoted") else 0.0
+    )
+    registries = {PIPELINE_JOB: pipeline}
+    business = by_step.get("business-metrics", {}).get("business")
+    if business:
+        registries[BUSINESS_JOB] = business_registry(business)
+    return registries
+
+
+def business_registry(figures: dict[str, Any]) -> Any:
+    """The business gauges of one table (``engage_business_*``) from the business step's figures."""
+    from prometheus_client import CollectorRegistry
+
+    from engage.telemetry import metric
+
+    registry = CollectorRegistry()
+    table = str(figures["table"])
+    metric("engage_business_customers").create(registry).labels(table).set(figures["customers"])
+    active = figures.get("active") or {}
+    if active:
+        gauge = metric("engage_business_active_customers").create(registry)
+        for window, count in active.items():
+            gauge.labels(table, window).set(count)
+    for key, name in (
+        ("churn_rate", "engage_business_churn_rate"),
+        ("ltv_mean", "engage_business_ltv_mean"),
+        ("engagement_score_mean", "engage_business_engagement_score_mean"),
+    ):
+        if figures.get(key) is not None:
+            metric(name).create(registry).labels(table).set(float(figures[key]))
+    return registry
+
+
+def push_run_metrics(gateway: str, state: str, steps: list[dict[str, Any]], cost: dict[str, Any]) -> None:
+    """Replace each job's group on the Pushgateway (a run id label would grow without bound)."""
+    from prometheus_client import push_to_gateway
+
+    for job, registry in run_registries(state, steps, cost).items():
+        push_to_gateway(gateway, job=job, registry=registry)

@@ -62,13 +62,15 @@ def load_data(
 def validate(
     data: Input[Dataset],
     contract: str,
+    pushgateway: str,
     remediated: Output[Dataset],
     report: Output[Artifact],
     summary: Output[HTML],
     metrics: Output[Metrics],
     step: Output[Artifact],
 ) -> str:
-    """The data-quality gate; returns its verdict: pass, pass_after_remediation or fail."""
+    """The data-quality gate; returns its verdict: pass, pass_after_remediation or fail. Pushes the
+    data-quality metrics to ``pushgateway`` when one is given."""
     import json
     import shutil
     from pathlib import Path
@@ -77,7 +79,11 @@ def validate(
     from engage_components.steps import validate_step
 
     with timed("validate", step.path) as record:
-        record.update(validate_step(Path(data.path), contract, Path(report.path), Path(remediated.path)))
+        record.update(
+            validate_step(
+                Path(data.path), contract, Path(report.path), Path(remediated.path), pushgateway=pushgateway
+            )
+        )
         shutil.copyfile(Path(report.path) / "summary.html", summary.path)
     for key in ("rows_in", "rows_out", "rows_quarantined"):
         metrics.log_metric(key, float(record[key] or 0))
@@ -194,6 +200,24 @@ def evaluate(
     Path(metrics.path).write_text(json.dumps(metrics.metadata))
     Path(roc.path).write_text(json.dumps(roc.metadata))
     return "pass" if record["passed"] else "fail"
+
+
+@component
+def business_metrics(
+    data: Input[Dataset],
+    training: Input[Model],
+    contract: str,
+    step: Output[Artifact],
+) -> None:
+    """Business figures of the table with the trained model's predictions (customers, DAU / WAU / MAU,
+    churn rate, mean LTV and engagement score): the exit handler pushes them (job engage_business)."""
+    from pathlib import Path
+
+    from engage_components import timed
+    from engage_components.steps import business_step
+
+    with timed("business-metrics", step.path) as record:
+        record.update(business_step(Path(data.path), contract, Path(training.path)))
 
 
 @component

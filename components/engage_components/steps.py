@@ -104,12 +104,17 @@ def load_data_step(
     return {"source": source, "sha256": sha256_file(out), "bytes": out.stat().st_size}
 
 
-def validate_step(data: Path, contract_path: str, report_dir: Path, remediated: Path) -> dict[str, Any]:
-    """The data-quality gate: every report in ``report_dir``, the repaired table at ``remediated``."""
-    from engage.quality import run_gate
+def validate_step(
+    data: Path, contract_path: str, report_dir: Path, remediated: Path, *, pushgateway: str = ""
+) -> dict[str, Any]:
+    """The data-quality gate: every report in ``report_dir``, the repaired table at ``remediated``; the
+    data-quality metrics pushed to ``pushgateway`` when one is given (job engage_data_quality)."""
+    from engage.quality import data_quality_registry, push_metrics, run_gate
 
     contract = _contract(contract_path)
     gate = run_gate(data, contract, out_dir=report_dir)
+    if pushgateway:
+        push_metrics(data_quality_registry(gate), pushgateway, instance=contract.contract)
     if (report_dir / "remediated.parquet").is_file():
         remediated.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(report_dir / "remediated.parquet", remediated)
@@ -229,7 +234,63 @@ def evaluate_step(
         "passed": result.verdict.passed,
         "failures": [f"{r.head}: {r.rule}" for r in result.verdict.failures],
         "champion": result.champion.winner if result.champion is not None else None,
+        # the primary learner's test-set figures, pushed by the exit handler (engage_model_metric)
+        "model_metrics": {
+            name: {k: float(v) for k, v in head.metrics["xgboost"]["test"].items()}
+            for name, head in result.heads.items()
+        },
     }
+
+
+# ---- business metrics -------------------------------------------------------------------------------
+
+#: active-customer windows (DAU, WAU, MAU) in days
+ACTIVE_WINDOWS = {"1d": 1, "7d": 7, "30d": 30}
+
+
+def business_step(data: Path, contract_path: str, training: Path) -> dict[str, Any]:
+    """Business figures of the table the run read, with the trained model's predictions on every
+    customer: customers, active customers by window (from the contract's ``last_active`` column, as of
+    the table's newest event time), churn rate (churn probability >= 0.5), mean LTV and engagement score
+    (the heads the contract defines; a figure whose column or head is absent is left out)."""
+    from engage.training import load_bundle
+
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    figures: dict[str, Any] = {"table": contract.contract, "customers": len(frame)}
+    if contract.last_active is not None:
+        figures["active"] = active_customers(frame, contract)
+    predictions = load_bundle(training / "model").predict(frame)
+    for head, key, churn in (
+        ("churn", "churn_rate", True),
+        ("ltv", "ltv_mean", False),
+        ("engagement_score", "engagement_score_mean", False),
+    ):
+        target = contract.targets.get(head)
+        column = next((c for c in predictions.columns if target is not None and c.startswith(head)), None)
+        if column is None:
+            continue
+        values = predictions[column].astype(float)
+        figures[key] = float((values >= 0.5).mean() if churn else values.mean())
+    return {"business": figures}
+
+
+def active_customers(frame: Any, contract: Any) -> dict[str, int]:
+    """Customers active within each window of :data:`ACTIVE_WINDOWS`, as of the table's newest event
+    time (or now): ``last_active`` is a date / datetime, or a number of days since the activity."""
+    import pandas as pd
+
+    column = frame[contract.last_active]
+    if contract.columns[contract.last_active].type.is_numeric:
+        days = pd.to_numeric(column, errors="coerce")
+    else:
+        last = pd.to_datetime(column, errors="coerce", utc=True)
+        et = contract.event_time.column if contract.event_time is not None else None
+        as_of = (
+            pd.to_datetime(frame[et], errors="coerce", utc=True).max() if et else pd.Timestamp.now(tz="UTC")
+        )
+        days = (as_of.normalize() - last.dt.normalize()).dt.days
+    return {window: int((days < size).sum()) for window, size in ACTIVE_WINDOWS.items()}
 
 
 # ---- fairness, explanations, drift ------------------------------------------------------------------
@@ -249,7 +310,33 @@ def fairness_step(
     config = TrainConfig(**bundle.metadata.get("config", {}))
     result = assess(frame, contract, bundle, split, config=config, policy=_policy(policy_path))
     write_fairness(result, out_dir)
-    return {"verdict": result.verdict, "heads": {n: h.verdict for n, h in result.heads.items()}}
+    return {
+        "verdict": result.verdict,
+        "heads": {n: h.verdict for n, h in result.heads.items()},
+        "parity": parity_ratios(result),
+    }
+
+
+#: the parity figure of a classification / regression head: the lowest group ratio of selection rates
+#: or of mean predictions
+PARITY_FIGURES = ("demographic_parity_ratio", "mean_prediction_ratio")
+
+
+def parity_ratios(result: Any) -> dict[str, dict[str, float]]:
+    """``{head: {attribute: ratio}}`` of the candidate each head ships (none where nothing ships or
+    fairness does not apply), for ``engage_fairness_parity_ratio``."""
+    import math
+
+    ratios: dict[str, dict[str, float]] = {}
+    for name, head in result.heads.items():
+        if head.chosen is None or head.verdict == "not_applicable":
+            continue
+        chosen = head.candidate(head.chosen)
+        for attribute, figures in chosen.fairness.items():
+            figure = next((figures.summary[k] for k in PARITY_FIGURES if k in figures.summary), None)
+            if figure is not None and math.isfinite(figure.value):
+                ratios.setdefault(name, {})[attribute] = float(figure.value)
+    return ratios
 
 
 def explain_step(

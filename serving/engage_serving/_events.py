@@ -38,14 +38,14 @@ class EventLogger:
     def __init__(
         self, url: str, *, source: str, model: str, capacity: int = 10_000, timeout: float = 2.0
     ) -> None:
-        from prometheus_client import Counter
-
         self.url = url
         self.source = source
         self.model = model
         self.timeout = timeout
         self._queue: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=capacity)
-        self._events = _counter(Counter)
+        self._events = _counter()
+        for outcome in OUTCOMES:  # every series from the start, at 0
+            self._events.labels(model, outcome)
         self._resume_at = 0.0  # monotonic time before which events are skipped (receiver down)
         self._backoff = MIN_BACKOFF
         self._thread = threading.Thread(target=self._drain, name="engage-event-logger", daemon=True)
@@ -107,16 +107,16 @@ class EventLogger:
             self._events.labels(self.model, "dropped").inc(dropped)
 
 
+#: what can become of a request/response pair's events (``engage_logger_events_total{outcome}``)
+OUTCOMES = ("sent", "refused", "failed", "dropped", "skipped")
 _COUNTER: Any = None
 
 
-def _counter(counter: Any) -> Any:
+def _counter() -> Any:
+    """``engage_logger_events_total``, registered once per process."""
     global _COUNTER
     if _COUNTER is None:
-        _COUNTER = counter(
-            "engage_logger_events",
-            "Request/response CloudEvents the predictor posted to --logger_url, by outcome "
-            "(sent, refused, failed, dropped, skipped)",
-            ["model", "outcome"],
-        )
+        from engage.telemetry import metric
+
+        _COUNTER = metric("engage_logger_events").create()
     return _COUNTER

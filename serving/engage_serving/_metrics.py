@@ -27,53 +27,18 @@ if TYPE_CHECKING:
 
 __all__ = ["LATENCY_BUCKETS", "observe_many", "serving_metrics"]
 
-#: 0.2 s sits between 0.1 and 0.25, where KServe's default buckets jump
-LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
-UNIT_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
-LTV_BUCKETS = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0)
-ROW_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+from engage.telemetry import LATENCY_BUCKETS, metric
 
 
 class _Metrics:
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
-        self.duration: Histogram = Histogram(
-            "engage_request_duration_seconds",
-            "Wall time of a request to an Engage server, from the body read to the answer",
-            ["model", "route", "code"],
-            buckets=LATENCY_BUCKETS,
-        )
-        self.rows: Histogram = Histogram(
-            "engage_request_rows", "Rows per accepted request", ["model", "route"], buckets=ROW_BUCKETS
-        )
-        self.rejected: Counter = Counter(
-            "engage_request_rejected",
-            "Requests refused with a 4xx status, by reason",
-            ["model", "route", "reason"],
-        )
-        self.prediction: Histogram = Histogram(
-            "engage_prediction",
-            "Predicted values of the heads whose output lies in 0..1 (churn probability, engagement score)",
-            ["model", "head"],
-            buckets=UNIT_BUCKETS,
-        )
-        self.prediction_ltv: Histogram = Histogram(
-            "engage_prediction_ltv",
-            "Predicted lifetime values",
-            ["model", "head"],
-            buckets=LTV_BUCKETS,
-        )
-        self.model_info: Gauge = Gauge(
-            "engage_model_info",
-            "1 for the model version a server serves",
-            ["model", "server", "version", "learner", "heads"],
-        )
-        self.model_ready: Gauge = Gauge(
-            "engage_model_ready", "1 when the model passed its checks and serves", ["model", "server"]
-        )
+        self.duration: Histogram = metric("engage_request_duration_seconds").create()
+        self.rows: Histogram = metric("engage_request_rows").create()
+        self.rejected: Counter = metric("engage_request_rejected").create()
+        self.prediction: Histogram = metric("engage_prediction").create()
+        self.prediction_ltv: Histogram = metric("engage_prediction_ltv").create()
+        self.model_info: Gauge = metric("engage_model_info").create()
+        self.model_ready: Gauge = metric("engage_model_ready").create()
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,9 +97,15 @@ def run_stack(
     prometheus: bool = True,
     timeout: float = 240.0,
     extra_env: dict[str, str] | None = None,
+    rule_files: Sequence[Path] = (),
+    pushgateway: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Iterator[Stack]:
-    """Start the three servers (and Prometheus), wait until each is ready, yield, then stop them all."""
+    """Start the three servers (and Prometheus), wait until each is ready, yield, then stop them all.
+
+    Prometheus scrapes the three servers (and ``pushgateway``, ``host:port``, where the pipeline pushes)
+    every 5 s and evaluates ``rule_files`` (``monitoring/prometheus/*.rules.yml``: the recording rules
+    and alerts), so its ``/alerts`` page shows what would page."""
     if reference_dir is None:
         raise ConfigError(
             f"{model_dir}: no drift reference beside the model: the explainer and the drift detector need "
@@ -125,7 +131,7 @@ def run_stack(
             stack.urls[server] = f"http://127.0.0.1:{port}"
         _wait_ready(stack, timeout)
         if prometheus:
-            _start_prometheus(stack, out / "prometheus", ports, say)
+            _start_prometheus(stack, out / "prometheus", ports, say, rule_files, pushgateway)
         yield stack
     finally:
         stack.stop()
@@ -158,7 +164,41 @@ def _wait_ready(stack: Stack, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _start_prometheus(stack: Stack, folder: Path, ports: StackPorts, say: Callable[[str], None]) -> None:
+def prometheus_config(
+    ports: StackPorts, rule_files: Sequence[Path] = (), pushgateway: str | None = None
+) -> str:
+    """The local Prometheus' configuration: the three servers, the Pushgateway (its pushed ``job`` and
+    ``instance`` labels kept: ``honor_labels``), the rule files."""
+    import yaml
+
+    scrape: list[dict[str, object]] = [
+        {
+            "job_name": "engage",
+            "metrics_path": "/metrics",
+            "static_configs": [{"targets": [f"127.0.0.1:{ports.http(s)}" for s in SERVERS]}],
+        }
+    ]
+    if pushgateway:
+        scrape.append(
+            {"job_name": "pushgateway", "honor_labels": True, "static_configs": [{"targets": [pushgateway]}]}
+        )
+    config: dict[str, object] = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "scrape_configs": scrape,
+    }
+    if rule_files:
+        config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _start_prometheus(
+    stack: Stack,
+    folder: Path,
+    ports: StackPorts,
+    say: Callable[[str], None],
+    rule_files: Sequence[Path] = (),
+    pushgateway: str | None = None,
+) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
         say(
@@ -166,14 +206,8 @@ def _start_prometheus(stack: Stack, folder: Path, ports: StackPorts, say: Callab
         )
         return
     folder.mkdir(parents=True, exist_ok=True)
-    targets = ", ".join(f"'127.0.0.1:{ports.http(s)}'" for s in SERVERS)
     config = folder / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
-        "scrape_configs:\n  - job_name: engage\n    metrics_path: /metrics\n"
-        f"    static_configs:\n      - targets: [{targets}]\n",
-        encoding="utf-8",
-    )
+    config.write_text(prometheus_config(ports, rule_files, pushgateway), encoding="utf-8")
     address = f"127.0.0.1:{ports.prometheus}"
     stack.logs["prometheus"] = folder / "prometheus.log"
     with stack.logs["prometheus"].open("wb") as log:

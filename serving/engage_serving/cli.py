@@ -31,6 +31,14 @@ def serve(
         True, "--prometheus/--no-prometheus", help="Start Prometheus when installed"
     ),
     check: bool = typer.Option(False, "--check", help="Start, send one prediction and one explanation, stop"),
+    rules: Path = typer.Option(
+        Path("monitoring/prometheus"),
+        "--rules",
+        help="Folder of Prometheus rule files (*.rules.yml) the local Prometheus evaluates, when it exists",
+    ),
+    pushgateway: str | None = typer.Option(
+        None, "--pushgateway", help="Also scrape this Pushgateway (host:port), where pipeline runs push"
+    ),
 ) -> None:
     """Start the predictor, explainer and drift detector (and Prometheus) and print their URLs."""
     from engage_serving._stack import StackPorts, prepare_version
@@ -50,15 +58,26 @@ def serve(
     # a `kill` (SIGTERM) stops the servers too, as Ctrl-C does, at any point: no server outlives this
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        _serve(model, reference, out, ports, prometheus, check)
+        monitoring = {"rule_files": sorted(rules.glob("*.rules.yml")), "pushgateway": pushgateway}
+        _serve(model, reference, out, ports, prometheus, check, monitoring)
     except KeyboardInterrupt:
         typer.echo("stopping")
 
 
-def _serve(model: Path, reference: Path | None, out: Path, ports: Any, prometheus: bool, check: bool) -> None:
+def _serve(
+    model: Path,
+    reference: Path | None,
+    out: Path,
+    ports: Any,
+    prometheus: bool,
+    check: bool,
+    monitoring: dict[str, Any],
+) -> None:
     from engage_serving._stack import run_stack
 
-    with run_stack(model, reference, out, ports=ports, prometheus=prometheus, say=typer.echo) as stack:
+    with run_stack(
+        model, reference, out, ports=ports, prometheus=prometheus, say=typer.echo, **monitoring
+    ) as stack:
         for name, url in stack.urls.items():
             typer.echo(f"  {name:<15} {url}")
         typer.echo(f"  predict: curl -H 'content-type: application/json' {stack.urls['predictor']}"

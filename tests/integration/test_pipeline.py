@@ -4,7 +4,6 @@ registry, the exit handler's outcome and cost; the cache on a rerun; a failing s
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,10 @@ from engage_components import run_local
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = ROOT / "tests" / "fixtures" / "small_table_policy.yml"
-
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("pipeline")
-    # the table is extracted an hour ago: the quality gate judges freshness (BR-010) against the clock
-    as_of = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    params = {
-        "rows": 4_000, "seed": 3, "max_rounds": 60, "as_of": as_of.isoformat(),
-        "policy": str(POLICY), "registry": str(root / "registry"),
-    }  # fmt: skip
-    first = run_local(params, pipeline_root=root / "runs")
-    return {"root": root, "params": params, "first": first}
+def workspace(pipeline_workspace: dict[str, Any]) -> dict[str, Any]:
+    return pipeline_workspace
 
 
 def test_a_run_passes_every_gate_and_promotes_into_the_registry(workspace: dict[str, Any]) -> None:
@@ -64,12 +52,39 @@ def test_the_exit_handler_records_every_step_time_and_the_cost(workspace: dict[s
     ran = [s["step"] for s in outcome["steps"]]
     assert ran.count("train-head") == 3  # the three heads, in parallel
     assert set(ran) == {"load-data", "validate", "features", "train-head", "evaluate", "drift-reference",
-                        "fairness", "explain", "promote"}  # fmt: skip
+                        "business-metrics", "fairness", "explain", "promote"}  # fmt: skip
     cost = outcome["cost"]
     assert 0 < cost["on_demand_usd"] < cost["target_usd"] / 10
     assert cost["spot_usd"] < cost["on_demand_usd"]
+    assert cost["month_to_date_usd"] >= cost["on_demand_usd"]
     events = [e["event"] for e in Registry(workspace["params"]["registry"]).audit()]
     assert "pipeline_run" in events
+
+
+def test_the_steps_record_what_the_exit_handler_pushes(workspace: dict[str, Any]) -> None:
+    """The model's test figures, the parity of what ships and the business figures, in the step records
+    the exit handler pushes from (engage_model_metric, engage_fairness_parity_ratio, engage_business_*)."""
+    by_step = {s["step"]: s for s in workspace["first"].outcome["steps"]}
+    figures = by_step["evaluate"]["model_metrics"]
+    assert set(figures) == {"engagement_score", "churn", "ltv"}
+    assert {"r2", "rmse", "mae"} <= set(figures["ltv"])
+    assert 0.5 < figures["churn"]["auc"] <= 1.0
+    parity = by_step["fairness"]["parity"]
+    assert set(parity) == {"engagement_score", "churn", "ltv"}
+    assert all(0.0 < r <= 1.0 for ratios in parity.values() for r in ratios.values())
+    business = by_step["business-metrics"]["business"]
+    assert business["table"] == "customers"
+    assert business["customers"] > 3_000
+    assert (
+        business["active"]["1d"]
+        <= business["active"]["7d"]
+        <= business["active"]["30d"]
+        <= business["customers"]
+    )
+    assert business["active"]["30d"] > 0
+    assert 0.0 < business["churn_rate"] < 1.0
+    assert business["ltv_mean"] > 0
+    assert 0.0 < business["engagement_score_mean"] < 1.0
 
 
 def test_a_rerun_reuses_the_cache_and_moves_nothing(workspace: dict[str, Any]) -> None:

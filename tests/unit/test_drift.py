@@ -114,9 +114,14 @@ def test_the_result_has_one_schema_that_serialises_to_json(
         result = detector.test(reference.encode(table(300, seed=9)), predictions=predictions(300, seed=3))
         assert set(result) == {"data", "meta"}
         assert set(result["data"]) == {
-            "is_drift", "p_val", "distance", "threshold", "feature_drift", "prediction_drift",
+            "is_drift", "p_val", "distance", "test", "threshold", "feature_drift", "prediction_drift",
             "outlier_score", "outlier_share", "window_rows",
         }  # fmt: skip
+        tests = result["data"]["test"]
+        assert set(tests) == set(result["data"]["distance"])
+        assert tests == {f: "chi2" if f in reference.categorical else "ks" for f in tests}
+        assert "ks" in tests.values()
+        assert "chi2" in tests.values()
         assert set(result["meta"]) == {
             "backend", "name", "correction", "reference_rows", "duration_seconds", "tested_at",
         }  # fmt: skip

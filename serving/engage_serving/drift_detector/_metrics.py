@@ -28,8 +28,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engage_serving._metrics import LATENCY_BUCKETS
-
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
@@ -38,64 +36,28 @@ __all__ = ["drift_metrics"]
 
 class _DriftMetrics:
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+        from engage.telemetry import metric
 
-        self.feature_statistic: Gauge = Gauge(
-            "engage_drift_feature_statistic",
-            "Drift test statistic of a feature in the latest window test: KS distance or chi-square",
-            ["model", "feature"],
-        )
-        self.feature_p_value: Gauge = Gauge(
-            "engage_drift_feature_p_value",
-            "p-value of a feature's drift test (latest window test)",
-            ["model", "feature"],
-        )
-        self.feature_detected: Gauge = Gauge(
-            "engage_drift_feature_detected",
-            "1 when a feature's p-value fell below the corrected threshold in the latest window test",
-            ["model", "feature"],
-        )
-        self.detected: Gauge = Gauge(
-            "engage_drift_detected", "1 when any feature drifted in the latest window test", ["model"]
-        )
-        self.prediction_statistic: Gauge = Gauge(
-            "engage_prediction_drift_statistic",
-            "KS statistic of a head's window predictions against its predictions on the reference",
-            ["model", "head"],
-        )
-        self.prediction_p_value: Gauge = Gauge(
-            "engage_prediction_drift_p_value", "p-value of a head's prediction drift test", ["model", "head"]
-        )
-        self.outlier_score: Gauge = Gauge(
-            "engage_drift_outlier_score", "Mean isolation-forest anomaly score of the window rows", ["model"]
-        )
-        self.outlier_share: Gauge = Gauge(
-            "engage_drift_outlier_share",
-            "Share of window rows scoring above the reference's outlier quantile",
-            ["model"],
-        )
-        self.window_rows: Gauge = Gauge("engage_drift_window_rows", "Rows in the drift window now", ["model"])
-        self.last_test: Gauge = Gauge(
-            "engage_drift_last_test_timestamp_seconds", "Unix time of the latest window test", ["model"]
-        )
-        self.duration: Histogram = Histogram(
-            "engage_drift_test_duration_seconds",
-            "Wall time of a window drift test",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-        )
-        self.events: Counter = Counter(
-            "engage_drift_events",
-            "Events taken into the window, by type (request, response, rows)",
-            ["model", "type"],
-        )
+        self.feature_statistic: Gauge = metric("engage_drift_feature_statistic").create()
+        self.feature_p_value: Gauge = metric("engage_drift_feature_p_value").create()
+        self.feature_detected: Gauge = metric("engage_drift_feature_detected").create()
+        self.detected: Gauge = metric("engage_drift_detected").create()
+        self.prediction_statistic: Gauge = metric("engage_prediction_drift_statistic").create()
+        self.prediction_p_value: Gauge = metric("engage_prediction_drift_p_value").create()
+        self.outlier_score: Gauge = metric("engage_drift_outlier_score").create()
+        self.outlier_share: Gauge = metric("engage_drift_outlier_share").create()
+        self.window_rows: Gauge = metric("engage_drift_window_rows").create()
+        self.last_test: Gauge = metric("engage_drift_last_test_timestamp_seconds").create()
+        self.duration: Histogram = metric("engage_drift_test_duration_seconds").create()
+        self.events: Counter = metric("engage_drift_events").create()
 
     def publish(self, model: str, result: Mapping[str, Any]) -> None:
         """Set the gauges from a window test's result (``{"data", "meta"}``)."""
         data = result["data"]
         for feature, p in data["p_val"].items():
             self.feature_p_value.labels(model, feature).set(p)
-            self.feature_statistic.labels(model, feature).set(data["distance"][feature])
+            test = data["test"][feature]
+            self.feature_statistic.labels(model, feature, test).set(data["distance"][feature])
             self.feature_detected.labels(model, feature).set(data["feature_drift"][feature])
         self.detected.labels(model).set(data["is_drift"])
         for head, test in data["prediction_drift"].items():

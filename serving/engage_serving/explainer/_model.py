@@ -32,7 +32,7 @@ import orjson
 from kserve import Model  # type: ignore[import-untyped,unused-ignore]
 
 from engage.errors import ArtifactError, ConfigError, EngageError, ExplainError, RequestRejected
-from engage_serving._metrics import LATENCY_BUCKETS, serving_metrics
+from engage_serving._metrics import serving_metrics
 from engage_serving._server import (
     flag,
     load_or_explain,
@@ -114,24 +114,11 @@ def explainer_parser() -> argparse.ArgumentParser:
 
 class _ExplainMetrics:
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+        from engage.telemetry import metric
 
-        self.duration: Histogram = Histogram(
-            "engage_explain_duration_seconds",
-            "Wall time of an answered explanation, by method (checks, queueing and the method itself)",
-            ["model", "method"],
-            buckets=LATENCY_BUCKETS,
-        )
-        self.slow_in_flight: Gauge = Gauge(
-            "engage_explain_slow_in_flight",
-            "Sampling explanations running now (a timed-out one counts until its thread ends)",
-            ["model"],
-        )
-        self.refused: Counter = Counter(
-            "engage_explain_refused",
-            "Sampling explanations refused: busy (429, every slot taken) or timeout (504)",
-            ["model", "reason"],
-        )
+        self.duration: Histogram = metric("engage_explain_duration_seconds").create()
+        self.slow_in_flight: Gauge = metric("engage_explain_slow_in_flight").create()
+        self.refused: Counter = metric("engage_explain_refused").create()
 
 
 @functools.cache
@@ -229,6 +216,10 @@ class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
         self.contract = contract
         self.explainer: Explainer | None = None
         self.metrics = explain_metrics()
+        # every series exists from the start (at 0), so rules and panels see it before the first refusal
+        self.metrics.slow_in_flight.labels(name).set(0)
+        for reason in ("busy", "timeout"):
+            self.metrics.refused.labels(name, reason)
         self._slots = asyncio.Semaphore(args.max_concurrent_slow)
         self._pool = ThreadPoolExecutor(args.max_concurrent_slow, thread_name_prefix="engage-explain")
         self._typical_slow_seconds = 1.0  # for the 429's retry hint: a moving average of slow calls

@@ -199,6 +199,15 @@ def _reference_problems(c: Contract) -> Iterator[str]:
         elif not (cols[c.cohort].type.is_temporal or cols[c.cohort].type.is_numeric):
             yield f"cohort: expected a date, datetime or numeric column, {c.cohort!r} is {cols[c.cohort].type.value}"
 
+    if c.last_active is not None:
+        if c.last_active not in cols:
+            yield missing("last_active", c.last_active)
+        elif not (cols[c.last_active].type.is_temporal or cols[c.last_active].type.is_numeric):
+            yield (
+                "last_active: expected a date, datetime or numeric (days since) column, "
+                f"{c.last_active!r} is {cols[c.last_active].type.value}"
+            )
+
     used_targets: set[str] = set()
     for head, target in c.targets.items():
         path = f"targets.{head}.column"

@@ -467,6 +467,9 @@ class Contract(_Strict):
     label_window_days: int | None = Field(default=None, gt=0)
     #: the column that orders customers from earlier to later cohorts (training splits on it)
     cohort: str | None = None
+    #: the column of each customer's latest activity: a date / datetime (the last active day) or a
+    #: number of days since it; the business metrics count active customers (DAU, WAU, MAU) from it
+    last_active: str | None = None
     columns: Annotated[dict[str, Column], Field(min_length=1)]
     targets: dict[str, Target] = Field(default_factory=dict)
     prohibited_attributes: list[str] = Field(default_factory=list)

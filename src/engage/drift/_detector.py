@@ -281,6 +281,10 @@ class DriftDetector:
                 "is_drift": int(flags.any()),
                 "p_val": dict(zip(self.features, map(float, p_values), strict=True)),
                 "distance": dict(zip(self.features, map(float, distances), strict=True)),
+                # which test each distance comes from: KS (0..1) or chi-square (unbounded)
+                "test": {
+                    name: "chi2" if j in self._categorical else "ks" for j, name in enumerate(self.features)
+                },
                 "threshold": threshold,
                 "feature_drift": dict(zip(self.features, map(int, flags), strict=True)),
                 "prediction_drift": self._prediction_drift(window_predictions),

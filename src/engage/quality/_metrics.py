@@ -38,6 +38,8 @@ DATA_QUALITY_JOB = "engage_data_quality"
 def data_quality_registry(gate: GateResult) -> CollectorRegistry:
     from prometheus_client import CollectorRegistry, Gauge
 
+    from engage.telemetry import metric
+
     from ._checks import outside
 
     registry = CollectorRegistry()
@@ -46,12 +48,12 @@ def data_quality_registry(gate: GateResult) -> CollectorRegistry:
     contract = gate.contract
     table = contract.contract
 
-    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(name, doc, ("table", *labels), registry=registry)
+    def gauge(name: str) -> Gauge:
+        return metric(name).create(registry)  # type: ignore[no-any-return]
 
-    gauge("engage_data_rows", "Rows checked").labels(table).set(report.rows)
-    nulls = gauge("engage_data_null_rate", "Share of empty values", ("column",))
-    outliers = gauge("engage_data_outlier_rate", "Share of values outside the contract's bounds", ("column",))
+    gauge("engage_data_rows").labels(table).set(report.rows)
+    nulls = gauge("engage_data_null_rate")
+    outliers = gauge("engage_data_outlier_rate")
     for name, col in contract.columns.items():
         nulls.labels(table, name).set(float(frame[name].isna().mean()))
         if col.type.is_numeric:
@@ -60,9 +62,9 @@ def data_quality_registry(gate: GateResult) -> CollectorRegistry:
                 outliers.labels(table, name).set(float(outside(frame[name], lo, hi).mean()))
 
     dupes = sum(r.failing_rows or 0 for r in report.results if r.kind == "unique")
-    gauge("engage_data_duplicate_count", "Rows repeating the key of an earlier row").labels(table).set(dupes)
+    gauge("engage_data_duplicate_count").labels(table).set(dupes)
 
-    schema = gauge("engage_data_schema_violations", "Rows breaking a schema check of the column", ("column",))
+    schema = gauge("engage_data_schema_violations")
     per_column: dict[str, int] = dict.fromkeys(contract.columns, 0)
     for r in report.results:
         if r.id.startswith("schema."):
@@ -72,22 +74,14 @@ def data_quality_registry(gate: GateResult) -> CollectorRegistry:
 
     fresh = [r for r in report.results if r.kind == "freshness" and r.observed is not None]
     if fresh:
-        gauge("engage_data_freshness_hours", "Age of the newest event time").labels(table).set(
-            fresh[0].observed or 0.0
-        )
+        gauge("engage_data_freshness_hours").labels(table).set(fresh[0].observed or 0.0)
 
-    passed = gauge("engage_data_check_passed", "1 when the check passed", ("check", "severity", "dimension"))
+    passed = gauge("engage_data_check_passed")
     for r in report.results:
         passed.labels(table, r.id, r.severity.value, r.dimension.value).set(1.0 if r.passed else 0.0)
-    gauge("engage_data_quarantined_rows", "Rows set aside by remediation").labels(table).set(
-        gate.rows_quarantined
-    )
-    gauge("engage_data_quality_gate_passed", "1 unless the gate failed").labels(table).set(
-        0.0 if gate.verdict == "fail" else 1.0
-    )
-    gauge("engage_data_last_check_timestamp_seconds", "When the table was checked").labels(table).set(
-        report.checked_at.timestamp()
-    )
+    gauge("engage_data_quarantined_rows").labels(table).set(gate.rows_quarantined)
+    gauge("engage_data_quality_gate_passed").labels(table).set(0.0 if gate.verdict == "fail" else 1.0)
+    gauge("engage_data_last_check_timestamp_seconds").labels(table).set(report.checked_at.timestamp())
     return registry
 
 

@@ -1,0 +1,225 @@
+"""Every Prometheus metric Engage emits, in one place.
+
+Code creates its metrics from here (:meth:`MetricSpec.create`), ``make generate`` writes the reference
+``docs/metrics.md`` from here, and the tests hold every alert rule, recording rule and dashboard panel to
+these names: a metric renamed here and not in a rule or a panel fails the build.
+
+prometheus_client is imported when a metric is created, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = [
+    "CATALOGUE",
+    "LATENCY_BUCKETS",
+    "LTV_BUCKETS",
+    "ROW_BUCKETS",
+    "SOURCES",
+    "UNIT_BUCKETS",
+    "MetricSpec",
+    "metric",
+    "series_names",
+]
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+#: 0.2 s sits between 0.1 and 0.25, where KServe's default buckets jump: the latency SLO's threshold
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+UNIT_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+LTV_BUCKETS = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0)
+ROW_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+
+#: where series come from: scraped from a server's ``/metrics``, or pushed by a pipeline step to the
+#: Pushgateway under a job name
+SOURCES: dict[str, str] = {
+    "servers": "Every server (predictor, explainer, drift detector): `/metrics`, scraped. KServe's own "
+    "histograms (`request_predict_seconds`, …, label `model_name`) sit beside these.",
+    "predictor": "The predictor: `/metrics`, scraped.",
+    "explainer": "The explainer: `/metrics`, scraped.",
+    "drift_detector": "The drift detector: `/metrics`, scraped. Each gauge holds the latest window test.",
+    "data_quality": "The pipeline's validate step (and `engage validate --push-gateway`): pushed with "
+    '`job="engage_data_quality"`, `instance=<contract>`; also written to `metrics.prom` beside the gate\'s '
+    "reports. Table-wide figures are `sum by (table)` of the per-column series.",
+    "pipeline": 'The pipeline\'s exit handler: pushed with `job="engage_pipeline"` after every run, '
+    "succeeded or failed (one group per pipeline: each run replaces the last).",
+    "model": 'The pipeline\'s exit handler, for the model the run trained: pushed with `job="engage_pipeline"` '
+    "(offline test-set figures; live figures come from the feedback loop).",
+    "business": 'The pipeline\'s business-metrics step: pushed with `job="engage_business"`, computed from the '
+    "table the run read and the model's predictions on it.",
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its name as exported (a counter's series end in ``_total``), kind, labels, meaning."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    source: str
+    buckets: tuple[float, ...] | None = None
+
+    @property
+    def series(self) -> str:
+        """The series name a query uses: ``<name>_total`` for a counter, ``<name>_bucket`` … for a
+        histogram (this returns the base name; see :meth:`series_names`)."""
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+    def series_names(self) -> tuple[str, ...]:
+        """Every series name the metric exports."""
+        if self.kind == "counter":
+            return (f"{self.name}_total", f"{self.name}_created")
+        if self.kind == "histogram":
+            return tuple(f"{self.name}{s}" for s in ("_bucket", "_count", "_sum", "_created"))
+        return (self.name,)
+
+    def create(self, registry: CollectorRegistry | None = None, *, extra_labels: tuple[str, ...] = ()) -> Any:
+        """The prometheus_client metric, in ``registry`` (default: the process's default registry)."""
+        import prometheus_client
+
+        kwargs: dict[str, Any] = {}
+        if registry is not None:
+            kwargs["registry"] = registry
+        if self.buckets is not None:
+            kwargs["buckets"] = self.buckets
+        cls = {
+            "counter": prometheus_client.Counter,
+            "gauge": prometheus_client.Gauge,
+            "histogram": prometheus_client.Histogram,
+        }[self.kind]
+        return cls(self.name, self.help, [*self.labels, *extra_labels], **kwargs)
+
+
+def _m(
+    name: str,
+    kind: Kind,
+    labels: tuple[str, ...],
+    source: str,
+    help: str,
+    buckets: tuple[float, ...] | None = None,
+) -> MetricSpec:
+    return MetricSpec(name, kind, help, labels, source, buckets)
+
+
+_SPECS = (
+    # --- every server ---------------------------------------------------------------------------------
+    _m("engage_request_duration_seconds", "histogram", ("model", "route", "code"), "servers",
+       "Wall time of a request to an Engage server, from the body read to the answer", LATENCY_BUCKETS),
+    _m("engage_request_rows", "histogram", ("model", "route"), "servers", "Rows per accepted request",
+       ROW_BUCKETS),
+    _m("engage_request_rejected", "counter", ("model", "route", "reason"), "servers",
+       "Requests refused with a 4xx status, by reason (missing_feature, wrong_type, body_too_large, ...)"),
+    _m("engage_model_info", "gauge", ("model", "server", "version", "learner", "heads"), "servers",
+       "1 for the model version a server serves"),
+    _m("engage_model_ready", "gauge", ("model", "server"), "servers",
+       "1 when the model passed its checks and serves"),
+    # --- predictor ------------------------------------------------------------------------------------
+    _m("engage_prediction", "histogram", ("model", "head"), "predictor",
+       "Predicted values of the heads whose output lies in 0..1 (churn probability, engagement score)",
+       UNIT_BUCKETS),
+    _m("engage_prediction_ltv", "histogram", ("model", "head"), "predictor", "Predicted lifetime values",
+       LTV_BUCKETS),
+    _m("engage_logger_events", "counter", ("model", "outcome"), "predictor",
+       "CloudEvents posted to --logger_url: sent, refused, failed, dropped"),
+    # --- explainer ------------------------------------------------------------------------------------
+    _m("engage_explain_duration_seconds", "histogram", ("model", "method"), "explainer",
+       "Wall time of an answered explanation, by method (checks, queueing and the method itself)",
+       LATENCY_BUCKETS),
+    _m("engage_explain_slow_in_flight", "gauge", ("model",), "explainer",
+       "Sampling explanations running now (a timed-out one counts until its thread ends)"),
+    _m("engage_explain_refused", "counter", ("model", "reason"), "explainer",
+       "Sampling explanations refused: busy (429, every slot taken) or timeout (504)"),
+    # --- drift detector -------------------------------------------------------------------------------
+    _m("engage_drift_feature_statistic", "gauge", ("model", "feature", "test"), "drift_detector",
+       "Drift test statistic of a feature in the latest window test: KS distance (test=ks, 0..1) or "
+       "chi-square (test=chi2)"),
+    _m("engage_drift_feature_p_value", "gauge", ("model", "feature"), "drift_detector",
+       "p-value of a feature's drift test (latest window test)"),
+    _m("engage_drift_feature_detected", "gauge", ("model", "feature"), "drift_detector",
+       "1 when a feature's p-value fell below the corrected threshold in the latest window test"),
+    _m("engage_drift_detected", "gauge", ("model",), "drift_detector",
+       "1 when any feature drifted in the latest window test"),
+    _m("engage_prediction_drift_statistic", "gauge", ("model", "head"), "drift_detector",
+       "KS statistic of a head's window predictions against its predictions on the reference"),
+    _m("engage_prediction_drift_p_value", "gauge", ("model", "head"), "drift_detector",
+       "p-value of a head's prediction drift test"),
+    _m("engage_drift_outlier_score", "gauge", ("model",), "drift_detector",
+       "Mean isolation-forest anomaly score of the window rows"),
+    _m("engage_drift_outlier_share", "gauge", ("model",), "drift_detector",
+       "Share of window rows scoring above the reference's outlier quantile"),
+    _m("engage_drift_window_rows", "gauge", ("model",), "drift_detector", "Rows in the drift window now"),
+    _m("engage_drift_last_test_timestamp_seconds", "gauge", ("model",), "drift_detector",
+       "Unix time of the latest window test"),
+    _m("engage_drift_test_duration_seconds", "histogram", ("model",), "drift_detector",
+       "Wall time of a window drift test", LATENCY_BUCKETS),
+    _m("engage_drift_events", "counter", ("model", "type"), "drift_detector",
+       "Events taken into the window, by type (request, response, rows)"),
+    # --- data quality (Pushgateway) -------------------------------------------------------------------
+    _m("engage_data_rows", "gauge", ("table",), "data_quality", "Rows checked"),
+    _m("engage_data_null_rate", "gauge", ("table", "column"), "data_quality",
+       "Share of empty values, 0..1 (NullRate)"),
+    _m("engage_data_duplicate_count", "gauge", ("table",), "data_quality",
+       "Rows repeating the key of an earlier row (DuplicateCount)"),
+    _m("engage_data_schema_violations", "gauge", ("table", "column"), "data_quality",
+       "Rows breaking a schema check (type, not-null, bounds, categories) of the column (SchemaViolations)"),
+    _m("engage_data_outlier_rate", "gauge", ("table", "column"), "data_quality",
+       "Share of values outside the contract's bounds for the column (OutlierRate)"),
+    _m("engage_data_freshness_hours", "gauge", ("table",), "data_quality",
+       "Age of the newest event time when checked, in hours (DataFreshnessHours)"),
+    _m("engage_data_check_passed", "gauge", ("table", "check", "severity", "dimension"), "data_quality",
+       "1 when the check passed, else 0"),
+    _m("engage_data_quarantined_rows", "gauge", ("table",), "data_quality", "Rows set aside by remediation"),
+    _m("engage_data_quality_gate_passed", "gauge", ("table",), "data_quality",
+       "1 unless the gate's verdict is fail"),
+    _m("engage_data_last_check_timestamp_seconds", "gauge", ("table",), "data_quality",
+       "When the table was checked (Unix time)"),
+    # --- pipeline runs (Pushgateway) ------------------------------------------------------------------
+    _m("engage_pipeline_run_success", "gauge", (), "pipeline", "1 when the last pipeline run succeeded"),
+    _m("engage_pipeline_run_cost_usd", "gauge", (), "pipeline",
+       "Estimated on-demand cost of the last run, in US dollars"),
+    _m("engage_pipeline_cost_month_to_date_usd", "gauge", (), "pipeline",
+       "Estimated on-demand cost of this calendar month's runs (UTC), the last one included, in US dollars"),
+    _m("engage_pipeline_run_timestamp_seconds", "gauge", (), "pipeline", "When the last run finished (Unix time)"),
+    _m("engage_pipeline_step_seconds", "gauge", ("step",), "pipeline", "Wall time of each step that ran"),
+    # --- the model a run trained (Pushgateway) --------------------------------------------------------
+    _m("engage_model_metric", "gauge", ("head", "metric"), "model",
+       "Test-set figure of the head the last run trained: r2, rmse, mae (regression); auc, brier, "
+       "log_loss (classification)"),
+    _m("engage_model_promoted", "gauge", (), "model", "1 when the last run promoted its model, else 0"),
+    _m("engage_fairness_parity_ratio", "gauge", ("head", "attribute"), "model",
+       "Lowest ratio between groups of the shipped model's selection rate (classification) or mean "
+       "prediction (regression), 0..1 (1: parity; the four-fifths rule is 0.8)"),
+    # --- business (Pushgateway) -----------------------------------------------------------------------
+    _m("engage_business_customers", "gauge", ("table",), "business", "Customers in the table"),
+    _m("engage_business_active_customers", "gauge", ("table", "window"), "business",
+       "Customers active in the last day (window=1d, DAU), 7 days (7d, WAU) or 30 days (30d, MAU)"),
+    _m("engage_business_churn_rate", "gauge", ("table",), "business",
+       "Share of customers the model predicts will churn (probability >= 0.5)"),
+    _m("engage_business_ltv_mean", "gauge", ("table",), "business", "Mean predicted lifetime value"),
+    _m("engage_business_engagement_score_mean", "gauge", ("table",), "business", "Mean predicted engagement score"),
+)  # fmt: skip
+
+#: name -> spec, in the order above (the reference's order)
+CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def metric(name: str) -> MetricSpec:
+    """The spec of ``name``; ``KeyError`` naming the catalogue when there is none."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in engage.telemetry.CATALOGUE") from None
+
+
+def series_names() -> set[str]:
+    """Every series name Engage exports (what a rule or a panel may query)."""
+    return {s for spec in CATALOGUE.values() for s in spec.series_names()}

@@ -1,0 +1,171 @@
+"""Monitoring proved against the real thing: a pipeline run pushes to a real Pushgateway, the real local
+stack (`engage serve`'s three servers) serves its production model while bounded traffic flows, and a
+real Prometheus scrapes both and evaluates the rule files. Then every metric of the catalogue, every
+recording rule, every selector of every alert and every dashboard panel's query must return data: a
+metric renamed in code and not in a rule or a panel fails here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from engage.telemetry import CATALOGUE
+from engage_serving._stack import Stack, StackPorts, prepare_version, run_stack
+from tests.monitoring_support import ROOT, RULES, binary, metric_name, query, selectors
+from tests.serving_support import free_port
+
+pytestmark = pytest.mark.slow
+
+SMALL_DRIFT = {
+    "ENGAGE_DRIFT_MIN_ROWS": "50",
+    "ENGAGE_DRIFT_TEST_EVERY_ROWS": "50",
+    "ENGAGE_DRIFT_BACKEND": "scipy",
+}
+#: how long Prometheus gets to scrape and evaluate (5 s intervals) once the traffic is in
+SETTLE_SECONDS = 60
+
+
+def _dashboards() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "engage_dashboards", ROOT / "monitoring/grafana/dashboards.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rules() -> list[dict[str, Any]]:
+    return [
+        rule
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def _traffic(stack: Stack, reference: Path) -> None:
+    """Bounded traffic: good V1 and V2 predictions, refused ones, explanations; enough rows for drift."""
+    from engage.tables import read_table
+
+    rows = json.loads(read_table(reference / "reference.parquet").head(200).to_json(orient="records"))
+    predict = stack.urls["predictor"] + "/v1/models/engage:predict"
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, 200, 4):
+            assert client.post(predict, json={"instances": rows[i : i + 4]}).status_code == 200
+        broken = {k: v for k, v in rows[0].items() if k != next(iter(rows[0]))}
+        for _ in range(3):  # refused: a missing field (422), malformed JSON (400)
+            assert client.post(predict, json={"instances": [broken, {"nope": 1}]}).status_code == 422
+            assert (
+                client.post(predict, content=b"{", headers={"content-type": "application/json"}).status_code
+                == 400
+            )
+        explain = stack.urls["explainer"] + "/v1/models/engage:explain"
+        for method in ("tree_shap", "lime"):
+            answer = client.post(explain, json={"instances": rows[:1], "method": method})
+            assert answer.status_code == 200, answer.text
+        drift = stack.urls["drift_detector"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the logger's events reach the detector; a window test runs
+            if "engage_drift_last_test_timestamp_seconds{" in client.get(drift + "/metrics").text:
+                break
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    pipeline_workspace: dict[str, Any], session_pushgateway: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    binary("prometheus", package="prometheus")
+    first = pipeline_workspace["first"]
+    assert first.state == "SUCCEEDED", first.error
+    out = tmp_path_factory.mktemp("stack")
+    model, reference, _ = prepare_version(pipeline_workspace["params"]["registry"], "production", out / "v")
+    assert reference is not None
+    ports = StackPorts(free_port(), free_port(), free_port(), free_port())
+    with run_stack(
+        model, reference, out, ports=ports, extra_env=SMALL_DRIFT, rule_files=RULES,
+        pushgateway=session_pushgateway, say=lambda _: None,
+    ) as stack:  # fmt: skip
+        _traffic(stack, reference)
+        url = stack.urls["prometheus"]
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while time.monotonic() < deadline:  # every target up and the rules evaluated at least twice
+            try:
+                targets = httpx.get(url + "/api/v1/targets").json()["data"]["activeTargets"]
+                groups = httpx.get(url + "/api/v1/rules").json()["data"]["groups"]
+            except (httpx.TransportError, ValueError, KeyError):
+                time.sleep(1)
+                continue
+            evaluated = all(g.get("lastEvaluation", "").startswith("20") for g in groups)
+            if len(targets) == 4 and all(t["health"] == "up" for t in targets) and evaluated and groups:
+                break
+            time.sleep(1)
+        time.sleep(15)  # two more scrapes and evaluations: rate() over the traffic has two points
+        yield url
+
+
+def test_every_catalogue_metric_has_series(prometheus: str) -> None:
+    missing = [
+        name for name, spec in CATALOGUE.items() if not query(prometheus, f"count({spec.series_names()[0]})")
+    ]
+    assert missing == [], f"no series in Prometheus for: {missing}"
+
+
+def test_every_recording_rule_returns_data(prometheus: str) -> None:
+    records = [r["record"] for r in _rules() if "record" in r]
+    assert len(records) >= 10
+    empty = [name for name in records if not query(prometheus, name)]
+    assert empty == [], f"recording rules without data: {empty}"
+
+
+def test_every_alert_selector_returns_data(prometheus: str) -> None:
+    alerts = [r for r in _rules() if "alert" in r]
+    assert len(alerts) >= 8
+    blind = []
+    for rule in alerts:
+        for selector in selectors(rule["expr"]):
+            if metric_name(selector) in {"ALERTS", "ALERTS_FOR_STATE"}:
+                continue
+            if not query(prometheus, selector):
+                blind.append(f"{rule['alert']}: {selector}")
+    assert blind == [], "alert selectors that match no series:\n" + "\n".join(blind)
+
+
+def test_every_dashboard_panel_returns_data(prometheus: str) -> None:
+    module = _dashboards()
+    checked, empty = 0, []
+    for uid in module.DASHBOARDS:
+        board = json.loads((ROOT / "monitoring" / "grafana" / f"{uid}.json").read_text())
+        for title, expr in module.queries(board):
+            checked += 1
+            if not query(prometheus, expr):
+                empty.append(f"{uid} / {title}: {expr}")
+    assert checked >= 40
+    assert empty == [], "panels without data:\n" + "\n".join(empty)
+
+
+def test_the_pipeline_figures_reach_prometheus(prometheus: str) -> None:
+    r2 = query(prometheus, 'engage_model_metric{metric="r2"}')
+    assert {s["metric"]["head"] for s in r2} == {"engagement_score", "ltv"}
+    assert all(s["metric"]["job"] == "engage_pipeline" for s in r2)
+    parity = query(prometheus, "engage_fairness_parity_ratio")
+    assert {s["metric"]["attribute"] for s in parity} >= {"gender"}
+    assert query(prometheus, "engage_pipeline_run_success")[0]["value"][1] == "1"
+    active = {
+        s["metric"]["window"]: float(s["value"][1])
+        for s in query(prometheus, "engage_business_active_customers")
+    }
+    assert active["1d"] <= active["7d"] <= active["30d"]
+    freshness = query(prometheus, "engage_data_freshness_hours")
+    assert freshness
+    assert float(freshness[0]["value"][1]) < 24
