@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from engage.cloudwatch import Bridge, Buffer, CloudWatchSettings, load_mapping, make_client
 from tests.cloudwatch_support import (
@@ -443,3 +446,47 @@ def test_sigterm_stops_the_loop_and_keeps_the_rest_for_the_next_run(
     got = read_back(moto, "Engage", [(name, [("series", f"s{i:04d}")]) for i in range(n)])
     scrapes = first["scrapes"] + 1
     assert got == {k: (float(scrapes), pytest.approx(scrapes * (i + 1))) for i, k in enumerate(sorted(got))}
+
+
+def test_importing_the_bridge_loads_no_boto3() -> None:
+    code = "import sys, engage.cloudwatch, engage.cli; print('boto3' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_kubernetes_objects_build_with_irsa() -> None:
+    kubectl = ROOT / ".tools" / "bin" / "kubectl"
+    if not kubectl.exists() and shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (make fetches it)")
+    out = subprocess.run(
+        [
+            str(kubectl) if kubectl.exists() else "kubectl",
+            "kustomize",
+            str(ROOT / "monitoring" / "cloudwatch"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(out.stdout)}
+    for name in ("engage-adot-collector", "engage-cloudwatch-bridge"):
+        account = objects[("ServiceAccount", name)]
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f":role/{name}")
+        deployment = objects[("Deployment", name)]
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == name
+        assert deployment["metadata"]["namespace"] == "monitoring"
+    bridge = objects[("Deployment", "engage-cloudwatch-bridge")]["spec"]
+    assert bridge["replicas"] == 1
+    assert bridge["strategy"]["type"] == "Recreate"
+    env = {e["name"]: e["value"] for e in bridge["template"]["spec"]["containers"][0]["env"]}
+    from engage.cloudwatch import CloudWatchSettings
+
+    settings = {
+        k.removeprefix("ENGAGE_CLOUDWATCH_").lower() for k in env if k.startswith("ENGAGE_CLOUDWATCH_")
+    }
+    assert settings <= set(CloudWatchSettings.model_fields), "a setting the bridge does not have"
+    mapped = [c for (kind, _), c in objects.items() if kind == "ConfigMap"]
+    assert any("bridge.yml" in c["data"] for c in mapped)
+    assert any("config.yaml" in c["data"] for c in mapped)
