@@ -250,7 +250,9 @@ class Bridge:
             if attempt:
                 self.stats.retries += 1
                 self.metrics.retries.inc()
+                self.buffer.count("retries", 1)
             self.stats.calls += 1
+            self.buffer.count("calls", 1)
             try:
                 self.client.put_metric_data(Namespace=settings.namespace, MetricData=data)
             except Exception as e:
@@ -267,6 +269,7 @@ class Bridge:
                     return "invalid"
                 if failure.verdict == "throttled":
                     self.stats.throttled += 1
+                    self.buffer.count("throttled", 1)
                     self.metrics.calls.labels("throttled").inc()
                 else:
                     self.stats.failed_calls += 1

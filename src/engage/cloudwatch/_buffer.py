@@ -6,7 +6,8 @@ disk and the next one resumes from it. Past ``max_datums`` rows the oldest are d
 (``state.dropped_buffer_full``). One process at a time owns a buffer (an exclusive ``flock`` on
 ``<buffer>.lock``; the kernel releases it when the owner dies, even by SIGKILL).
 
-The ``state`` table keeps the persistent counters and the time of the last scrape, so a restart neither
+The ``state`` table keeps the persistent counters (enqueued, sent, calls, throttled, retries, dropped_*)
+and the time of the last scrape, so a restart neither
 scrapes the same evaluation time again nor forgets what was dropped.
 """
 
