@@ -66,37 +66,16 @@ class _Metrics:
     """The bridge's own Prometheus metrics (served on ``metrics_port`` when set)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter as PCounter
-        from prometheus_client import Gauge
+        from engage.telemetry import metric
 
-        self.sent = PCounter("engage_cloudwatch_datums_sent", "Datums CloudWatch accepted", registry=registry)
-        self.enqueued = PCounter(
-            "engage_cloudwatch_datums_enqueued", "Datums scraped into the buffer", registry=registry
-        )
-        self.dropped = PCounter(
-            "engage_cloudwatch_datums_dropped",
-            "Datums dropped: buffer_full (oldest past the bound), non_finite, out_of_range, bad_name, "
-            "rejected (CloudWatch refused the datum alone), expired (older than two weeks)",
-            ["reason"],
-            registry=registry,
-        )
-        self.fixes = PCounter(
-            "engage_cloudwatch_dimensions_fixed",
-            "Dimensions dropped or shortened: empty_value, long_value, too_many_dimensions",
-            ["reason"],
-            registry=registry,
-        )
-        self.calls = PCounter(
-            "engage_cloudwatch_put_calls", "PutMetricData calls by outcome (ok, throttled, failed)", ["outcome"],
-            registry=registry,
-        )  # fmt: skip
-        self.retries = PCounter("engage_cloudwatch_retries", "Retried PutMetricData calls", registry=registry)
-        self.scrape_errors = PCounter(
-            "engage_cloudwatch_scrape_errors", "Ticks Prometheus did not answer", registry=registry
-        )
-        self.buffered = Gauge(
-            "engage_cloudwatch_buffer_datums", "Datums waiting in the buffer", registry=registry
-        )
+        self.sent = metric("engage_cloudwatch_datums_sent").create(registry)
+        self.enqueued = metric("engage_cloudwatch_datums_enqueued").create(registry)
+        self.dropped = metric("engage_cloudwatch_datums_dropped").create(registry)
+        self.fixes = metric("engage_cloudwatch_dimensions_fixed").create(registry)
+        self.calls = metric("engage_cloudwatch_put_calls").create(registry)
+        self.retries = metric("engage_cloudwatch_retries").create(registry)
+        self.scrape_errors = metric("engage_cloudwatch_scrape_errors").create(registry)
+        self.buffered = metric("engage_cloudwatch_buffer_datums").create(registry)
 
 
 class Bridge:

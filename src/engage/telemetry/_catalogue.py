@@ -52,6 +52,8 @@ SOURCES: dict[str, str] = {
     "succeeded or failed (one group per pipeline: each run replaces the last).",
     "model": 'The pipeline\'s exit handler, for the model the run trained: pushed with `job="engage_pipeline"` '
     "(offline test-set figures; live figures come from the feedback loop).",
+    "cloudwatch": "The CloudWatch bridge (`engage cloudwatch-bridge`): `/metrics` on "
+    "`ENGAGE_CLOUDWATCH_METRICS_PORT`, scraped ([cloudwatch.md](cloudwatch.md)).",
     "business": 'The pipeline\'s business-metrics step: pushed with `job="engage_business"`, computed from the '
     "table the run read and the model's predictions on it.",
 }
@@ -206,6 +208,19 @@ _SPECS = (
        "Share of customers the model predicts will churn (probability >= 0.5)"),
     _m("engage_business_ltv_mean", "gauge", ("table",), "business", "Mean predicted lifetime value"),
     _m("engage_business_engagement_score_mean", "gauge", ("table",), "business", "Mean predicted engagement score"),
+    # --- the CloudWatch bridge ------------------------------------------------------------------------
+    _m("engage_cloudwatch_datums_sent", "counter", (), "cloudwatch", "Datums CloudWatch accepted"),
+    _m("engage_cloudwatch_datums_enqueued", "counter", (), "cloudwatch", "Datums scraped into the buffer"),
+    _m("engage_cloudwatch_datums_dropped", "counter", ("reason",), "cloudwatch",
+       "Datums dropped: buffer_full (oldest past the bound), non_finite, out_of_range, bad_name, rejected "
+       "(CloudWatch refused the datum alone), expired (older than two weeks)"),
+    _m("engage_cloudwatch_dimensions_fixed", "counter", ("reason",), "cloudwatch",
+       "Dimensions dropped or shortened: empty_value, long_value, too_many_dimensions"),
+    _m("engage_cloudwatch_put_calls", "counter", ("outcome",), "cloudwatch",
+       "PutMetricData calls by outcome (ok, throttled, failed)"),
+    _m("engage_cloudwatch_retries", "counter", (), "cloudwatch", "Retried PutMetricData calls"),
+    _m("engage_cloudwatch_scrape_errors", "counter", (), "cloudwatch", "Ticks Prometheus did not answer"),
+    _m("engage_cloudwatch_buffer_datums", "gauge", (), "cloudwatch", "Datums waiting in the buffer"),
 )  # fmt: skip
 
 #: name -> spec, in the order above (the reference's order)
