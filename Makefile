@@ -78,6 +78,7 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_serving.py --out benchmarks/results/serving.json
 	$(RUN) python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
 	$(RUN) python benchmarks/bench_real_table.py --out benchmarks/results/real_table.json
+	$(RUN) python benchmarks/bench_cloudwatch_bridge.py --out benchmarks/results/cloudwatch_bridge.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts
