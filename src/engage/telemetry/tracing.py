@@ -1,0 +1,338 @@
+"""OpenTelemetry tracing of Engage's servers and pipeline steps (``ENGAGE_TRACING_*``).
+
+Off unless someone collects: tracing starts when an OTLP endpoint is configured (the standard
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``, or
+``ENGAGE_TRACING_ENDPOINT``) or ``ENGAGE_TRACING_ENABLED=true``; ``OTEL_SDK_DISABLED=true`` or
+``ENGAGE_TRACING_ENABLED=false`` keep it off. Off, :func:`start_tracing` returns None without importing
+the SDK, and the code that would make spans checks for None once, at start-up.
+
+On, spans are recorded for every request and exported over OTLP (http/protobuf) by a
+``BatchSpanProcessor`` (bounded queue, its own thread: a request never waits for the collector, and a
+dead collector costs dropped spans, no latency), behind the sampling decision of
+:class:`~engage.telemetry._sampling.ErrorsAndShareProcessor`: 100 % of the traces that hold an error, a
+``success_sample_ratio`` share (default 10 %) of the others, by trace id. See docs/tracing.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, Tracer
+
+    from ._sampling import ErrorsAndShareProcessor
+
+__all__ = [
+    "PIPELINE",
+    "SERVICES",
+    "Tracing",
+    "TracingSettings",
+    "child_span",
+    "process_tracing",
+    "set_process_tracing",
+    "start_tracing",
+    "within_ratio",
+]
+
+log = logging.getLogger("engage.tracing")
+
+#: the service name of each kind of Engage process (``service.name`` of its spans)
+SERVICES = {
+    "predictor": "engage-predictor",
+    "explainer": "engage-explainer",
+    "drift_detector": "engage-drift-detector",
+    "pipeline": "engage-pipeline",
+}
+PIPELINE = SERVICES["pipeline"]
+#: span attributes Engage sets beside OpenTelemetry's HTTP conventions
+MODEL_NAME = "engage.model.name"
+MODEL_VERSION = "engage.model.version"
+ROWS = "engage.request.rows"
+REJECTION = "engage.rejection.reason"
+
+
+class TracingSettings(BaseSettings):
+    """Whether and how a process exports its spans (``ENGAGE_TRACING_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_TRACING_", extra="forbid", frozen=True)
+
+    enabled: bool | None = Field(
+        default=None,
+        description="Export spans; unset: on when an OTLP endpoint is configured (ENGAGE_TRACING_ENDPOINT, "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT), else off",
+    )
+    endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP collector, e.g. http://adot-collector:4318 (/v1/traces is added); empty: "
+        "the OTEL_EXPORTER_OTLP_* variables, else http://localhost:4318",
+    )
+    success_sample_ratio: float = Field(
+        default=0.10,
+        ge=0.0,
+        le=1.0,
+        description="Share of successful traces exported, by trace id (errors: all of them)",
+    )
+    service_name: str = Field(
+        default="", description="service.name; empty: engage-<server> or engage-pipeline"
+    )
+    max_queue_size: int = Field(
+        default=2048, ge=1, description="Spans waiting for export; beyond, new spans are dropped"
+    )
+    flush_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A pipeline step waits at most this long for its spans to leave"
+    )
+
+    def traces_endpoint(self) -> str | None:
+        """The OTLP/HTTP traces URL configured, or None."""
+        if self.endpoint:
+            return _traces_url(self.endpoint)
+        signal = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+        if signal:
+            return signal
+        base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        return _traces_url(base) if base else None
+
+    def active(self) -> bool:
+        """On when enabled, or (unset) when an endpoint is configured; never with ``OTEL_SDK_DISABLED``."""
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return False
+        if self.enabled is None:
+            return self.traces_endpoint() is not None
+        return self.enabled
+
+
+def _traces_url(base: str) -> str:
+    base = base.strip().rstrip("/")
+    return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
+def within_ratio(trace_id: int, ratio: float) -> bool:
+    """Whether a successful trace is exported at ``ratio``: ``TraceIdRatioBased``'s rule (the trace
+    id's lower 64 bits below ``ratio * 2**64``), the same in every process."""
+    from ._sampling import within_ratio as rule
+
+    return rule(trace_id, ratio)
+
+
+@dataclass
+class Tracing:
+    """One process's tracing: its provider, tracer and sampling processor."""
+
+    service: str
+    provider: TracerProvider
+    tracer: Tracer
+    sampling: ErrorsAndShareProcessor
+    settings: TracingSettings
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def child(self, name: str, attributes: Mapping[str, Any] | None = None) -> _Child:
+        """A span under the current one, current while the ``with`` block runs (see :func:`child_span`)."""
+        return _Child(self.tracer, name, attributes)
+
+    def root(self, name: str, attributes: Mapping[str, Any] | None = None) -> _Child:
+        """A span that starts a trace of its own (a background task, a pipeline step)."""
+        return _Child(self.tracer, name, attributes, root=True)
+
+    @staticmethod
+    def annotate(attributes: Mapping[str, Any]) -> None:
+        """Set attributes on the current span (the request's server span, outside any child)."""
+        from opentelemetry import trace
+
+        trace.get_current_span().set_attributes(attributes)
+
+    @staticmethod
+    def extract(headers: Mapping[str, str]) -> Any:
+        """The context a caller sent (W3C ``traceparent`` / ``tracestate``, or what OTEL_PROPAGATORS says)."""
+        from opentelemetry import propagate
+
+        return propagate.extract(headers)
+
+    @staticmethod
+    def inject() -> dict[str, str]:
+        """The headers that continue the current trace in another service (``traceparent`` …)."""
+        from opentelemetry import propagate
+
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return carrier
+
+    def flush(self, timeout_seconds: float | None = None) -> bool:
+        """Export what is waiting, for at most ``timeout_seconds`` (default: the settings')."""
+        seconds = self.settings.flush_timeout_seconds if timeout_seconds is None else timeout_seconds
+        return bool(self.provider.force_flush(int(seconds * 1000)))
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+class _Child:
+    """A span made current for a ``with`` block. An :class:`~engage.errors.EngageError` under 500 (a
+    refused request) passes through it as it is; any other exception is recorded and sets ERROR."""
+
+    __slots__ = ("attributes", "name", "root", "span", "token", "tracer")
+
+    def __init__(
+        self, tracer: Tracer, name: str, attributes: Mapping[str, Any] | None, *, root: bool = False
+    ) -> None:
+        self.tracer, self.name, self.attributes, self.root = tracer, name, attributes, root
+        self.span: Span | None = None
+        self.token: object = None
+
+    def __enter__(self) -> Span:
+        from opentelemetry import context, trace
+
+        parent = context.Context() if self.root else None
+        self.span = self.tracer.start_span(self.name, context=parent, attributes=self.attributes)
+        self.token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        from opentelemetry import context
+
+        span = self.span
+        assert span is not None
+        if error is not None:
+            record_failure(span, error)
+        context.detach(self.token)  # type: ignore[arg-type]
+        span.end()
+
+
+def record_failure(span: Span, error: BaseException, *, refusals: bool = True) -> None:
+    """An exception on ``span``: a refusal (with ``refusals``, an EngageError under 500: the caller's
+    mistake) names its reason; anything else is recorded, and sets status ERROR."""
+    from opentelemetry.trace import Status, StatusCode
+
+    from engage.errors import EngageError
+
+    status = getattr(error, "http_status", 500) if isinstance(error, EngageError) else 500
+    if refusals and status < 500:
+        reason = getattr(error, "reason", None) or type(error).__name__
+        span.set_attribute(REJECTION, str(reason))
+        return
+    span.record_exception(error)
+    span.set_attribute("error.type", type(error).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:500]))
+
+
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def child_span(
+    tracing: Tracing | None, name: str, attributes: Mapping[str, Any] | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """``with child_span(self.tracing, "predict"):`` a child span when tracing is on, nothing when off."""
+    return _NO_SPAN if tracing is None else tracing.child(name, attributes)
+
+
+def start_tracing(
+    service: str,
+    *,
+    model: str | None = None,
+    model_version: str | None = None,
+    settings: TracingSettings | None = None,
+    exporter: SpanExporter | None = None,
+) -> Tracing | None:
+    """This process's tracing, or None when it is off (then nothing of the SDK is imported).
+
+    ``exporter`` replaces the OTLP exporter (tests pass the SDK's in-memory one) and turns tracing on
+    whatever the settings say. The provider is not made the global one: Engage's code uses the tracer
+    returned here, so tests may start several."""
+    settings = settings or TracingSettings()
+    if exporter is None and not settings.active():
+        return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from engage import __version__
+
+    from ._sampling import ErrorsAndShareProcessor
+
+    attributes: dict[str, Any] = {
+        "service.name": settings.service_name or service,
+        "service.version": __version__,
+        "service.namespace": "engage",
+    }
+    if model:
+        attributes[MODEL_NAME] = model
+    if model_version:
+        attributes[MODEL_VERSION] = model_version
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint())
+        _quiet_export_warnings()
+    # ALWAYS_ON: every span is recorded (a caller's sampled flag included), the processor decides;
+    # the provider shuts down at exit (shutdown_on_exit), so what is queued leaves before the process ends
+    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(attributes))
+    batch = BatchSpanProcessor(exporter, max_queue_size=settings.max_queue_size)
+    sampling = ErrorsAndShareProcessor(batch, settings.success_sample_ratio)
+    provider.add_span_processor(sampling)
+    tracer = provider.get_tracer("engage", __version__)
+    tracing = Tracing(attributes["service.name"], provider, tracer, sampling, settings, attributes)
+    log.info(
+        "tracing on: %s to %s, %.0f %% of successful traces and every error",
+        tracing.service,
+        settings.traces_endpoint() or "the exporter given",
+        100 * settings.success_sample_ratio,
+    )
+    return tracing
+
+
+_PROCESS: dict[str, Tracing | None] = {}
+_PROCESS_LOCK = threading.Lock()
+
+
+def process_tracing(service: str) -> Tracing | None:
+    """The process-wide tracing of ``service`` (started on the first call, from the environment)."""
+    with _PROCESS_LOCK:
+        if service not in _PROCESS:
+            _PROCESS[service] = start_tracing(service)
+        return _PROCESS[service]
+
+
+def set_process_tracing(service: str, tracing: Tracing | None) -> None:
+    """Use ``tracing`` as the process-wide tracing of ``service`` (tests); None: tracing off."""
+    with _PROCESS_LOCK:
+        _PROCESS[service] = tracing
+
+
+class _OncePerMinute(logging.Filter):
+    """Let one record of each message through a minute: a dead collector would log every dropped span."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = str(record.msg)
+        if now - self._last.get(key, -3600.0) < 60.0:
+            return False
+        self._last[key] = now
+        return True
+
+
+def _quiet_export_warnings() -> None:
+    once = _OncePerMinute()
+    for name in (
+        "opentelemetry.sdk._shared_internal",  # "Queue full, dropping spans."
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",  # failed exports and retries
+        "opentelemetry.exporter.otlp.common.http",
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OncePerMinute) for f in logger.filters):
+            logger.addFilter(once)
