@@ -11,6 +11,9 @@ A receiver that is down costs nothing either: after three failed posts in a row 
 for a while (1 s, doubling up to 30 s while it stays down), and in that time :meth:`EventLogger.log`
 drops events at once (``outcome="skipped"``) instead of queueing them for a thread that would spend the
 interpreter's time on refused connections.
+
+When the predictor traces, each pair carries the request's W3C ``traceparent`` (and ``tracestate``), so
+the drift detector's spans join the predictor's trace, as the cluster's logger forwards the headers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["REQUEST_TYPE", "RESPONSE_TYPE", "EventLogger"]
@@ -42,7 +46,9 @@ class EventLogger:
         self.source = source
         self.model = model
         self.timeout = timeout
-        self._queue: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[tuple[str, str, bytes, Mapping[str, str] | None]] = queue.Queue(
+            maxsize=capacity
+        )
         self._events = _counter()
         for outcome in OUTCOMES:  # every series from the start, at 0
             self._events.labels(model, outcome)
@@ -51,15 +57,16 @@ class EventLogger:
         self._thread = threading.Thread(target=self._drain, name="engage-event-logger", daemon=True)
         self._thread.start()
 
-    def log(self, request: bytes, response: bytes) -> None:
-        """Queue one request and its response; drop (and count) them when the queue is full."""
+    def log(self, request: bytes, response: bytes, trace: Mapping[str, str] | None = None) -> None:
+        """Queue one request and its response; drop (and count) them when the queue is full. ``trace``:
+        the headers that continue the request's trace (``traceparent``), sent with both events."""
         if self._resume_at and time.monotonic() < self._resume_at:
             self._events.labels(self.model, "skipped").inc(2)
             return
         event_id = str(uuid.uuid4())
         for kind, body in ((REQUEST_TYPE, request), (RESPONSE_TYPE, response)):
             try:
-                self._queue.put_nowait((kind, event_id, body))
+                self._queue.put_nowait((kind, event_id, body, trace))
             except queue.Full:
                 self._events.labels(self.model, "dropped").inc()
 
@@ -69,8 +76,9 @@ class EventLogger:
         failures = 0
         with httpx.Client(timeout=self.timeout) as client:
             while True:
-                kind, event_id, body = self._queue.get()
+                kind, event_id, body, trace = self._queue.get()
                 headers = {
+                    **(trace or {}),
                     "content-type": "application/json",
                     "ce-specversion": "1.0",
                     "ce-type": kind,

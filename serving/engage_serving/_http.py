@@ -18,21 +18,30 @@ It does three things before KServe sees a request:
   ``{"error", "reason", "details"}``; anything else becomes a 500 with a log line (never a traceback to
   the caller). Every request is timed into ``engage_request_duration_seconds`` and every refusal
   counted in ``engage_request_rejected_total``.
+* **Traces** (when :mod:`engage.telemetry.tracing` is on, decided once at start-up): one server span a
+  request, fast route or KServe's, continuing the caller's W3C ``traceparent``; attributes: method,
+  route, status, model name and version, rows (set by the model), the rejection reason of a 4xx; status
+  ERROR on a 5xx or an exception. Health, readiness and ``/metrics`` GETs are not traced. Off, not one
+  span call is made (docs/tracing.md).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from engage.errors import EngageError, RequestRejected
 
 from ._metrics import serving_metrics
+
+if TYPE_CHECKING:
+    from engage.telemetry.tracing import Tracing
 
 __all__ = ["FastRoute", "HTTPLayer", "error_body", "install_error_handlers"]
 
@@ -49,6 +58,9 @@ Handler = Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
 _JSON = [(b"content-type", b"application/json")]
 #: KServe's server readiness route: it says ready whatever its models; here it follows the model
 READY_PATH = "/v2/health/ready"
+#: GETs of these (and of the model's readiness routes) are probes and scrapes: not traced
+UNTRACED_GETS = frozenset({"/", "/metrics", "/v2", "/v2/health/live", READY_PATH})
+_MODEL_SEGMENT = re.compile(r"^/(v1|v2)/models/[^/:]+")
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,11 @@ def _route_label(path: str) -> str:
     return "other"
 
 
+def http_route(path: str) -> str:
+    """The path with the model's name as a template (``/v1/models/{model}:predict``): few values."""
+    return _MODEL_SEGMENT.sub(r"/\1/models/{model}", path, count=1)
+
+
 @dataclass
 class HTTPLayer:
     """Configuration of the middleware; ``app.add_middleware(Middleware, layer=...)`` installs it."""
@@ -95,6 +112,9 @@ class HTTPLayer:
     #: None when the model serves, else why not (the 503 answers say it)
     not_ready: Callable[[], str | None] = lambda: None
     fast_routes: dict[str, FastRoute] = field(default_factory=dict)
+    #: spans of every request when tracing is on (None: off, decided at start-up)
+    tracing: Tracing | None = None
+    model_version: str = ""
 
     def ready_paths(self) -> tuple[str, ...]:
         """The readiness routes answered here while the model is not ready (503 with the reason, rather
@@ -112,11 +132,66 @@ class Middleware:
         self.app = app
         self.layer = layer
         self.metrics = serving_metrics()
+        self.tracing = layer.tracing
+        self.untraced = UNTRACED_GETS | set(layer.ready_paths())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.tracing is None or (scope["method"] == "GET" and scope["path"] in self.untraced):
+            await self._handle(scope, receive, send)
+            return
+        await self._traced(self.tracing, scope, receive, send)
+
+    async def _traced(self, tracing: Tracing, scope: Scope, receive: Receive, send: Send) -> None:
+        """:meth:`_handle` inside a server span (the caller's trace continued)."""
+        from opentelemetry import context, trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        from engage.telemetry.tracing import MODEL_NAME, MODEL_VERSION, record_failure
+
+        path: str = scope["path"]
+        method: str = scope["method"]
+        route = http_route(path)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        attributes = {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": path,
+            "engage.route": _route_label(path),
+            MODEL_NAME: self.layer.model_name,
+            MODEL_VERSION: self.layer.model_version,
+        }
+        span = tracing.tracer.start_span(
+            f"{method} {route}", context=tracing.extract(headers), kind=SpanKind.SERVER, attributes=attributes
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        code = 0
+        raised = False
+
+        async def watch(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, watch)
+        except BaseException as e:
+            record_failure(span, e)
+            raised, code = True, code or 500  # Starlette's outer middleware answers 500 to what reaches it
+            raise
+        finally:
+            if code:
+                span.set_attribute("http.response.status_code", code)
+                if code >= 500 and not raised:
+                    span.set_attribute("error.type", str(code))
+                    span.set_status(Status(StatusCode.ERROR, f"HTTP {code}"))
+            context.detach(token)
+            span.end()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
@@ -236,8 +311,10 @@ class Middleware:
         except EngageError as e:
             await self._refuse(e, route.label, send, started)
             return
-        except Exception:
+        except Exception as e:
             log.exception("unexpected error answering %s", route.path)
+            if self.tracing is not None:
+                self._record(e)
             await _answer(send, 500, orjson.dumps({"error": "internal error: see the server log"}))
             self._observe(route.label, 500, started)
             return
@@ -248,8 +325,19 @@ class Middleware:
         status = error.http_status
         if status < 500:
             self.metrics.rejected.labels(self.layer.model_name, label, _reason(error)).inc()
+        if self.tracing is not None:
+            self._record(error)
         await _answer(send, status, error_body(error))
         self._observe(label, status, started)
+
+    @staticmethod
+    def _record(error: BaseException) -> None:
+        """The request's server span learns why it failed (a 4xx's reason, or the exception)."""
+        from opentelemetry import trace
+
+        from engage.telemetry.tracing import record_failure
+
+        record_failure(trace.get_current_span(), error)
 
     def _observe(self, label: str, code: int, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -300,15 +388,18 @@ async def _answer(send: Send, status: int, payload: bytes) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def install_error_handlers(app: Any, model_name: str) -> None:
+def install_error_handlers(app: Any, model_name: str, *, traced: bool = False) -> None:
     """Map Engage's errors raised inside KServe's data plane (``:explain``, v2 ``/infer`` of other
-    content types, CloudEvents) to their status, as the fast routes do."""
+    content types, CloudEvents) to their status, as the fast routes do; ``traced``: the request's
+    server span records them too."""
     from fastapi.responses import Response
 
     metrics = serving_metrics()
 
     async def engage_error(request: Any, error: Exception) -> Response:
         assert isinstance(error, EngageError)
+        if traced:
+            Middleware._record(error)
         if error.http_status < 500:
             route = _route_label(request.url.path)
             metrics.rejected.labels(model_name, route, _reason(error)).inc()

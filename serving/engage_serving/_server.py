@@ -25,7 +25,16 @@ from engage.errors import ArtifactError, EngageError
 from ._http import FastRoute, HTTPLayer, Middleware, install_error_handlers
 from ._settings import ServingSettings
 
-__all__ = ["ModelFiles", "flag", "load_or_explain", "resolve_model_files", "serve", "server_parser"]
+__all__ = [
+    "ModelFiles",
+    "flag",
+    "load_or_explain",
+    "model_version",
+    "resolve_model_files",
+    "serve",
+    "server_parser",
+    "service_name",
+]
 
 log = logging.getLogger("engage_serving")
 
@@ -131,11 +140,19 @@ def serve(
     from kserve import ModelServer
     from kserve import model_server as ks
 
-    layer = HTTPLayer(model.name, args.max_body_bytes, not_ready=not_ready)
+    from engage.telemetry.tracing import start_tracing
+
+    version = model_version(model)
+    # decided once: None (off) leaves the HTTP layer and the model without a single span call
+    tracing = start_tracing(service_name(model), model=model.name, model_version=version or None)
+    model.tracing = tracing
+    layer = HTTPLayer(
+        model.name, args.max_body_bytes, not_ready=not_ready, tracing=tracing, model_version=version
+    )
     for route in routes:
         layer.add(route)
     ks.app.add_middleware(Middleware, layer=layer)
-    install_error_handlers(ks.app, model.name)
+    install_error_handlers(ks.app, model.name, traced=tracing is not None)
 
     class _Server(ModelServer):  # type: ignore[misc]
         def _register_and_check_atleast_one_model_is_ready(self, models: Sequence[Any]) -> None:
@@ -155,6 +172,29 @@ def serve(
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
     ).start([model])
+
+
+def service_name(model: Any) -> str:
+    """``engage-predictor``, ``engage-explainer`` or ``engage-drift-detector``: the package of the
+    model's class (``engage_serving.<server>._model``)."""
+    from engage.telemetry.tracing import SERVICES
+
+    parts = type(model).__module__.split(".")
+    server = parts[1] if len(parts) > 1 and parts[0] == "engage_serving" else ""
+    return SERVICES.get(server, "engage-serving")
+
+
+def model_version(model: Any) -> str:
+    """The served bundle's version (``sha256:…``) where the model knows it, else empty."""
+    for holder in (
+        model,
+        getattr(model, "bundle", None),
+        getattr(getattr(model, "explainer", None), "bundle", None),
+    ):
+        version = getattr(holder, "version", None)
+        if isinstance(version, str) and version:
+            return version
+    return ""
 
 
 def setup_logging(args: argparse.Namespace, contract: Any | None) -> None:

@@ -30,6 +30,7 @@ import orjson
 from kserve import Model  # type: ignore[import-untyped,unused-ignore]
 
 from engage.errors import ArtifactError, ConfigError, EngageError
+from engage.telemetry.tracing import ROWS, child_span
 from engage_serving._events import REQUEST_TYPE, RESPONSE_TYPE
 from engage_serving._http import FastRoute
 from engage_serving._metrics import serving_metrics
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from engage.contract import Contract
     from engage.drift import DriftDetector, DriftSettings, Reference
+    from engage.telemetry.tracing import Tracing
     from engage.training import ModelBundle
 
 __all__ = [
@@ -176,9 +178,15 @@ def request_matrix(payload: Any, reference: Reference, max_rows: int) -> npt.NDA
 class _Worker:
     """One thread that runs window tests when due: never more than one running or waiting."""
 
-    def __init__(self, detector: DriftDetector, on_result: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        detector: DriftDetector,
+        on_result: Callable[[dict[str, Any]], None],
+        test: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.detector = detector
         self.on_result = on_result
+        self.test = test or detector.test
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._busy = False
@@ -216,7 +224,7 @@ class _Worker:
             if not woken and not self._claim():
                 continue  # the clock: a time-based test is due only with new rows
             try:
-                self.on_result(self.detector.test())
+                self.on_result(self.test())
             except Exception:  # a failed test must not end the thread: the next one may pass
                 log.exception("drift test failed")
             finally:
@@ -230,6 +238,9 @@ class _Worker:
 
 class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
     """Drift of the predictor's traffic against the training reference; :meth:`load` builds the detector."""
+
+    #: set by ``serve`` at start-up when tracing is on: spans of each window test and direct test
+    tracing: Tracing | None = None
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
         super().__init__(name)
@@ -268,7 +279,7 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         detector = DriftDetector(reference, settings, reference_predictions=predictions)
         self.metrics.window_rows.labels(self.name).set_function(lambda: detector.window_rows)
         self.bundle, self.detector, self.ready = bundle, detector, True
-        self._worker = _Worker(detector, self._publish)
+        self._worker = _Worker(detector, self._publish, self._window_test)
         self._worker.start()
         metrics = serving_metrics()
         learners = ",".join(sorted({m.learner for m in bundle.heads.values()}))
@@ -327,6 +338,8 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         else:
             accepted = detector.add_rows(request_matrix(payload, detector.reference, self.args.max_rows))
         self.metrics.events.labels(self.name, kind).inc()
+        if self.tracing is not None:
+            self.tracing.annotate({ROWS: accepted, "engage.drift.event": kind})
         if self._worker is not None:
             self._worker.poke()
         return 202, b'{"accepted":%d}' % accepted
@@ -344,7 +357,24 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
             raise bad_request('"instances" is empty: there is nothing to test', "no_rows")
         matrix = request_matrix(payload, detector.reference, self.args.max_rows)
         serving_metrics().rows.labels(self.name, "predict").observe(len(instances))
-        return detector.test(matrix, predictions=self._predict(instances))
+        if self.tracing is not None:
+            self.tracing.annotate({ROWS: len(instances)})
+        with child_span(self.tracing, "drift test", {ROWS: len(instances)}) as span:
+            result = detector.test(matrix, predictions=self._predict(instances))
+            if span is not None:
+                span.set_attribute("engage.drift.detected", bool(result["data"]["is_drift"]))
+        return result
+
+    def _window_test(self) -> dict[str, Any]:
+        """The worker's test of the window: a trace of its own when tracing is on."""
+        detector = self._ready()
+        if self.tracing is None:
+            return detector.test()
+        with self.tracing.root("drift window test", {ROWS: detector.window_rows}) as span:
+            result = detector.test()
+            span.set_attribute("engage.drift.detected", bool(result["data"]["is_drift"]))
+            span.set_attribute("engage.drift.backend", str(result["meta"].get("backend", "")))
+        return result
 
     def _predict(self, instances: list[Any]) -> dict[str, Any]:
         """The model's predictions of rows that carry every model input (for prediction drift), else none."""

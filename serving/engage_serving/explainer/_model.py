@@ -32,6 +32,7 @@ import orjson
 from kserve import Model  # type: ignore[import-untyped,unused-ignore]
 
 from engage.errors import ArtifactError, ConfigError, EngageError, ExplainError, RequestRejected
+from engage.telemetry.tracing import ROWS, child_span
 from engage_serving._metrics import serving_metrics
 from engage_serving._server import (
     flag,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from engage.contract import Contract
     from engage.explain import Explainer, Explanation
+    from engage.telemetry.tracing import Tracing
 
 __all__ = ["FAST_METHODS", "SLOW_METHODS", "ExplainerModel", "explainer_parser", "main"]
 
@@ -210,6 +212,9 @@ def _kind(value: Any) -> str:
 class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
     """KServe's ``:explain`` for an Engage bundle; :meth:`load` builds the :class:`Explainer` once."""
 
+    #: set by ``serve`` at start-up when tracing is on: a span per explanation (method, head, rows)
+    tracing: Tracing | None = None
+
     def __init__(self, name: str, args: argparse.Namespace, contract: Contract | None = None) -> None:
         super().__init__(name)
         self.args = args
@@ -292,12 +297,16 @@ class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
             raise ArtifactError(f"model {self.name} is not ready")
         started = time.perf_counter()
         request = parse_request(payload, self.args.max_rows)
-        if self._is_slow(explainer, request):
-            result = await self._slow(explainer, request)
-        else:
-            result = explainer.explain(
-                request.instances, method=request.method, head=request.head, desired=request.desired
-            )
+        if self.tracing is not None:
+            self.tracing.annotate({ROWS: len(request.instances)})
+        attributes = {"engage.explain.method": request.method, "engage.explain.head": request.head or ""}
+        with child_span(self.tracing, f"explain {request.method}", attributes):
+            if self._is_slow(explainer, request):
+                result = await self._slow(explainer, request)
+            else:
+                result = explainer.explain(
+                    request.instances, method=request.method, head=request.head, desired=request.desired
+                )
         self.metrics.duration.labels(self.name, request.method).observe(time.perf_counter() - started)
         return result.to_dict()
 

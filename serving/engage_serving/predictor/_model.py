@@ -28,6 +28,7 @@ from kserve.metrics import PREDICT_HIST_TIME
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from engage.errors import RequestRejected
+from engage.telemetry.tracing import ROWS, Tracing, child_span
 from engage_serving._http import FastRoute
 from engage_serving._metrics import observe_many, serving_metrics
 from engage_serving.protocol import Batch, Decoder
@@ -91,6 +92,9 @@ def _link32(link: str, margin: float) -> float:
 
 class PredictorModel(Model):  # type: ignore[misc]
     """Engagement score, churn probability and lifetime value of each row, with the model version."""
+
+    #: set by ``serve`` at start-up when tracing is on: spans decode / predict / encode of each request
+    tracing: Tracing | None = None
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
         super().__init__(name)
@@ -257,17 +261,34 @@ class PredictorModel(Model):  # type: ignore[misc]
         }
 
     def v1_route(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        answer = orjson.dumps(self.answer_v1(self.decoder.v1(_loads(body))))
+        tracing = self.tracing
+        if tracing is None:
+            answer = orjson.dumps(self.answer_v1(self.decoder.v1(_loads(body))))
+        else:
+            with tracing.child("decode"):
+                batch = self.decoder.v1(_loads(body))
+            tracing.annotate({ROWS: batch.rows})
+            with tracing.child("predict", {ROWS: batch.rows}):
+                out = self.answer_v1(batch)
+            with tracing.child("encode"):
+                answer = orjson.dumps(out)
         if self.events is not None:
-            self.events.log(body, answer)
+            self.events.log(body, answer, tracing.inject() if tracing is not None else None)
         return 200, answer
 
     def v2_route(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        payload = _loads(body)
-        batch = self.decoder.v2(payload)
-        answer = orjson.dumps(self.answer_v2(batch, payload.get("id")))
+        tracing = self.tracing
+        with child_span(tracing, "decode"):
+            payload = _loads(body)
+            batch = self.decoder.v2(payload)
+        if tracing is not None:
+            tracing.annotate({ROWS: batch.rows})
+        with child_span(tracing, "predict", {ROWS: batch.rows}):
+            out = self.answer_v2(batch, payload.get("id"))
+        with child_span(tracing, "encode"):
+            answer = orjson.dumps(out)
         if self.events is not None:
-            self.events.log(body, answer)
+            self.events.log(body, answer, tracing.inject() if tracing is not None else None)
         return 200, answer
 
     def routes(self) -> list[FastRoute]:
