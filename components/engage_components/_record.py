@@ -112,7 +112,13 @@ def estimate_cost(steps: list[dict[str, Any]], settings: CostSettings | None = N
 @contextlib.contextmanager
 def timed(step: str, record_path: str) -> Iterator[dict[str, Any]]:
     """Cap the step's threads (:func:`engage.threads.cap_threads`), time the body and write the step's
-    record to ``record_path`` (also when the body fails)."""
+    record to ``record_path`` (also when the body fails).
+
+    When tracing is on (``engage.telemetry.tracing``: an OTLP endpoint configured), the step is one span
+    of service ``engage-pipeline`` named after it, with the run's id (the folder two levels above the
+    record, where the exit handler finds the run) and the step's status; a failure is recorded on it.
+    Each KFP task is its own process, so the span is flushed before the step returns."""
+    from engage.telemetry.tracing import PIPELINE, process_tracing, record_failure
     from engage.threads import cap_threads
 
     threads = cap_threads()
@@ -123,18 +129,33 @@ def timed(step: str, record_path: str) -> Iterator[dict[str, Any]]:
         "started": started.isoformat(timespec="seconds"),
         "threads": threads,
     }
+    tracing = process_tracing(PIPELINE)
+    span_scope = contextlib.ExitStack()
+    span = None
+    if tracing is not None:
+        parts = Path(record_path).parts
+        run_id = parts[-3] if len(parts) >= 3 else ""
+        span = span_scope.enter_context(
+            tracing.root(step, {"engage.step": step, "engage.run.id": run_id, "engage.step.threads": threads})
+        )
     try:
         yield record
         record["status"] = "succeeded"
     except BaseException as e:
         record["status"] = "failed"
         record["error"] = f"{type(e).__name__}: {e}"
+        if span is not None:
+            record_failure(span, e, refusals=False)
         raise
     finally:
         record["seconds"] = time.perf_counter() - t0
         path = Path(record_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        if span is not None and tracing is not None:
+            span.set_attribute("engage.step.status", record["status"])
+            span_scope.close()  # the span ends (its exception, if any, is already recorded)
+            tracing.flush()
 
 
 def _job_root(outcome_uri: str) -> str:
