@@ -421,3 +421,64 @@ def test_a_failed_step_is_exported_at_ratio_zero(
     assert span.attributes is not None
     assert span.attributes["engage.step.status"] == "failed"
     assert span.events[0].name == "exception"
+
+
+# ---- phases: child spans made only for traces that are exported --------------------------------------
+
+
+def run_phases(tracing: Tracing, fail: BaseException | None = None) -> int:
+    """A server span with decode / predict / encode phases (``fail`` raised in predict); its trace id."""
+    from engage.telemetry.tracing import Phases
+
+    with tracing.root("POST") as server:
+        phases = Phases(tracing)
+        try:
+            with phases.phase("decode"):
+                pass
+            with phases.phase("predict", {"engage.request.rows": 1}):
+                if fail is not None:
+                    raise fail
+            with phases.phase("encode"):
+                pass
+        except (RuntimeError, RequestRejected):
+            pass
+        finally:
+            phases.finish()
+    return int(server.get_span_context().trace_id)
+
+
+def test_phases_become_children_only_of_exported_traces(traced: Callable[..., Traced]) -> None:
+    tracing, exporter = traced(0.1)
+    kept = dropped = 0
+    for _ in range(200):
+        trace_id = run_phases(tracing)
+        kept, dropped = (kept + 1, dropped) if within_ratio(trace_id, 0.1) else (kept, dropped + 1)
+    spans = exported(tracing, exporter)
+    assert kept > 0
+    assert dropped > 0
+    assert sorted(s.name for s in spans) == sorted(["POST", "decode", "encode", "predict"] * kept)
+    for span in spans:
+        if span.name != "POST":
+            parent = next(
+                p for p in spans if p.name == "POST" and p.context.trace_id == span.context.trace_id
+            )
+            assert span.parent is not None
+            assert span.parent.span_id == parent.context.span_id
+            assert parent.start_time is not None
+            assert parent.end_time is not None
+            assert span.start_time is not None
+            assert span.end_time is not None
+            assert parent.start_time <= span.start_time <= span.end_time <= parent.end_time
+
+
+def test_a_failed_phase_is_an_error_child_at_ratio_zero(traced: Callable[..., Traced]) -> None:
+    tracing, exporter = traced(0.0)
+    run_phases(tracing)  # a success: dropped
+    run_phases(tracing, RequestRejected("bad row", status=422, reason="schema"))  # a refusal: dropped
+    failed = run_phases(tracing, RuntimeError("the trees broke"))
+    spans = exported(tracing, exporter)
+    assert {s.context.trace_id for s in spans} == {failed}
+    by_name = {s.name: s for s in spans}
+    assert sorted(by_name) == ["POST", "decode", "predict"]  # encode never ran
+    assert by_name["predict"].status.status_code is StatusCode.ERROR
+    assert by_name["predict"].events[0].name == "exception"

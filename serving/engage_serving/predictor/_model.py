@@ -28,7 +28,7 @@ from kserve.metrics import PREDICT_HIST_TIME
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from engage.errors import RequestRejected
-from engage.telemetry.tracing import ROWS, Tracing, child_span
+from engage.telemetry.tracing import ROWS, Phases, Tracing
 from engage_serving._http import FastRoute
 from engage_serving._metrics import observe_many, serving_metrics
 from engage_serving.protocol import Batch, Decoder
@@ -261,34 +261,43 @@ class PredictorModel(Model):  # type: ignore[misc]
         }
 
     def v1_route(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        tracing = self.tracing
-        if tracing is None:
-            answer = orjson.dumps(self.answer_v1(self.decoder.v1(_loads(body))))
-        else:
-            with tracing.child("decode"):
-                batch = self.decoder.v1(_loads(body))
-            tracing.annotate({ROWS: batch.rows})
-            with tracing.child("predict", {ROWS: batch.rows}):
-                out = self.answer_v1(batch)
-            with tracing.child("encode"):
-                answer = orjson.dumps(out)
+        if self.tracing is not None:
+            return self._traced(body, v2=False)
+        answer = orjson.dumps(self.answer_v1(self.decoder.v1(_loads(body))))
         if self.events is not None:
-            self.events.log(body, answer, tracing.inject() if tracing is not None else None)
+            self.events.log(body, answer)
         return 200, answer
 
     def v2_route(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        tracing = self.tracing
-        with child_span(tracing, "decode"):
-            payload = _loads(body)
-            batch = self.decoder.v2(payload)
-        if tracing is not None:
-            tracing.annotate({ROWS: batch.rows})
-        with child_span(tracing, "predict", {ROWS: batch.rows}):
-            out = self.answer_v2(batch, payload.get("id"))
-        with child_span(tracing, "encode"):
-            answer = orjson.dumps(out)
+        if self.tracing is not None:
+            return self._traced(body, v2=True)
+        payload = _loads(body)
+        batch = self.decoder.v2(payload)
+        answer = orjson.dumps(self.answer_v2(batch, payload.get("id")))
         if self.events is not None:
-            self.events.log(body, answer, tracing.inject() if tracing is not None else None)
+            self.events.log(body, answer)
+        return 200, answer
+
+    def _traced(self, body: bytes, *, v2: bool) -> tuple[int, bytes]:
+        """A fast route when tracing is on: the same work, its phases timed (decode, predict, encode:
+        child spans of the request's span when its trace is exported) and the trace passed on to the
+        logger's events."""
+        tracing = self.tracing
+        assert tracing is not None
+        phases = Phases(tracing)
+        try:
+            with phases.phase("decode"):
+                payload = _loads(body)
+                batch = self.decoder.v2(payload) if v2 else self.decoder.v1(payload)
+            tracing.annotate({ROWS: batch.rows})
+            with phases.phase("predict", {ROWS: batch.rows}):
+                out = self.answer_v2(batch, payload.get("id")) if v2 else self.answer_v1(batch)
+            with phases.phase("encode"):
+                answer = orjson.dumps(out)
+        finally:
+            phases.finish()
+        if self.events is not None:
+            self.events.log(body, answer, tracing.inject())
         return 200, answer
 
     def routes(self) -> list[FastRoute]:
