@@ -64,21 +64,27 @@ def operational() -> Any:
     return (
         _board("engage-operational", "Engage / Operational", "The three servers: traffic, errors, latency, readiness.")
         .with_row(dashboard.Row("Service level"))
-        .with_panel(single("Availability (30 d)", "percentunit", "engage:slo_availability:ratio_rate30d",
+        .with_panel(single("Availability (30 d)", "percentunit", "1 - max(engage:request_error_ratio:rate30d)",
                            description="Share of requests answered without a 5xx; objective 99.9 %"))
-        .with_panel(single("Error budget left", "percentunit", "engage:slo_availability:error_budget_remaining",
+        .with_panel(single("Availability budget left", "percentunit",
+                           "min(engage:slo_availability_error_budget_remaining:ratio)",
                            description="Of the 30-day budget (43 minutes of errors at 99.9 %)"))
-        .with_panel(single("Requests under 200 ms (30 d)", "percentunit", "engage:slo_latency:ratio_rate30d",
+        .with_panel(single("Requests under 200 ms (30 d)", "percentunit", "1 - max(engage:request_slow_ratio:rate30d)",
                            description="Objective: 95 % (the latency SLO, p95 < 200 ms)"))
+        .with_panel(single("Latency budget left", "percentunit",
+                           "min(engage:slo_latency_error_budget_remaining:ratio)"))
+        .with_row(dashboard.Row("Traffic and errors"))
         .with_panel(single("Models ready", "short", "sum(engage_model_ready)",
                            description="Servers whose model passed its checks"))
-        .with_row(dashboard.Row("Traffic and errors"))
+        .with_panel(single("Requests per second (5 m)", "reqps", "sum(engage:requests:rate5m)"))
+        .with_panel(single("Error ratio (5 m)", "percentunit", "max(engage:request_error_ratio:rate5m)"))
+        .with_panel(single("Latency p95 (5 m)", "s", "max(engage:request_latency_p95_seconds:rate5m)",
+                           description="Alert above 300 ms"))
         .with_panel(series("Requests per second", "reqps",
                            (f'sum by (job, instance, route) (rate({count}[{RATE}]))', "{{instance}} {{route}}")))
-        .with_panel(series("Error ratio (5xx)", "percentunit",
-                           (f'sum by (instance) (rate({count}{{code=~"5.."}}[{RATE}])) '
-                            f"/ sum by (instance) (rate({count}[{RATE}]))", "{{instance}}"),
-                           description="Alert above 1 %"))
+        .with_panel(series("Error ratio (5xx) of predictions", "percentunit",
+                           ("engage:request_error_ratio:rate5m", "{{model}}"),
+                           description="Alert above 1 %; 0 when no request failed"))
         .with_panel(series("Latency p95 by route", "s",
                            (f"histogram_quantile(0.95, sum by (le, route) "
                             f"(rate(engage_request_duration_seconds_bucket[{RATE}])))", "{{route}}"),
@@ -113,9 +119,14 @@ def model_health() -> Any:
         .with_row(dashboard.Row("Accuracy (last run, test set)"))
         .with_panel(series("R² by head", "none", ('engage_model_metric{metric="r2"}', "{{head}}"),
                            description="Alert below 0.75"))
-        .with_panel(series("AUC by head", "none", ('engage_model_metric{metric="auc"}', "{{head}}")))
+        .with_panel(series("ROC AUC by head", "none", ('engage_model_metric{metric="auc_roc"}', "{{head}}")))
         .with_panel(series("RMSE by head", "none", ('engage_model_metric{metric="rmse"}', "{{head}}")))
         .with_panel(single("Last run promoted its model", "bool", "engage_model_promoted"))
+        .with_row(dashboard.Row("Model SLOs (share of the last 30 days the objective held)"))
+        .with_panel(single("Accuracy: R² > 0.75", "percentunit", "min(engage:slo_accuracy_sli:ratio30d)"))
+        .with_panel(single("Parity > 0.80", "percentunit", "min(engage:slo_parity_sli:ratio30d)"))
+        .with_panel(single("Freshness < 24 h", "percentunit", "min(engage:slo_freshness_sli:ratio30d)"))
+        .with_panel(single("Accuracy budget left", "percentunit", "min(engage:slo_accuracy_error_budget_remaining:ratio)"))
         .with_row(dashboard.Row("Fairness"))
         .with_panel(series("Parity ratio by head and attribute", "percentunit",
                            ("engage_fairness_parity_ratio", "{{head}} {{attribute}}"),

@@ -68,7 +68,7 @@ def test_the_steps_record_what_the_exit_handler_pushes(workspace: dict[str, Any]
     figures = by_step["evaluate"]["model_metrics"]
     assert set(figures) == {"engagement_score", "churn", "ltv"}
     assert {"r2", "rmse", "mae"} <= set(figures["ltv"])
-    assert 0.5 < figures["churn"]["auc"] <= 1.0
+    assert 0.5 < figures["churn"]["auc_roc"] <= 1.0
     parity = by_step["fairness"]["parity"]
     assert set(parity) == {"engagement_score", "churn", "ltv"}
     assert all(0.0 < r <= 1.0 for ratios in parity.values() for r in ratios.values())

@@ -194,8 +194,8 @@ _SPECS = (
     _m("engage_pipeline_step_seconds", "gauge", ("step",), "pipeline", "Wall time of each step that ran"),
     # --- the model a run trained (Pushgateway) --------------------------------------------------------
     _m("engage_model_metric", "gauge", ("head", "metric"), "model",
-       "Test-set figure of the head the last run trained: r2, rmse, mae (regression); auc, brier, "
-       "log_loss (classification)"),
+       "Test-set figure of the head the last run trained: r2, rmse, mae, spearman (regression); auc_roc, "
+       "pr_auc, brier, log_loss, ece, accuracy, precision, recall (classification)"),
     _m("engage_model_promoted", "gauge", (), "model", "1 when the last run promoted its model, else 0"),
     _m("engage_fairness_parity_ratio", "gauge", ("head", "attribute"), "model",
        "Lowest ratio between groups of the shipped model's selection rate (classification) or mean "
