@@ -280,3 +280,21 @@ def test_checkov_finds_no_unexplained_failure(
     for check in skipped:
         reason = (check["check_result"].get("suppress_comment") or "").strip()
         assert len(reason) > 20, f"{check['check_id']} on {check['resource']} skipped without a reason"
+
+
+def test_the_chart_ships_the_rules_and_dashboards_of_monitoring() -> None:
+    """One source: the PrometheusRule's spec is monitoring/prometheus's rule file, each dashboard ConfigMap
+    holds monitoring/grafana's JSON (the chart's files/ are generated copies, checked by make check)."""
+    docs = documents(helm_template(CHART_VALUES[0], ROOT / "charts/engage/ci/model-values.yaml"))
+    rules = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "PrometheusRule"}
+    sources = sorted((ROOT / "monitoring" / "prometheus").glob("*.rules.yml"))
+    assert len(rules) == len(sources) >= 1
+    for path in sources:
+        assert rules[f"engage-{path.name.removesuffix('.rules.yml')}"] == yaml.safe_load(path.read_text())
+    boards = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    grafana = sorted((ROOT / "monitoring" / "grafana").glob("*.json"))
+    assert len(grafana) == 4
+    for path in grafana:
+        board = boards[f"engage-dashboard-{path.stem}"]
+        assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(board["data"][path.name]) == json.loads(path.read_text())
