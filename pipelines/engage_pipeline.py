@@ -63,7 +63,9 @@ def engage_run(
         ),
         "load-data", retries=RETRIES,
     )  # fmt: skip
-    gate = _sized(c.validate(data=data.outputs["data"], contract=contract, pushgateway=pushgateway), "validate")
+    gate = _sized(
+        c.validate(data=data.outputs["data"], contract=contract, pushgateway=pushgateway), "validate"
+    )
     with dsl.If(gate.outputs["Output"] != "fail", name="quality-gate-passed"):
         table = gate.outputs["remediated"]
         feats = _sized(c.features(data=table, contract=contract, seed=seed, heads=heads), "features")
