@@ -145,17 +145,44 @@ class Middleware:
         await self._traced(self.tracing, scope, receive, send)
 
     async def _traced(self, tracing: Tracing, scope: Scope, receive: Receive, send: Send) -> None:
-        """:meth:`_handle` inside a server span (the caller's trace continued)."""
-        from opentelemetry import context, trace
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+        """:meth:`_handle` inside a server span (the caller's trace continued) when the request's trace is
+        to be exported: its trace id is within the success ratio, decided before anything is made, or it
+        failed (a 5xx or an exception), when a span is made afterwards with the request's start time."""
+        from engage.telemetry.tracing import unspanned_failure
 
-        from engage.telemetry.tracing import MODEL_NAME, MODEL_VERSION, record_failure
+        parent, trace_id, export = tracing.decide(scope["headers"])
+        if export:
+            await self._spanned(tracing, parent, trace_id, scope, receive, send)
+            return
+        started = time.time_ns()
+        code = 0
+        failure = unspanned_failure()
+        token = failure.set(None)
+
+        async def watch(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self._handle(scope, receive, watch)
+        except BaseException as e:
+            error, code = e, code or 500
+            raise
+        finally:
+            if code >= 500:  # a failure is always exported: its span, late, with the request's times
+                self._late_error_span(tracing, parent, trace_id, scope, started, code, error or failure.get())
+            failure.reset(token)
+
+    def _attributes(self, scope: Scope) -> tuple[str, dict[str, Any]]:
+        from engage.telemetry.tracing import MODEL_NAME, MODEL_VERSION
 
         path: str = scope["path"]
         method: str = scope["method"]
         route = http_route(path)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        attributes = {
+        return f"{method} {route}", {
             "http.request.method": method,
             "http.route": route,
             "url.path": path,
@@ -163,9 +190,41 @@ class Middleware:
             MODEL_NAME: self.layer.model_name,
             MODEL_VERSION: self.layer.model_version,
         }
-        span = tracing.tracer.start_span(
-            f"{method} {route}", context=tracing.extract(headers), kind=SpanKind.SERVER, attributes=attributes
-        )
+
+    def _late_error_span(
+        self,
+        tracing: Tracing,
+        parent: Any,
+        trace_id: int,
+        scope: Scope,
+        started: int,
+        code: int,
+        error: BaseException | None,
+    ) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        from engage.telemetry.tracing import record_failure
+
+        name, attributes = self._attributes(scope)
+        span = tracing.start_server_span(name, parent, trace_id, attributes, start_time=started)
+        span.set_attribute("http.response.status_code", code)
+        if error is not None:
+            record_failure(span, error)
+        else:
+            span.set_attribute("error.type", str(code))
+            span.set_status(Status(StatusCode.ERROR, f"HTTP {code}"))
+        span.end()
+
+    async def _spanned(
+        self, tracing: Tracing, parent: Any, trace_id: int, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        from opentelemetry import context, trace
+        from opentelemetry.trace import Status, StatusCode
+
+        from engage.telemetry.tracing import record_failure
+
+        name, attributes = self._attributes(scope)
+        span = tracing.start_server_span(name, parent, trace_id, attributes)
         token = context.attach(trace.set_span_in_context(span))
         code = 0
         raised = False
@@ -332,12 +391,11 @@ class Middleware:
 
     @staticmethod
     def _record(error: BaseException) -> None:
-        """The request's server span learns why it failed (a 4xx's reason, or the exception)."""
-        from opentelemetry import trace
+        """The request's server span learns why it failed (a 4xx's reason, or the exception); a request
+        without a span keeps the exception for the error span made when it answers 5xx."""
+        from engage.telemetry.tracing import record_request_failure
 
-        from engage.telemetry.tracing import record_failure
-
-        record_failure(trace.get_current_span(), error)
+        record_request_failure(error)
 
     def _observe(self, label: str, code: int, started: float) -> None:
         elapsed = time.perf_counter() - started

@@ -482,3 +482,41 @@ def test_a_failed_phase_is_an_error_child_at_ratio_zero(traced: Callable[..., Tr
     assert sorted(by_name) == ["POST", "decode", "predict"]  # encode never ran
     assert by_name["predict"].status.status_code is StatusCode.ERROR
     assert by_name["predict"].events[0].name == "exception"
+
+
+def test_an_unexported_request_makes_no_span_unless_it_fails(traced: Callable[..., Traced]) -> None:
+    """At ratio 0 a request's trace is exported only when it fails: no span is made for the others (nine
+    in ten at the default ratio, the whole cost of tracing), and a failure gets its server span late,
+    with the request's start time, the exception and the caller's trace."""
+    import time as clock
+
+    tracing, exporter = traced(0.0)
+    app = layered(tracing)
+    made: list[str] = []
+    original = tracing.tracer.start_span
+
+    def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(name)
+        return original(name, *args, **kwargs)
+
+    tracing.tracer.start_span = counting  # type: ignore[method-assign]
+    assert call(app, "POST", "/v1/models/engage:predict", b"{}") == 200
+    assert call(app, "POST", "/v1/models/engage:predict", b"bad") == 422
+    assert made == []  # not one span for a success or a refusal: not even the "predict" child
+    before = clock.time_ns()
+    caller = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+    assert call(app, "POST", "/v1/models/engage:predict", b"boom", caller) == 500
+    assert call(app, "POST", "/v1/models/engage:explain", b"{}") == 503
+    spans = exported(tracing, exporter)
+    assert [s.name for s in spans] == ["POST /v1/models/{model}:predict", "POST /v1/models/{model}:explain"]
+    bug, passed = spans
+    assert f"{bug.context.trace_id:032x}" == TRACE  # the caller's trace, continued by the late span
+    assert bug.status.status_code is StatusCode.ERROR
+    assert bug.events[0].attributes is not None
+    assert bug.events[0].attributes["exception.type"] == "ZeroDivisionError"
+    assert bug.start_time is not None
+    assert bug.end_time is not None
+    assert before <= bug.start_time <= bug.end_time
+    assert dict(bug.attributes or {})["http.response.status_code"] == 500
+    assert passed.status.status_code is StatusCode.ERROR
+    assert dict(passed.attributes or {})["http.response.status_code"] == 503

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,10 @@ __all__ = [
     "TracingSettings",
     "child_span",
     "process_tracing",
+    "record_request_failure",
     "set_process_tracing",
     "start_tracing",
+    "unspanned_failure",
     "within_ratio",
 ]
 
@@ -62,6 +65,13 @@ MODEL_NAME = "engage.model.name"
 MODEL_VERSION = "engage.model.version"
 ROWS = "engage.request.rows"
 REJECTION = "engage.rejection.reason"
+
+
+#: the trace id the next root span of this context takes (0: a random one); see :meth:`Tracing.decide`
+_NEXT_TRACE_ID: ContextVar[int] = ContextVar("engage_next_trace_id", default=0)
+#: a request's failure recorded while it has no span (its trace was not to be exported, so no span was
+#: made): the late server span made for the failure records it
+_UNSPANNED_FAILURE: ContextVar[BaseException | None] = ContextVar("engage_unspanned_failure", default=None)
 
 
 class TracingSettings(BaseSettings):
@@ -169,6 +179,47 @@ class Tracing:
         propagate.inject(carrier)
         return carrier
 
+    def decide(self, raw_headers: list[tuple[bytes, bytes]]) -> tuple[Any, int, bool]:
+        """``(caller's context or None, trace id, export it)`` of a request, before any span is made.
+
+        The trace id is the caller's (a W3C ``traceparent``), else a fresh random one that the request's
+        span will take; a trace is exported when its id falls within the success ratio or (decided
+        later) it fails. Requests that will not be exported make no span at all: for nine requests in
+        ten that is the whole cost of tracing, a random number and a header scan."""
+        import random
+
+        parent = None
+        trace_id = 0
+        if any(name == b"traceparent" for name, _ in raw_headers):
+            from opentelemetry import trace
+
+            parent = self.extract({k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers})
+            caller = trace.get_current_span(parent).get_span_context()
+            trace_id = caller.trace_id if caller.is_valid else 0
+        if not trace_id:
+            trace_id = random.getrandbits(128) or 1
+        return parent, trace_id, within_ratio(trace_id, self.settings.success_sample_ratio)
+
+    def start_server_span(
+        self,
+        name: str,
+        parent: Any,
+        trace_id: int,
+        attributes: Mapping[str, Any],
+        *,
+        start_time: int | None = None,
+    ) -> Span:
+        """The request's server span, under the caller's context or as the root of ``trace_id``."""
+        from opentelemetry.trace import SpanKind
+
+        token = _NEXT_TRACE_ID.set(trace_id)
+        try:
+            return self.tracer.start_span(
+                name, context=parent, kind=SpanKind.SERVER, attributes=attributes, start_time=start_time
+            )
+        finally:
+            _NEXT_TRACE_ID.reset(token)
+
     def flush(self, timeout_seconds: float | None = None) -> bool:
         """Export what is waiting, for at most ``timeout_seconds`` (default: the settings')."""
         seconds = self.settings.flush_timeout_seconds if timeout_seconds is None else timeout_seconds
@@ -195,7 +246,11 @@ class _Child:
         from opentelemetry import context, trace
 
         parent = context.Context() if self.root else None
-        self.span = self.tracer.start_span(self.name, context=parent, attributes=self.attributes)
+        if not self.root and not trace.get_current_span().is_recording():
+            # the request's trace is not exported, so it has no span: no orphan child either
+            self.span = trace.INVALID_SPAN
+        else:
+            self.span = self.tracer.start_span(self.name, context=parent, attributes=self.attributes)
         self.token = context.attach(trace.set_span_in_context(self.span))
         return self.span
 
@@ -205,7 +260,10 @@ class _Child:
         span = self.span
         assert span is not None
         if error is not None:
-            record_failure(span, error)
+            if span.is_recording():
+                record_failure(span, error)
+            else:
+                _UNSPANNED_FAILURE.set(error)
         context.detach(self.token)  # type: ignore[arg-type]
         span.end()
 
@@ -250,6 +308,10 @@ class Phases:
         from engage.errors import EngageError
 
         span = trace.get_current_span()
+        if not span.is_recording():  # an unexported request: its failure is on its late error span
+            if self.error is not None:
+                _UNSPANNED_FAILURE.set(self.error[2])
+            return
         error = self.error
         failed = error is not None and not (
             isinstance(error[2], EngageError) and getattr(error[2], "http_status", 500) < 500
@@ -283,6 +345,23 @@ def record_failure(span: Span, error: BaseException, *, refusals: bool = True) -
     span.record_exception(error)
     span.set_attribute("error.type", type(error).__qualname__)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:500]))
+
+
+def unspanned_failure() -> ContextVar[BaseException | None]:
+    """Where a request without a span keeps the exception its late error span will record."""
+    return _UNSPANNED_FAILURE
+
+
+def record_request_failure(error: BaseException) -> None:
+    """The current request's failure: on its span, or (a request with no span: its trace is not to be
+    exported unless it fails) kept for the error span the server layer makes when it answers 5xx."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    if span.is_recording():
+        record_failure(span, error)
+    else:
+        _UNSPANNED_FAILURE.set(error)
 
 
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
@@ -336,7 +415,9 @@ def start_tracing(
         _quiet_export_warnings()
     # ALWAYS_ON: every span is recorded (a caller's sampled flag included), the processor decides;
     # the provider shuts down at exit (shutdown_on_exit), so what is queued leaves before the process ends
-    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(attributes))
+    provider = TracerProvider(
+        sampler=ALWAYS_ON, resource=Resource.create(attributes), id_generator=_chosen_ids()
+    )
     batch = BatchSpanProcessor(exporter, max_queue_size=settings.max_queue_size)
     sampling = ErrorsAndShareProcessor(batch, settings.success_sample_ratio)
     provider.add_span_processor(sampling)
@@ -349,6 +430,23 @@ def start_tracing(
         100 * settings.success_sample_ratio,
     )
     return tracing
+
+
+def _chosen_ids_class() -> type:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class ChosenIds(RandomIdGenerator):
+        """Random ids, but a root span takes the trace id :meth:`Tracing.decide` chose for it."""
+
+        def generate_trace_id(self) -> int:
+            return _NEXT_TRACE_ID.get() or super().generate_trace_id()
+
+    return ChosenIds
+
+
+def _chosen_ids() -> Any:
+    """The id generator (its class is made on first use: the SDK is imported only when tracing is on)."""
+    return _chosen_ids_class()()
 
 
 _PROCESS: dict[str, Tracing | None] = {}
