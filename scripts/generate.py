@@ -13,7 +13,8 @@ Generated here, each from its one source:
 * ``monitoring/grafana/<uid>.json``: the dashboards, from ``monitoring/grafana/dashboards.py``;
 * ``charts/engage/files/``: the chart's copies of ``monitoring/prometheus/*.rules.yml`` and of the dashboards
   (Helm reads files only inside the chart);
-* ``docs/metrics.md``: the reference of every metric, from ``engage.telemetry.CATALOGUE``.
+* ``docs/metrics.md``: the reference of every metric, from ``engage.telemetry.CATALOGUE``;
+* ``monitoring/cloudwatch/bridge.yml``: the CloudWatch bridge's default mapping, spelled out.
 """
 
 from __future__ import annotations
@@ -228,6 +229,20 @@ def rule_copies() -> dict[str, Callable[[], str]]:
     }
 
 
+def bridge_mapping() -> str:
+    """The CloudWatch bridge's shipped mapping: its default (from the catalogue), spelled out under the
+    file's own comment header."""
+    from engage.cloudwatch._mapping import default_mapping, mapping_yaml
+
+    path = MONITORING / "cloudwatch" / "bridge.yml"
+    header = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    return "\n".join(header) + "\n" + mapping_yaml(default_mapping())
+
+
 def metrics_doc() -> str:
     from engage.telemetry import CATALOGUE, SOURCES
 
@@ -262,6 +277,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "manifests/base/engage.yaml": kustomize_base,
     "manifests/components/istio-mtls/peerauthentication.yaml": istio_component,
     "docs/metrics.md": metrics_doc,
+    "monitoring/cloudwatch/bridge.yml": bridge_mapping,
 }
 
 

@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.monitoring_support import free_port, wait_ok
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGAGE = str(Path(sys.executable).with_name("engage"))
 AWS_ENV = {
@@ -37,26 +38,6 @@ AWS_ENV = {
 #: what CloudWatch answers a throttled call (awsJson1_0 with the query-compatible error header, which is
 #: how botocore's CloudWatch client talks; the body's __type alone also parses as Throttling)
 THROTTLING_BODY = json.dumps({"__type": "Throttling", "message": "Rate exceeded"}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ok(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -18,14 +17,12 @@ from typing import Any
 
 import pytest
 
+from tests.serving_support import free_port
+
+__all__ = ["RULES", "binary", "free_port", "metric_name", "pushgateway", "query", "selectors", "wait_ok"]
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES = sorted((ROOT / "monitoring" / "prometheus").glob("*.rules.yml"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def binary(*names: str, package: str) -> str:
@@ -39,7 +36,8 @@ def binary(*names: str, package: str) -> str:
     pytest.skip(f"{names[0]} is not installed (apt-get install {package})")
 
 
-def wait_ok(url: str, timeout: float = 20.0) -> None:
+def wait_ok(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers 200 (``TimeoutError`` past ``timeout``, or at once when ``proc`` died)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -47,8 +45,9 @@ def wait_ok(url: str, timeout: float = 20.0) -> None:
                 if answer.status == 200:
                     return
         except OSError:
-            if time.monotonic() > deadline:
-                raise
+            pass
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -63,7 +62,7 @@ def pushgateway() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_ok(f"http://{address}/-/ready")
+        wait_ok(f"http://{address}/-/ready", proc=process)
         yield address
     finally:
         process.terminate()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,42 +12,15 @@ import pytest
 
 from engage.tables import write_table
 from tests.integration.test_cli import ENGAGE, FRESH
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.serving_support import free_port
 
 
 @pytest.fixture
-def pushgateway(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install prometheus-pushgateway (.ci/run does)")
-        pytest.skip("prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
-    address = f"127.0.0.1:{_free_port()}"
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address={address}", "--persistence.file="],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+def pushgateway() -> Iterator[str]:
+    from tests.monitoring_support import pushgateway as real_pushgateway
+
+    with real_pushgateway() as address:
         yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_validate_pushes_documented_metrics(pushgateway: str, tmp_path: Path, spoiled: Any) -> None:
@@ -88,7 +57,7 @@ def test_validate_pushes_documented_metrics(pushgateway: str, tmp_path: Path, sp
 
 def test_an_unreachable_pushgateway_is_one_clear_error(tmp_path: Path, clean: Any) -> None:
     table = write_table(clean.frame, tmp_path / "t.parquet")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.run(
         [ENGAGE, "validate", str(table), "--now", FRESH, "--no-gx", "--push-gateway", f"127.0.0.1:{port}"],
         capture_output=True,
