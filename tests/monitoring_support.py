@@ -19,7 +19,17 @@ import pytest
 
 from tests.serving_support import free_port
 
-__all__ = ["RULES", "binary", "free_port", "metric_name", "pushgateway", "query", "selectors", "wait_ok"]
+__all__ = [
+    "RULES",
+    "binary",
+    "free_port",
+    "metric_name",
+    "metric_names",
+    "pushgateway",
+    "query",
+    "selectors",
+    "wait_ok",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = sorted((ROOT / "monitoring" / "prometheus").glob("*.rules.yml"))
@@ -98,7 +108,7 @@ _AGGREGATIONS = {
     "quantile",
 }  # fmt: skip
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-             "offset", "inf", "nan"}  # fmt: skip
+             "offset", "atan2", "inf", "nan"}  # fmt: skip
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _TOKEN = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 #: numbers and durations (0.75, 1e3, 5m, 1h30m): never selectors
@@ -114,9 +124,8 @@ def selectors(expr: str) -> list[str]:
     text = expr
     while i < len(text):
         ch = text[i]
-        if ch in "\"'`":
-            match = _STRINGS.match(text, i)
-            i = match.end() if match else i + 1
+        if ch in "\"'`#":
+            i = _skip(text, i)
             continue
         if ch == "{":  # a selector without a name, or matchers already taken with their name
             depth_end = _matching(text, i, "{", "}")
@@ -162,9 +171,8 @@ def _matching(text: str, start: int, opening: str, closing: str) -> int:
     i = start
     while i < len(text):
         ch = text[i]
-        if ch in "\"'`":
-            match = _STRINGS.match(text, i)
-            i = match.end() if match else i + 1
+        if ch in "\"'`#":
+            i = _skip(text, i)
             continue
         if ch == opening:
             depth += 1
@@ -176,5 +184,19 @@ def _matching(text: str, start: int, opening: str, closing: str) -> int:
     raise ValueError(f"unbalanced {opening} in {text!r}")
 
 
+def _skip(text: str, i: int) -> int:
+    """Past the string literal or the comment that starts at ``i``."""
+    if text[i] == "#":
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end
+    match = _STRINGS.match(text, i)
+    return match.end() if match else i + 1
+
+
 def metric_name(selector: str) -> str:
     return selector.split("{", 1)[0]
+
+
+def metric_names(expr: str) -> set[str]:
+    """Every metric name ``expr`` selects."""
+    return {metric_name(s) for s in selectors(expr)}

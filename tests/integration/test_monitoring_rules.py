@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from engage.telemetry import series_names
+from tests.monitoring_support import free_port, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "monitoring" / "prometheus"
@@ -81,29 +81,6 @@ def _alerts() -> dict[str, dict[str, Any]]:
 
 def _records() -> set[str]:
     return {rule["record"] for group in _groups() for rule in group["rules"] if "record" in rule}
-
-
-# ---- a small PromQL tokenizer: the metric names an expression selects -----------------------------------
-
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-             "offset", "atan2", "inf", "nan"}  # fmt: skip
-
-
-def metric_names(expr: str) -> set[str]:
-    """Every metric name ``expr`` selects: identifiers that are not functions (followed by ``(``), keywords,
-    label names (inside ``{}`` or a ``by``/``on``/… list), durations (inside ``[]``), strings or numbers."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', " ", expr)  # strings
-    text = re.sub(r"#[^\n]*", " ", text)  # comments
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    text = re.sub(r"(?<![\w:.])\d+(\.\d*)?([eE][+-]?\d+)?(?![\w:])", " ", text)  # numbers
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        if re.match(r"\s*\(", text[match.end() :]) or match.group().lower() in _KEYWORDS:
-            continue
-        names.add(match.group())
-    return names
 
 
 def test_tokenizer_finds_every_metric_and_nothing_else() -> None:
@@ -323,12 +300,6 @@ def test_every_receiver_secret_is_read_from_a_file() -> None:
     ])  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _rendered_config(tmp_path: Path) -> Path:
     """A copy whose secret files exist in tmp_path (dummies) and whose receivers all point at a closed
     local port: nothing leaves this machine."""
@@ -362,7 +333,7 @@ def test_alertmanager_inhibits_lower_severities_of_the_same_model(tmp_path: Path
     config = _rendered_config(tmp_path)
     checked = _run(amtool, "check-config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "alertmanager.log").open("wb")
     process = subprocess.Popen(
