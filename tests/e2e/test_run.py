@@ -50,7 +50,7 @@ def test_run_takes_a_table_through_every_gate_to_a_promoted_version_then_reuses_
     assert f"PROMOTED {production.id}" in out
     outcome = json.loads(next((tmp_path / "run").glob("*/record-outcome/outcome")).read_text())
     assert outcome["state"] == "SUCCEEDED"
-    assert len(outcome["steps"]) == 11  # 9 steps, the training step three times (one per head)
+    assert len(outcome["steps"]) == 12  # 10 steps, the training step three times (one per head)
 
     # a second run of the same inputs within the hour: every step but promotion comes from the cache
     second = _run(tmp_path, as_of)
