@@ -55,6 +55,13 @@ def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rou
     return root
 
 
+def flip_a_byte(path: Path) -> None:
+    """Corrupt a model file: the byte in its middle inverted (its SHA-256 no longer matches the manifest)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -84,15 +84,8 @@ run "${K[@]}" wait --for=condition=Ready "inferenceservice/${ISVC}" -n "$NAMESPA
 
 # one prediction: a row of the version's drift reference (rows the contract accepts, as engage serve --check sends)
 run "$UV" run --frozen --no-sync python scripts/k8s/sample_request.py --registry "$REGISTRY" --ref production --out "${OUT}/request.json"
-background "${OUT}/port-forward.log" "${K[@]}" port-forward -n "$NAMESPACE" "svc/${ISVC}-predictor" "${LOCAL_PORT}:80"
 URL="http://localhost:${LOCAL_PORT}/v1/models/${MODEL_NAME}"
-if ! dry; then
-  for _ in $(seq 30); do
-    curl -fsS -o /dev/null "$URL" 2>/dev/null && break
-    kill -0 "$BG_PID" 2>/dev/null || die "kubectl port-forward stopped: see ${OUT}/port-forward.log"
-    sleep 1
-  done
-fi
+forward "${OUT}/port-forward.log" "$URL" "${K[@]}" port-forward -n "$NAMESPACE" "svc/${ISVC}-predictor" "${LOCAL_PORT}:80"
 run curl -fsS -H 'content-type: application/json' --data "@${OUT}/request.json" "${URL}:predict"
 if ! dry; then
   echo

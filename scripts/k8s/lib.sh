@@ -90,6 +90,20 @@ background() {
 }
 
 # need CMD HINT: fail with one line when CMD is not on PATH (skipped by a dry run)
+# forward LOG URL COMMAND...: a port-forward in the background (see background), then up to 30 s until
+# URL answers; it says so at once if the port-forward stops
+forward() {
+  local log=$1 url=$2
+  shift 2
+  background "$log" "$@"
+  dry && return 0
+  for _ in $(seq 30); do
+    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    kill -0 "$BG_PID" 2>/dev/null || die "kubectl port-forward stopped: see ${log}"
+    sleep 1
+  done
+}
+
 need() {
   dry && return 0
   command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH: $2"

@@ -39,15 +39,8 @@ run "${K[@]}" wait --for=condition=Available deployment --all -n kubeflow --time
 run kind load docker-image --name "$CLUSTER" "$COMPONENTS"
 
 # 3. the KFP API on localhost, then compile and submit
-background "${OUT}/kfp-port-forward.log" "${K[@]}" port-forward -n kubeflow svc/ml-pipeline "${KFP_PORT}:8888"
 HOST="http://localhost:${KFP_PORT}"
-if ! dry; then
-  for _ in $(seq 30); do
-    curl -fsS -o /dev/null "${HOST}/apis/v2beta1/healthz" 2>/dev/null && break
-    kill -0 "$BG_PID" 2>/dev/null || die "kubectl port-forward stopped: see ${OUT}/kfp-port-forward.log"
-    sleep 1
-  done
-fi
+forward "${OUT}/kfp-port-forward.log" "${HOST}/apis/v2beta1/healthz" "${K[@]}" port-forward -n kubeflow svc/ml-pipeline "${KFP_PORT}:8888"
 run "$UV" run --frozen --no-sync engage pipeline compile --out "${OUT}/engage_pipeline.yaml"
 submit=("$UV" run --frozen --no-sync engage pipeline submit --host "$HOST" --experiment engage)
 read -r -a params <<<"${PIPELINE_PARAMS:-}"

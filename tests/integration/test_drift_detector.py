@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from engage.encoding import MISSING_FEATURE, describe
-from tests.serving_support import Server, build_model_folder, run_server
+from tests.serving_support import Server, build_model_folder, flip_a_byte, run_server
 
 MODULE = "engage_serving.drift_detector"
 NAME = "engage"
@@ -55,9 +55,7 @@ def servers(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     shutil.copytree(folder / "model", corrupted / "model")
     shutil.copytree(folder / "drift_reference", corrupted / "drift_reference")
     target = corrupted / "model" / "churn" / "model.ubj"
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    flip_a_byte(target)
     args = [
         "--model_dir",
         str(folder / "model"),

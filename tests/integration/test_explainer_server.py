@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving_support import Server, run_server
+from tests.serving_support import Server, flip_a_byte, run_server
 
 MODULE = "engage_serving.explainer"
 EXPLAIN = "/v1/models/engage:explain"
@@ -245,9 +245,7 @@ def test_a_corrupted_model_is_never_ready(
     shutil.copytree(model_folder / "model", copy / "model")
     shutil.copytree(model_folder / "drift_reference", copy / "drift_reference")
     target = copy / "model" / "churn" / "model.ubj"
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    flip_a_byte(target)
 
     args = ["--model_dir", str(copy / "model")]
     with run_server(MODULE, args, tmp_path / "server.log", ready=False) as server:

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serving_support import Server, run_server
+from tests.serving_support import Server, flip_a_byte, run_server
 
 MODULE = "engage_serving.predictor"
 PREDICT = "/v1/models/engage:predict"
@@ -218,9 +218,7 @@ def test_a_changed_model_file_is_never_ready_and_says_why(
     broken = tmp_path / "model"
     shutil.copytree(model_folder / "model", broken)
     target = broken / "churn" / "model.ubj"
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    flip_a_byte(target)
     with run_server(MODULE, ["--model_dir", str(broken)], tmp_path / "server.log", ready=False) as s:
         assert httpx.get(s.url + "/v2/health/ready").status_code == 503
         assert httpx.get(s.url + "/v2/models/engage/ready").status_code == 503

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from engage.telemetry.tracing import within_ratio
-from tests.serving_support import Server, run_server
+from tests.serving_support import Server, flip_a_byte, run_server
 from tests.tracing_support import KIND_SERVER, STATUS_ERROR, Receiver, otlp_receiver
 
 MODULE = "engage_serving.predictor"
@@ -196,9 +196,7 @@ def test_every_error_arrives_at_ratio_zero(
     broken = tmp_path / "model"
     shutil.copytree(model_folder / "model", broken)
     target = broken / "churn" / "model.ubj"
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    flip_a_byte(target)
     receiver.clear()
     rng = random.Random(5)
     failing = [rng.getrandbits(128) for _ in range(12)]
