@@ -15,6 +15,7 @@ __all__ = [
     "DeployError",
     "EngageError",
     "ExplainError",
+    "GovernanceError",
     "RegistryError",
     "RequestRejected",
     "SchemaError",
@@ -161,3 +162,20 @@ class RequestRejected(EngageError):
         if self.details:
             body["details"] = self.details
         return body
+
+
+class GovernanceError(EngageError):
+    """The governance store (audit trail, review queue, data-subject records, API tokens) refused a
+    request or cannot be reached.
+
+    ``http_status`` per instance: 404 for an unknown customer, review item or token; 409 for a review
+    item someone else decided first; 401 / 403 for a missing, malformed, expired or insufficient token;
+    503 when the database is down (then nothing was written: every change is one transaction).
+    """
+
+    http_status = 400
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        if http_status is not None:
+            self.http_status = http_status

@@ -1,0 +1,23 @@
+"""Governance: the audit trail, human review with overrides, data-subject rights, on one database.
+
+SQLite by default (embedded), PostgreSQL in production; SQLAlchemy 2 models, Alembic migrations. See
+``docs/governance.md`` for the flows.
+"""
+
+from ._audit import GENESIS, AuditEntry, AuditTrail, Hold, Problem, PurgeResult, VerifyReport
+from ._db import Database, open_database
+from ._settings import DEFAULT_DATABASE_URL, GovernanceSettings
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "GENESIS",
+    "AuditEntry",
+    "AuditTrail",
+    "Database",
+    "GovernanceSettings",
+    "Hold",
+    "Problem",
+    "PurgeResult",
+    "VerifyReport",
+    "open_database",
+]
