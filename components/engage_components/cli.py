@@ -109,6 +109,11 @@ def promote(
         Path("artifacts/promotion"), "--out-dir", "-o", help="promotion.json and the ISVC."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Judge only: print the verdict, publish nothing."),
+    approver: str | None = typer.Option(
+        None,
+        "--approver",
+        help="Who approved this promotion (recorded on the audit trail; default: the policy, automated).",
+    ),
 ) -> None:
     """Judge a run by the whole promotion policy (every rule, observed value, threshold); promote it if it
     passes: publish to the registry, move candidate / production / previous, render the InferenceService.
@@ -128,7 +133,13 @@ def promote(
         from engage_serving.deploy import render_version
 
         result = run_promotion(
-            rules, run, registry=store, run_id=run_id, out_dir=out_dir, render=render_version
+            rules,
+            run,
+            registry=store,
+            run_id=run_id,
+            out_dir=out_dir,
+            render=render_version,
+            approver=approver,
         )
     out().print(result.markdown())
     if result.manifest is not None:

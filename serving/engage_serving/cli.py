@@ -151,13 +151,17 @@ def rollback(
     out: Path = typer.Option(
         Path("artifacts/deploy/inferenceservice.yaml"), "--out", "-o", help="Where to write the YAML."
     ),
+    actor: str = typer.Option(
+        "", "--actor", help="Who decided the rollback (audit trail; default: $USER, else engage)."
+    ),
 ) -> None:
     """Point production back at previous (and previous at what was production), then render it again."""
     from engage.cli.console import out as console
     from engage.registry import Registry, RegistrySettings
 
     store = Registry(registry or RegistrySettings().uri)
-    for move in store.rollback(reason=reason):
+    who = actor.strip() or _user()
+    for move in store.rollback(reason=reason, actor=who):
         console().print(f"alias {move.alias}: {move.from_version} -> {move.to_version}")
     _deploy("production", registry, kubeconfig, context, 0, out, reason=f"rollback: {reason}")
 
@@ -210,3 +214,12 @@ def register(root: typer.Typer) -> None:
     root.command("serve")(serve)
     root.command("deploy")(deploy)
     root.command("rollback")(rollback)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser() or "engage"
+    except (KeyError, OSError):
+        return "engage"

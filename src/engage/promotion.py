@@ -235,12 +235,14 @@ def promote(
     run_id: str,
     out_dir: Path,
     render: Render | None = None,
+    approver: str | None = None,
 ) -> PromotionResult:
     """Judge the run; publish and promote the model when it passes; write promotion.json (+ the ISVC).
 
     ``registry`` is an :class:`engage.registry.Registry`. Nothing moves when a rule fails: the refusal is
     an audit record. ``render``, when given, writes the promoted version's InferenceService, with the
-    policy's canary.
+    policy's canary. Both audit records carry the model version, the data's hash, the run id, every
+    gate's verdict and the approver: ``approver`` (a person), else the policy itself (automated).
     """
     from engage._io import write_text_atomic
     from engage.training import bundle_version
@@ -252,15 +254,28 @@ def promote(
     result = PromotionResult(verdict=verdict)
     out_dir.mkdir(parents=True, exist_ok=True)
     fairness = fairness_decision(run)
+    decided_by = approver or f"policy {policy.policy} {policy.version} (automated)"
+    facts = _metadata(run, verdict, run_id)
+    gates: dict[str, Any] = {
+        "policy": "pass" if verdict.passed else "fail",
+        **{
+            section: _section_verdict(verdict, section)
+            for section in dict.fromkeys(r.section for r in verdict.rules)
+        },
+        "fairness_gate": None if fairness is None else fairness.get("verdict"),
+        "failures": [f"{r.section}/{r.head}: {r.rule} (observed {r.observed})" for r in verdict.failures],
+    }
     if not verdict.passed:
         registry.record(
             {
                 "event": "promotion_refused",
+                "candidate": candidate,
                 "pipeline_run_id": run_id,
-                "failures": [
-                    f"{r.section}/{r.head}: {r.rule} (observed {r.observed})" for r in verdict.failures
-                ],
+                "data_sha256": facts["data_sha256"],
+                "failures": gates["failures"],
+                "gates": gates,
                 "fairness": fairness,
+                "approver": decided_by,
             }
         )
     elif in_production:
@@ -279,8 +294,11 @@ def promote(
                 "event": "promotion",
                 "version": version.id,
                 "pipeline_run_id": run_id,
+                "data_sha256": facts["data_sha256"],
                 "policy": f"{policy.policy} {policy.version}",
+                "gates": gates,
                 "fairness": fairness,
+                "approver": decided_by,
             }
         )
         result.version = version.id
@@ -305,6 +323,11 @@ def _attachments(run: RunArtifacts) -> dict[str, Path]:
         "drift_reference": run.drift,
     }
     return {name: path for name, path in wanted.items() if path is not None and path.exists()}
+
+
+def _section_verdict(verdict: PolicyVerdict, section: str) -> str:
+    """``pass`` / ``fail`` of one policy section: every rule of it passed, or not."""
+    return "pass" if all(r.passed for r in verdict.rules if r.section == section) else "fail"
 
 
 def _metadata(run: RunArtifacts, verdict: PolicyVerdict, run_id: str) -> dict[str, Any]:

@@ -246,17 +246,57 @@ def test_alias_names_and_reasons_are_checked(registry: Registry, bundles: list[P
     assert registry.aliases() == {}
 
 
-def test_record_appends_one_object_per_event(registry: Registry, tmp_path: Path) -> None:
+def test_records_go_to_the_audit_trail(registry: Registry, tmp_path: Path) -> None:
     keys = [registry.record({"event": "note", "n": i, "actor": "dave"}) for i in range(3)]
 
-    assert all(k.startswith("audit/") and k.endswith(".json") for k in keys)
+    assert all(k.startswith("seq:") for k in keys)
     assert len(set(keys)) == 3
     records = registry.audit()
     assert [r["n"] for r in records] == [0, 1, 2]  # oldest first
     assert [r["key"] for r in records] == keys
-    assert len(list((tmp_path / REG / "customers" / "audit").iterdir())) == 3
+    assert {r["model"] for r in records} == {"customers"}
+    assert not (tmp_path / REG / "customers" / "audit").exists()  # one trail: nothing beside the versions
+    entries = registry.trail.records(subject=registry.subject)
+    assert [(e.event, e.actor) for e in entries] == [("note", "dave")] * 3
+    assert registry.trail.verify().ok
     with pytest.raises(RegistryError, match="audit event is not JSON"):
         registry.record({"when": object()})
+
+
+def test_nothing_is_published_or_moved_unrecorded(bundles: list[Path], tmp_path: Path) -> None:
+    """The governance database down: a publish or an alias move fails with a 503 naming the database,
+    and nothing becomes visible (the record is written before the version's marker, before the alias)."""
+    from engage.errors import GovernanceError
+    from engage.governance import AuditTrail, Database
+
+    down = AuditTrail(Database("postgresql+psycopg://engage@127.0.0.1:1/governance"))
+    offline = Registry(str(tmp_path / REG), trail=down)
+    with pytest.raises(GovernanceError, match="governance database .*127.0.0.1:1") as caught:
+        offline.publish(bundles[0])
+    assert caught.value.http_status == 503
+    online = Registry(str(tmp_path / REG))
+    assert online.versions() == []
+    assert _leftovers(tmp_path) == []
+    version = online.publish(bundles[0])
+    with pytest.raises(GovernanceError):
+        offline.promote(version.id, reason="release", actor="alice")
+    assert online.aliases() == {}
+
+
+def test_legacy_audit_files_are_listed_and_removed(registry: Registry, tmp_path: Path) -> None:
+    folder = tmp_path / REG / "customers" / "audit"
+    folder.mkdir(parents=True)
+    (folder / "20250101T000000.000000Z-a.json").write_text('{"event": "publish", "actor": "old"}')
+    (folder / "20250102T000000.000000Z-b.json").write_text('{"event": "alias", "actor": "old"}')
+    legacy = registry.legacy_audit()
+    assert [(k, r["event"]) for k, r in legacy] == [
+        ("audit/20250101T000000.000000Z-a.json", "publish"),
+        ("audit/20250102T000000.000000Z-b.json", "alias"),
+    ]
+    registry.remove_legacy_audit(legacy[0][0])
+    assert [k for k, _ in registry.legacy_audit()] == [legacy[1][0]]
+    with pytest.raises(RegistryError, match="not a legacy audit record"):
+        registry.remove_legacy_audit("versions/x/version.json")
 
 
 # ---- atomicity -------------------------------------------------------------------------------------

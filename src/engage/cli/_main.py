@@ -14,7 +14,7 @@ import typer
 
 from engage import __version__
 
-from . import _card, _cloudwatch, _contract, _data, _explain, _fairness, _registry, _train
+from . import _audit, _card, _cloudwatch, _contract, _data, _explain, _fairness, _registry, _train
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -57,6 +57,7 @@ app.command("explain")(_explain.explain)
 app.command("card")(_card.card)
 app.command("cloudwatch-bridge")(_cloudwatch.cloudwatch_bridge)
 app.add_typer(_registry.app, name="registry")
+app.add_typer(_audit.app, name="audit")
 app.add_typer(_contract.app, name="contract")
 
 #: the entry-point group through which the other Engage packages add their commands: each entry is a

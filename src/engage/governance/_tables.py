@@ -55,7 +55,7 @@ class AuditRecord(Base):
     event: Mapped[str] = mapped_column(String(64), index=True)
     actor: Mapped[str] = mapped_column(String(256))
     #: what the record is about, never personal data: ``model:customers``, ``review:<uuid>``, ``request:<uuid>``
-    subject: Mapped[str | None] = mapped_column(String(256), index=True)
+    subject: Mapped[str | None] = mapped_column(String(1024), index=True)
     #: canonical JSON (sorted keys, no spaces); NULL once purged or erased
     payload: Mapped[str | None] = mapped_column(Text)
     payload_sha256: Mapped[str] = mapped_column(String(64))

@@ -70,4 +70,4 @@ class AliasMove(BaseModel):
     reason: str
     at: datetime
     changed: bool
-    audit_key: str = Field(description="The audit record of this move, relative to the model's folder")
+    audit_key: str = Field(description="The audit record of this move on the audit trail (``seq:<n>``)")

@@ -7,7 +7,11 @@ Layout below ``<uri>/<model>/``::
     versions/<hex>/version.json       the commit marker, written last: a version exists iff it has one
     versions/.staging-<uuid>/         a publish in progress (never read)
     aliases/<alias>.json              which version an alias names, and who moved it last and why
-    audit/<utc-timestamp>-<uuid>.json one object per event, never rewritten
+
+The registry's audit records (publishes, alias moves, promotions, rollbacks, deployments) go to the one
+audit trail of the installation (:class:`engage.governance.AuditTrail`: hash-chained, in the governance
+database), with the subject ``registry:<model folder URI>``. Registries written before the trail kept one
+JSON object per event under ``audit/``; ``engage audit import-registry`` moves them onto the trail.
 
 Why a commit marker: on a local directory the staged folder is renamed into place, which is atomic, but
 on an object store a "rename" is a copy of every object and a delete, so a reader could see a folder
@@ -24,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -32,6 +36,9 @@ from engage.errors import ArtifactError, RegistryError
 
 from ._models import AliasMove, AliasPointer, ModelVersion
 from ._store import Store
+
+if TYPE_CHECKING:
+    from engage.governance import AuditTrail
 
 __all__ = ["ALIASES", "Registry"]
 
@@ -54,7 +61,12 @@ class Registry:
     """
 
     def __init__(
-        self, uri: str, *, model: str = "customers", storage_options: dict[str, Any] | None = None
+        self,
+        uri: str,
+        *,
+        model: str = "customers",
+        storage_options: dict[str, Any] | None = None,
+        trail: AuditTrail | None = None,
     ) -> None:
         if not _NAME.fullmatch(model):
             raise RegistryError(
@@ -64,6 +76,7 @@ class Registry:
         self.model = model
         self._store = Store(uri, storage_options)
         self._root = self._store.path(model)
+        self._trail = trail
 
     @property
     def uri(self) -> str:
@@ -112,16 +125,18 @@ class Registry:
             metadata=facts,
             attachments=tuple(sorted(sources)),
         )
-        committed = self._stage_and_commit(bundle_dir, sources, version)
+        committed = self._stage_and_commit(bundle_dir, sources, version, actor)
         if committed is not None:
             return committed  # a concurrent publisher committed the same content first
-        self.record({"event": "publish", "version": version.id, "actor": actor})
         return self._live(version)
 
     def _stage_and_commit(
-        self, bundle_dir: Path, sources: dict[str, Path], version: ModelVersion
+        self, bundle_dir: Path, sources: dict[str, Path], version: ModelVersion, actor: str
     ) -> ModelVersion | None:
-        """Write everything under a staging prefix, move it into place, then write the marker.
+        """Write everything under a staging prefix, move it into place, record it, then write the marker.
+
+        The audit record comes before the marker: a version is never visible unrecorded (a record of a
+        publish that then failed says so by naming a version the registry does not hold).
 
         Returns the version another publisher committed meanwhile (then this one writes no marker), or
         None when this publish committed. On any failure the staging prefix is removed, and so is the
@@ -142,6 +157,7 @@ class Registry:
             if (other := self._read_version(version.hex)) is not None:
                 done = True
                 return other
+            self.record({"event": "publish", "version": version.id, "actor": actor})
             body = version.model_dump_json(exclude={"uri", "aliases"}, indent=2) + "\n"
             self._store.write(f"{target}/{VERSION_FILE}", body.encode())
             done = True
@@ -241,7 +257,18 @@ class Registry:
                 + f" (aliases: {', '.join(self.aliases()) or 'none'})",
                 http_status=409,
             )
-        self._aliased(previous)  # refuse before moving anything if previous names a missing version
+        target = self._aliased(previous)  # refuse before moving anything if it names a missing version
+        self.record(
+            {
+                "event": "rollback",
+                "from": production.version,
+                "to": previous.version,
+                "data_sha256": target.metadata.get("data_sha256"),
+                "pipeline_run_id": target.metadata.get("pipeline_run_id"),
+                "actor": actor,
+                "reason": reason,
+            }
+        )
         return [
             self._move("production", previous.version, production, reason=reason, actor=actor),
             self._move("previous", production.version, previous, reason=reason, actor=actor),
@@ -345,31 +372,64 @@ class Registry:
 
     # --- audit -----------------------------------------------------------------------------------------
 
-    def record(self, event: Mapping[str, Any]) -> str:
-        """Append one audit record (a new object; records are never rewritten); returns its key.
+    @property
+    def subject(self) -> str:
+        """This registry's subject on the audit trail: ``registry:<model folder URI>``."""
+        return f"registry:{self.location}"
 
-        The key is ``audit/<utc-timestamp>-<uuid>.json`` relative to the model's folder, so keys sort in
-        time order. ``at`` (now, UTC) and ``model`` are added unless the event gives them.
+    @property
+    def trail(self) -> AuditTrail:
+        """The audit trail the registry records to (default: the governance database of the settings,
+        ``ENGAGE_GOVERNANCE_DATABASE_URL``)."""
+        if self._trail is None:
+            from engage.governance import AuditTrail, open_database
+
+            self._trail = AuditTrail(open_database())
+        return self._trail
+
+    def record(self, event: Mapping[str, Any]) -> str:
+        """Append one record to the audit trail; returns its key (``seq:<n>``).
+
+        ``model`` and ``registry`` are added unless the event gives them; the actor is the event's
+        ``actor`` (else ``engage``). One transaction: when the database is down the record is not written
+        and :class:`~engage.errors.GovernanceError` (503) says so; an alias never moves unrecorded.
         """
         body = _json_object(event, "audit event")
-        now = _now()
-        body.setdefault("at", now.isoformat())
         body.setdefault("model", self.model)
-        key = f"audit/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex}.json"
-        self._store.write(self._path(key), (json.dumps(body, sort_keys=True, indent=2) + "\n").encode())
-        return key
+        body.setdefault("registry", self.location)
+        kind = str(body.get("event") or "note")
+        entry = self.trail.append(
+            kind, actor=str(body.get("actor") or "engage"), subject=self.subject, payload=body
+        )
+        return f"seq:{entry.seq}"
 
     def audit(self) -> list[dict[str, Any]]:
-        """Every audit record, oldest first, each with its ``key``."""
+        """This registry's audit records, oldest first: each payload with its ``key``, ``seq`` and ``at``
+        (``payload`` is empty once purged past retention: ``redacted`` then says so)."""
+        records = []
+        for entry in self.trail.records(subject=self.subject):
+            record = dict(entry.payload or {"event": entry.event, "redacted": entry.redacted})
+            record.setdefault("at", entry.to_json()["at"])
+            records.append({**record, "key": f"seq:{entry.seq}", "seq": entry.seq})
+        return records
+
+    def legacy_audit(self) -> list[tuple[str, dict[str, Any]]]:
+        """The ``audit/*.json`` objects a registry wrote before the audit trail, oldest first, as
+        ``(key, record)``: what ``engage audit import-registry`` moves onto the trail."""
         names = [n for n in self._store.children(self._path("audit")) if _is_record(n)]
         paths = {self._path("audit", n): f"audit/{n}" for n in names}
         found = self._store.read_many(paths)
-        records = []
-        for path, key in paths.items():
-            if path in found:
-                record = _parse_json(found[path], self._store.url(path))
-                records.append({**record, "key": key})
-        return records
+        return [
+            (key, _parse_json(found[path], self._store.url(path)))
+            for path, key in paths.items()
+            if path in found
+        ]
+
+    def remove_legacy_audit(self, key: str) -> None:
+        """Delete one legacy ``audit/*.json`` object (after it is on the trail)."""
+        if not key.startswith("audit/") or not _is_record(key.removeprefix("audit/")):
+            raise RegistryError(f"{key!r} is not a legacy audit record key", http_status=400)
+        self._store.remove(self._path(key))
 
     # --- internals -------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ fsspec (and s3fs for ``s3://``) is imported when a store is opened, never when t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -174,6 +175,15 @@ class Store:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(file, dest)
         self.remove_tree(str(source))
+
+    def remove(self, path: str) -> None:
+        """Delete one object; nothing happens when it is absent."""
+        if self.local:
+            Path(path).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+        self.fs.invalidate_cache(path)
 
     def remove_tree(self, path: str) -> None:
         """Delete ``path`` and everything below it; nothing happens when it is absent.

@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
         sa.Column("actor", sa.String(length=256), nullable=False),
-        sa.Column("subject", sa.String(length=256), nullable=True),
+        sa.Column("subject", sa.String(length=1024), nullable=True),
         sa.Column("payload", sa.Text(), nullable=True),
         sa.Column("payload_sha256", sa.String(length=64), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
