@@ -80,6 +80,7 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_real_table.py --out benchmarks/results/real_table.json
 	$(RUN) python benchmarks/bench_cloudwatch_bridge.py --out benchmarks/results/cloudwatch_bridge.json
 	$(RUN) python benchmarks/bench_telemetry_overhead.py --out benchmarks/results/telemetry_overhead.json --all
+	$(RUN) python benchmarks/bench_governance.py --out benchmarks/results/governance.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts

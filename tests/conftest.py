@@ -93,7 +93,7 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     if pg_bindir() is None:
         yield None
         return
-    with postgres_server(Path(tempfile.mkdtemp(prefix="engage-pg-"))) as url:
+    with postgres_server() as url:
         yield url
 
 

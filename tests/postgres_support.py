@@ -12,6 +12,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,14 +43,15 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    """Start a PostgreSQL cluster in ``workdir`` on a free loopback port; yields its admin URL
+def postgres_server() -> Iterator[str]:
+    """Start a PostgreSQL cluster in a new folder of /tmp on a free loopback port; yields its admin URL
     (``postgresql+psycopg://engage@127.0.0.1:<port>/postgres``, trust authentication on loopback)."""
     bindir = pg_bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL binaries (apt-get install postgresql)")
+    # its own folder directly in /tmp: as root the server runs as ``postgres``, which must reach it
+    workdir = Path(tempfile.mkdtemp(prefix="engage-pg-"))
     data = workdir / "pgdata"
-    workdir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(workdir, "postgres", "postgres")
     subprocess.run(

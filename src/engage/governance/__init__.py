@@ -4,7 +4,7 @@ SQLite by default (embedded), PostgreSQL in production; SQLAlchemy 2 models, Ale
 ``docs/governance.md`` for the flows.
 """
 
-from ._audit import GENESIS, AuditEntry, AuditTrail, Hold, Problem, PurgeResult, VerifyReport
+from ._audit import GENESIS, AuditEntry, AuditTrail, Hold, NewRecord, Problem, PurgeResult, VerifyReport
 from ._db import Database, open_database
 from ._settings import DEFAULT_DATABASE_URL, GovernanceSettings
 
@@ -16,6 +16,7 @@ __all__ = [
     "Database",
     "GovernanceSettings",
     "Hold",
+    "NewRecord",
     "Problem",
     "PurgeResult",
     "VerifyReport",

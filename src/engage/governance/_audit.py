@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ __all__ = [
     "AuditEntry",
     "AuditTrail",
     "Hold",
+    "NewRecord",
     "Problem",
     "PurgeResult",
     "VerifyReport",
@@ -73,6 +74,17 @@ def record_hash(
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """One record for :meth:`AuditTrail.append_many`."""
+
+    event: str
+    actor: str
+    subject: str | None = None
+    payload: Mapping[str, Any] | None = None
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +223,61 @@ class AuditTrail:
                 if not isinstance(e.__cause__, IntegrityError) or attempt == _APPEND_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def append_many(self, items: Sequence[NewRecord], *, session: Session | None = None) -> list[AuditEntry]:
+        """Append several records in one transaction (one head lock, one bulk insert): imports of old
+        records, and a caller recording many events at once. Same chain as one :meth:`append` each."""
+        if not items:
+            return []
+        prepared = []
+        for item in items:
+            if not item.event.strip() or not item.actor.strip():
+                raise GovernanceError("an audit record needs an event and an actor", http_status=400)
+            key = None if item.customer_id is None else self.db.subject_key(item.customer_id)
+            prepared.append((item, canonical(item.payload or {}), key))
+        if session is not None:
+            return self._append_rows(session, prepared)
+        with self.db.session() as s:
+            return self._append_rows(s, prepared)
+
+    def _append_rows(self, s: Session, prepared: list[tuple[NewRecord, str, str | None]]) -> list[AuditEntry]:
+        from sqlalchemy import insert, select
+
+        from ._tables import AuditRecord, ChainHead
+
+        head = s.execute(select(ChainHead).where(ChainHead.id == 1).with_for_update()).scalar_one_or_none()
+        seq, prev = (0, GENESIS) if head is None else (head.seq, head.hash)
+        at = datetime.now(UTC)
+        rows, entries = [], []
+        for item, text, key in prepared:
+            seq += 1
+            payload_sha = _sha(text)
+            digest = record_hash(seq, at, item.event, item.actor, item.subject, payload_sha, prev)
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": at,
+                    "event": item.event,
+                    "actor": item.actor,
+                    "subject": item.subject,
+                    "payload": text,
+                    "payload_sha256": payload_sha,
+                    "prev_hash": prev,
+                    "hash": digest,
+                    "subject_key": key,
+                }
+            )
+            entries.append(
+                AuditEntry(seq, at, item.event, item.actor, item.subject, json.loads(text), digest, prev)
+            )
+            prev = digest
+        s.execute(insert(AuditRecord), rows)
+        if head is None:
+            s.add(ChainHead(id=1, seq=seq, hash=prev))
+        else:
+            head.seq, head.hash = seq, prev
+        s.flush()
+        return entries
 
     def _append(
         self, s: Session, event: str, actor: str, subject: str | None, text: str, key: str | None
