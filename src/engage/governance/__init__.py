@@ -7,10 +7,13 @@ SQLite by default (embedded), PostgreSQL in production; SQLAlchemy 2 models, Ale
 from ._audit import GENESIS, AuditEntry, AuditTrail, Hold, NewRecord, Problem, PurgeResult, VerifyReport
 from ._db import Database, open_database
 from ._settings import DEFAULT_DATABASE_URL, GovernanceSettings
+from ._subjects import SubjectRights
+from ._tokens import ROLES, TokenInfo, Tokens
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "GENESIS",
+    "ROLES",
     "AuditEntry",
     "AuditTrail",
     "Database",
@@ -19,6 +22,9 @@ __all__ = [
     "NewRecord",
     "Problem",
     "PurgeResult",
+    "SubjectRights",
+    "TokenInfo",
+    "Tokens",
     "VerifyReport",
     "open_database",
 ]

@@ -1,0 +1,411 @@
+"""Data-subject rights: access (export everything held about a customer), erasure, opt-out.
+
+Where Engage keeps personal data about one customer, and what each right does there:
+
+===================================  ======================================  ==================================
+where                                access                                  delete
+===================================  ======================================  ==================================
+``review_items`` (features,          every item, all columns                 rows deleted
+predictions, explanations,
+overrides, decisions)
+``opt_outs``                         the row, if any                         row deleted
+``audit_records`` (by the keyed      every record with its payload           payload and key cleared
+hash ``subject_key``)                                                        (``erase_subject``); records under a
+                                                                             legal hold kept (GDPR 17(3)(e))
+a customer table + its contract      the customer's rows                     not touched: the source system's
+(given by the caller)                                                        (Engage reads it, does not own it)
+a model registry (given by the       the quality reports whose               each such customer id replaced by
+caller): a version's                 ``sample_keys`` name the customer       its mask in the report
+``quality_report.json``
+===================================  ======================================  ==================================
+
+What a registry version holds otherwise is not keyed by customer: evaluation, fairness, explanations
+(``explanations.json`` is the global summary) and the model card are aggregates; ``drift_reference/``
+holds a sample of training rows' model inputs without the customer id, so no row can be found for
+(or is linked to) a customer id.
+
+Every request is audited under ``request:<uuid>``; the access record carries the customer's keyed hash
+(the trail never holds the id), the erasure's tombstone carries neither id nor key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engage.errors import GovernanceError
+from engage.privacy import mask
+
+from ._audit import AuditTrail, utc
+from ._tokens import check_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
+
+    from engage.contract import Contract
+    from engage.registry import ModelVersion, Registry
+
+    from ._db import Database
+
+__all__ = ["QUALITY_REPORT", "SubjectRights"]
+
+_LOG = logging.getLogger(__name__)
+#: the registry attachment that names customers (the quality gate's sample of failing rows' keys)
+QUALITY_REPORT = "quality_report.json"
+#: the longest customer id the store keeps (``review_items.customer_id``, ``opt_outs.customer_id``)
+MAX_CUSTOMER_ID = 256
+_REASON_MAX = 2000
+_JSON_COLUMNS = ("features", "prediction", "explanation", "override")
+
+
+def _unknown(customer_id: str) -> GovernanceError:
+    return GovernanceError(
+        f"no data held about customer {mask(customer_id)} (review items, opt-outs, audit records"
+        " and the sources given were searched)",
+        http_status=404,
+    )
+
+
+def _stamp(at: datetime | None) -> str | None:
+    return None if at is None else utc(at).isoformat()
+
+
+class SubjectRights:
+    """Access, erasure and opt-out for the customers of one governance database."""
+
+    def __init__(self, db: Database, trail: AuditTrail | None = None) -> None:
+        self.db = db
+        self.trail = trail or AuditTrail(db)
+
+    # --- access ----------------------------------------------------------------------------------------
+
+    def access(
+        self,
+        customer_id: str,
+        *,
+        actor: str,
+        table: str | Path | None = None,
+        contract: Contract | None = None,
+        registry: Registry | None = None,
+    ) -> dict[str, Any]:
+        """Everything Engage holds about ``customer_id``, JSON-ready; GovernanceError 404 when nothing.
+
+        ``table`` (CSV, Parquet, any fsspec URI) with ``contract`` (whose primary key names the id
+        column) adds the customer's rows of that table; ``registry`` the quality reports naming them.
+        """
+        from sqlalchemy import select
+
+        from ._tables import OptOut
+
+        check_text(customer_id, "customer id", max_length=MAX_CUSTOMER_ID)
+        if (table is None) != (contract is None):
+            raise GovernanceError(
+                "a customer table needs its contract (and a contract its table)", http_status=400
+            )
+        request_id = str(uuid.uuid4())
+        key = self.db.subject_key(customer_id)
+        with self.db.session(readonly=True) as s:
+            items = [_item_json(r) for r in s.execute(_items_query(customer_id, key)).scalars()]
+            opt = s.execute(select(OptOut).where(OptOut.customer_id == customer_id)).scalar_one_or_none()
+            opted = None if opt is None else {"opted_out": True, "at": _stamp(opt.at), "actor": opt.actor}
+        records = [r.to_json() for r in self.trail.records(subject_key=key)]
+        rows = None if table is None or contract is None else _table_rows(table, contract, customer_id)
+        mentions = None if registry is None else _registry_mentions(registry, customer_id)
+        counts = {
+            "review_items": len(items),
+            "opt_outs": 0 if opted is None else 1,
+            "audit_records": len(records),
+        }
+        if rows is not None:
+            counts["table_rows"] = len(rows["rows"])
+        if mentions is not None:
+            counts["registry_quality_reports"] = len(mentions)
+        if not any(counts.values()):
+            # the request is on the record, the customer id is not (an unknown id is nobody's data)
+            self.trail.append(
+                "subject.access",
+                actor=actor,
+                subject=f"request:{request_id}",
+                payload={"request_id": request_id, "found": False},
+            )
+            raise _unknown(customer_id)
+        entry = self.trail.append(
+            "subject.access",
+            actor=actor,
+            subject=f"request:{request_id}",
+            payload={"request_id": request_id, "found": True, "counts": counts},
+            customer_id=customer_id,
+        )
+        _LOG.info("subject access %s: %s", request_id, counts)
+        return {
+            "request_id": request_id,
+            "customer_id": customer_id,
+            "generated_at": _stamp(entry.at),
+            "counts": counts,
+            "review_items": items,
+            "opt_out": opted,
+            "audit_records": records,
+            "table": rows,
+            "registry": None
+            if registry is None or mentions is None
+            else {"location": registry.location, "quality_reports": mentions},
+        }
+
+    # --- erasure ---------------------------------------------------------------------------------------
+
+    def delete(
+        self, customer_id: str, *, actor: str, reason: str, registry: Registry | None = None
+    ) -> dict[str, Any]:
+        """Erase the customer's personal data everywhere Engage keeps it; returns what was erased.
+
+        The database part is one transaction: review items and the opt-out row deleted, audit payloads
+        cleared (those under a legal hold kept and counted), and a tombstone ``subject.erased`` appended
+        with neither the id nor its key. With ``registry``, the customer id is first masked in every
+        version's quality report that names it (idempotent: a retry after a failed database part finds
+        nothing left there). GovernanceError 404 when nothing is held.
+        """
+        from sqlalchemy import delete, func, select
+
+        from ._tables import AuditRecord, OptOut, ReviewItem
+
+        check_text(customer_id, "customer id", max_length=MAX_CUSTOMER_ID)
+        check_text(reason, "reason", max_length=_REASON_MAX)
+        request_id = str(uuid.uuid4())
+        key = self.db.subject_key(customer_id)
+        mentions = [] if registry is None else _registry_mentions(registry, customer_id)
+        with self.db.session(readonly=True) as s:
+            held_anywhere = (
+                s.execute(
+                    select(func.count()).select_from(_items_query(customer_id, key).subquery())
+                ).scalar_one()
+                + s.execute(
+                    select(func.count()).select_from(OptOut).where(OptOut.customer_id == customer_id)
+                ).scalar_one()
+                + s.execute(
+                    select(func.count()).select_from(AuditRecord).where(AuditRecord.subject_key == key)
+                ).scalar_one()
+            )
+        if not held_anywhere and not mentions:
+            self.trail.append(
+                "subject.erase_request",
+                actor=actor,
+                subject=f"request:{request_id}",
+                payload={"request_id": request_id, "found": False, "reason": reason},
+            )
+            raise _unknown(customer_id)
+        masked = 0 if registry is None else _mask_in_registry(registry, customer_id)
+        with self.db.session() as s:
+            items = s.execute(
+                delete(ReviewItem)
+                .where(_items_clause(customer_id, key))
+                .execution_options(synchronize_session=False)
+            )
+            opts = s.execute(
+                delete(OptOut)
+                .where(OptOut.customer_id == customer_id)
+                .execution_options(synchronize_session=False)
+            )
+            erased, kept = self.trail.erase_subject(s, key)
+            erased_counts = {
+                "review_items": int(items.rowcount or 0),  # type: ignore[attr-defined]
+                "opt_outs": int(opts.rowcount or 0),  # type: ignore[attr-defined]
+                "audit_payloads": erased,
+            }
+            if registry is not None:
+                erased_counts["registry_quality_reports"] = masked
+            body = {
+                "request_id": request_id,
+                "erased": erased_counts,
+                "kept_under_legal_hold": kept,
+                "reason": reason,
+            }
+            entry = self.trail.append(
+                "subject.erased", actor=actor, subject=f"request:{request_id}", payload=body, session=s
+            )
+        _LOG.info("subject erasure %s: %s, %d kept under legal hold", request_id, erased_counts, kept)
+        return {**body, "tombstone_seq": entry.seq}
+
+    # --- opt-out ---------------------------------------------------------------------------------------
+
+    def opt_out(self, customer_id: str, *, actor: str) -> dict[str, Any]:
+        """Record that the customer opted out of automated decisions (idempotent): from now on the
+        predictor sends their predictions to human review."""
+        from sqlalchemy import select
+
+        from ._tables import OptOut
+
+        check_text(customer_id, "customer id", max_length=MAX_CUSTOMER_ID)
+        key = self.db.subject_key(customer_id)
+        request_id = str(uuid.uuid4())
+        with self.db.session() as s:
+            row = s.execute(select(OptOut).where(OptOut.customer_id == customer_id)).scalar_one_or_none()
+            changed = row is None
+            if row is None:
+                row = OptOut(customer_id=customer_id, subject_key=key, at=datetime.now(UTC), actor=actor)
+                s.add(row)
+                s.flush()
+            at = row.at
+            self.trail.append(
+                "subject.opt_out",
+                actor=actor,
+                subject=f"request:{request_id}",
+                payload={"request_id": request_id, "changed": changed},
+                customer_id=customer_id,
+                session=s,
+            )
+        return {"request_id": request_id, "opted_out": True, "changed": changed, "since": _stamp(at)}
+
+    def opt_in(self, customer_id: str, *, actor: str) -> dict[str, Any]:
+        """Withdraw the customer's opt-out (idempotent): automated decisions apply again."""
+        from sqlalchemy import delete
+
+        from ._tables import OptOut
+
+        check_text(customer_id, "customer id", max_length=MAX_CUSTOMER_ID)
+        request_id = str(uuid.uuid4())
+        with self.db.session() as s:
+            result = s.execute(
+                delete(OptOut)
+                .where(OptOut.customer_id == customer_id)
+                .execution_options(synchronize_session=False)
+            )
+            changed = bool(result.rowcount)  # type: ignore[attr-defined]
+            self.trail.append(
+                "subject.opt_in",
+                actor=actor,
+                subject=f"request:{request_id}",
+                payload={"request_id": request_id, "changed": changed},
+                customer_id=customer_id,
+                session=s,
+            )
+        return {"request_id": request_id, "opted_out": False, "changed": changed}
+
+    def opted_out(self, customer_id: str) -> bool:
+        """Whether the customer opted out (one row read)."""
+        from ._tables import OptOut
+
+        check_text(customer_id, "customer id", max_length=MAX_CUSTOMER_ID)
+        with self.db.session(readonly=True) as s:
+            return s.get(OptOut, customer_id) is not None
+
+
+# --- the review items of a customer ------------------------------------------------------------------------
+
+
+def _items_clause(customer_id: str, key: str) -> ColumnElement[bool]:
+    from sqlalchemy import or_
+
+    from ._tables import ReviewItem
+
+    return or_(ReviewItem.customer_id == customer_id, ReviewItem.subject_key == key)
+
+
+def _items_query(customer_id: str, key: str) -> Any:
+    from sqlalchemy import select
+
+    from ._tables import ReviewItem
+
+    return (
+        select(ReviewItem)
+        .where(_items_clause(customer_id, key))
+        .order_by(ReviewItem.created_at, ReviewItem.id)
+    )
+
+
+def _item_json(row: Any) -> dict[str, Any]:
+    """A review item's every column, its JSON columns parsed and its times in ISO 8601."""
+    out: dict[str, Any] = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if column.key in _JSON_COLUMNS and value is not None:
+            value = json.loads(value)
+        elif isinstance(value, datetime):
+            value = _stamp(value)
+        out[column.key] = value
+    return out
+
+
+# --- a customer table --------------------------------------------------------------------------------------
+
+
+def _table_rows(table: str | Path, contract: Contract, customer_id: str) -> dict[str, Any]:
+    """The customer's rows of a table, JSON-ready (the contract's primary key names the id column; a key
+    of several columns matches on its first)."""
+    from engage.errors import DataError
+    from engage.tables import read_table
+
+    id_column = contract.primary_key[0]
+    frame = read_table(table)
+    if id_column not in frame.columns:
+        raise DataError(f"{table}: no column {id_column!r} (the contract's primary key)")
+    mine = frame[frame[id_column].astype("string") == customer_id]
+    rows: list[dict[str, Any]] = json.loads(mine.to_json(orient="records", date_format="iso"))
+    return {"source": str(table), "id_column": id_column, "rows": rows}
+
+
+# --- a model registry --------------------------------------------------------------------------------------
+
+
+def _names(key: str, customer_id: str) -> bool:
+    """Whether a quality report's sample key names the customer (a key of several columns is joined
+    with ``|``)."""
+    return key == customer_id or customer_id in key.split("|")
+
+
+def _reports(registry: Registry) -> list[tuple[ModelVersion, str, dict[str, Any]]]:
+    """Each version's quality report: ``(version, its URL, its content)``."""
+    import fsspec  # type: ignore[import-untyped]
+
+    found = []
+    for version in registry.versions():
+        if QUALITY_REPORT not in version.attachments:
+            continue
+        url = f"{version.uri}/{QUALITY_REPORT}"
+        with fsspec.open(url, "rb") as f:
+            found.append((version, url, json.loads(f.read())))
+    return found
+
+
+def _registry_mentions(registry: Registry, customer_id: str) -> list[dict[str, Any]]:
+    """Where a version's quality report names the customer: version, attachment, check."""
+    mentions = []
+    for version, _url, report in _reports(registry):
+        for result in report.get("results", []):
+            if any(_names(str(k), customer_id) for k in result.get("sample_keys") or []):
+                mentions.append(
+                    {"version": version.id, "attachment": QUALITY_REPORT, "check": result.get("id")}
+                )
+    return mentions
+
+
+def _mask_in_registry(registry: Registry, customer_id: str) -> int:
+    """Replace the customer id by its mask in every quality report naming it; returns the reports
+    rewritten. A report is replaced whole (a local file: renamed into place; an object store: one PUT).
+    A version's id covers its model bundle, not its attachments: the version still verifies."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+
+    rewritten = 0
+    for _version, url, report in _reports(registry):
+        changed = False
+        for result in report.get("results", []):
+            keys = result.get("sample_keys") or []
+            new = [mask(k) if _names(str(k), customer_id) else k for k in keys]
+            if new != keys:
+                result["sample_keys"], changed = new, True
+        if not changed:
+            continue
+        text = json.dumps(report, indent=2) + "\n"
+        fs, path = fsspec.core.url_to_fs(url)
+        if isinstance(fs, LocalFileSystem):
+            from engage._io import write_text_atomic
+
+            write_text_atomic(path, text)
+        else:
+            fs.pipe_file(path, text.encode())
+        rewritten += 1
+    return rewritten
