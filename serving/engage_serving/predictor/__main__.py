@@ -29,7 +29,44 @@ def predictor_parser() -> argparse.ArgumentParser:
         "and bodies of KServe's own routes (tested) at a fifth of their overhead; false: through KServe's "
         "FastAPI data plane (ENGAGE_SERVING_FAST_ROUTES)",
     )
+    add_review_flags(parser)
     return parser
+
+
+def add_review_flags(parser: argparse.ArgumentParser) -> None:
+    """Human review (off unless ``--review true``): edge cases queued, opt-outs flagged, overrides returned."""
+    from engage.governance import GovernanceSettings
+    from engage_serving._server import flag
+
+    settings = GovernanceSettings()
+    parser.add_argument(
+        "--review",
+        type=flag,
+        default=False,
+        help="true: route edge cases to the human review queue (scores near a decision threshold, outliers, "
+        "customers who opted out of automated decisions, flagged automated=false) and return reviewers' "
+        "overrides with the customer's next prediction; false (default): none of it",
+    )
+    parser.add_argument(
+        "--governance_db",
+        default=None,
+        help="with --review: the governance database URL (default: ENGAGE_GOVERNANCE_DATABASE_URL, else the "
+        "embedded SQLite file); its being down never fails a prediction",
+    )
+    parser.add_argument(
+        "--review_band",
+        type=float,
+        default=settings.review_threshold_band,
+        help="a classification probability this close to its decision threshold goes to review "
+        "(ENGAGE_GOVERNANCE_REVIEW_THRESHOLD_BAND)",
+    )
+    parser.add_argument(
+        "--review_outlier_z",
+        type=float,
+        default=settings.review_outlier_z,
+        help="a numeric feature this many robust deviations (IQR / 1.349) from the training median marks an "
+        "outlier (ENGAGE_GOVERNANCE_REVIEW_OUTLIER_Z)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -35,7 +35,10 @@ from engage_serving.protocol import Batch, Decoder
 
 from ._forest import CompiledForest
 
-__all__ = ["PredictorModel"]
+if TYPE_CHECKING:
+    from ._review import ReviewRouting
+
+__all__ = ["REVIEW_PARAMETER", "PredictorModel"]
 
 log = logging.getLogger("engage_serving.predictor")
 
@@ -44,6 +47,8 @@ SMALL_BATCH = 16
 #: the compiled trees must reproduce xgboost's margins this closely, or they are not used
 AGREEMENT = 1e-6
 _CHECK_ROWS = 512
+#: the V2 response parameter holding the human-review notes of the rows (``--review true``)
+REVIEW_PARAMETER = "engage_review"
 
 
 class _Finish:
@@ -103,6 +108,8 @@ class PredictorModel(Model):  # type: ignore[misc]
         self.version = ""
         self.metrics = serving_metrics()
         self.events: Any = None
+        #: human-review routing (``--review true``), set up by :meth:`load`
+        self.review: ReviewRouting | None = None
         if getattr(args, "logger_url", None):
             from engage_serving._events import EventLogger
 
@@ -112,10 +119,9 @@ class PredictorModel(Model):  # type: ignore[misc]
     def load(self) -> bool:
         from engage.contract import load_contract
         from engage.model import load_bundle
-        from engage_serving._server import resolve_model_files
 
         started = time.perf_counter()
-        files = resolve_model_files(self.args)
+        files = self._files()
         bundle = load_bundle(files.model_dir)  # every file checked against the manifest first
         self.bundle = bundle
         self.version = bundle.version or ""
@@ -143,6 +149,8 @@ class PredictorModel(Model):  # type: ignore[misc]
             for f in self.finish.values()
         }
         self._predict_time = PREDICT_HIST_TIME.labels(model_name=self.name)
+        if getattr(self.args, "review", False):
+            self.review = self._review_routing(files.reference_dir)
         self.metrics.model_info.labels(
             self.name, "predictor", self.version, bundle.learner, ",".join(bundle.heads)
         ).set(1)
@@ -156,6 +164,47 @@ class PredictorModel(Model):  # type: ignore[misc]
             time.perf_counter() - started,
         )  # fmt: skip
         return True
+
+    def _files(self) -> Any:
+        """The model's files; with ``--review`` and ``--registry`` the drift reference too (its training
+        statistics find outliers), when the version has one."""
+        from engage.errors import EngageError
+        from engage_serving._server import resolve_model_files
+
+        if getattr(self.args, "review", False) and self.args.registry and not self.args.reference_dir:
+            try:
+                return resolve_model_files(self.args, need_reference=True)
+            except EngageError as e:
+                log.warning("review: no drift reference with the model (%s): outliers not looked for", e)
+        return resolve_model_files(self.args)
+
+    def _review_routing(self, reference_dir: Any) -> ReviewRouting:
+        from engage.governance import GovernanceSettings
+
+        from ._review import ReviewRouting, decision_thresholds, outlier_bounds
+
+        encoder = self.decoder.encoder
+        outliers = outlier_bounds(encoder.names, encoder.categorical, reference_dir)
+        url = self.args.governance_db or GovernanceSettings().database_url
+        routing = ReviewRouting(
+            self.name,
+            url,
+            band=self.args.review_band,
+            z=self.args.review_outlier_z,
+            thresholds=decision_thresholds(self.bundle),
+            outliers=outliers,
+            encoder=encoder,
+            id_column=self.decoder.id_column,
+            model_version=self.version,
+        )
+        routing.connect()  # early: an outage is logged at start-up (the model is ready all the same)
+        log.info(
+            "human review on: thresholds %s within %g, outliers beyond %g robust deviations of %s, ids in %s",
+            routing.thresholds, routing.band, routing.z,
+            f"{len(outliers.names)} features" if outliers else "no features (no drift reference)",
+            self.decoder.id_column or "(no id column: nothing routed)",
+        )  # fmt: skip
+        return routing
 
     def _compile(self) -> None:
         """Use the compiled trees if they give xgboost's margins on probe rows; warm both paths up."""
@@ -240,6 +289,9 @@ class PredictorModel(Model):  # type: ignore[misc]
             for prediction, customer in zip(predictions, ids, strict=True):
                 if customer is not None:
                     prediction[self.decoder.id_column] = customer  # type: ignore[index]
+        if self.review is not None:
+            for i, note in self.review.annotate(batch, out).items():
+                predictions[i].update(note)
         return {"predictions": predictions, "model_name": self.name, "model_version": self.version}
 
     def answer_v2(self, batch: Batch, request_id: Any = None) -> dict[str, Any]:
@@ -249,11 +301,16 @@ class PredictorModel(Model):  # type: ignore[misc]
         out = self.score(batch)
         self._predict_time.observe(time.perf_counter() - started)
         self._observe(out, batch.rows)
+        parameters = None
+        if self.review is not None:
+            notes = self.review.annotate(batch, out)
+            if notes:  # V2 parameters are scalars (the protocol, gRPC): one JSON text keyed by row index
+                parameters = {REVIEW_PARAMETER: orjson.dumps({str(i): n for i, n in notes.items()}).decode()}
         return {
             "model_name": self.name,
             "model_version": self.version,
             "id": request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4()),
-            "parameters": None,
+            "parameters": parameters,
             "outputs": [
                 {"name": o, "shape": [batch.rows], "datatype": "FP64", "parameters": None, "data": out[o]}
                 for o in self.outputs

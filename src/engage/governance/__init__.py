@@ -6,6 +6,7 @@ SQLite by default (embedded), PostgreSQL in production; SQLAlchemy 2 models, Ale
 
 from ._audit import GENESIS, AuditEntry, AuditTrail, Hold, NewRecord, Problem, PurgeResult, VerifyReport
 from ._db import Database, open_database
+from ._review import NewReviewItem, ReviewItemView, ReviewQueue
 from ._settings import DEFAULT_DATABASE_URL, GovernanceSettings
 from ._subjects import SubjectRights
 from ._tokens import ROLES, TokenInfo, Tokens
@@ -20,8 +21,11 @@ __all__ = [
     "GovernanceSettings",
     "Hold",
     "NewRecord",
+    "NewReviewItem",
     "Problem",
     "PurgeResult",
+    "ReviewItemView",
+    "ReviewQueue",
     "SubjectRights",
     "TokenInfo",
     "Tokens",

@@ -132,6 +132,15 @@ _SPECS = (
        LTV_BUCKETS),
     _m("engage_logger_events", "counter", ("model", "outcome"), "predictor",
        "CloudEvents posted to --logger_url: sent, refused, failed, dropped"),
+    _m("engage_review_routed", "counter", ("model", "reason"), "predictor",
+       "Predictions sent to human review (--review true), by reason: opted_out, near_threshold, outlier "
+       "(a row with two reasons counts under each; a customer already pending is not queued twice)"),
+    _m("engage_review_overrides_delivered", "counter", ("model",), "predictor",
+       "Reviewers' overrides returned with a prediction (each one once)"),
+    _m("engage_review_failures", "counter", ("model", "step"), "predictor",
+       "Human-review routing the predictor could not do, the prediction answered all the same: lookup, "
+       "deliver (a request's read or claim failed), skipped (a request while the database is backed off), "
+       "enqueue (a write of queued items failed), dropped (items over the writer's bound)"),
     # --- explainer ------------------------------------------------------------------------------------
     _m("engage_explain_duration_seconds", "histogram", ("model", "method"), "explainer",
        "Wall time of an answered explanation, by method (checks, queueing and the method itself)",
