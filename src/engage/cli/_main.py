@@ -14,7 +14,21 @@ import typer
 
 from engage import __version__
 
-from . import _audit, _card, _cloudwatch, _contract, _data, _explain, _fairness, _registry, _review, _train
+from . import (
+    _audit,
+    _card,
+    _cloudwatch,
+    _contract,
+    _data,
+    _explain,
+    _fairness,
+    _governance,
+    _registry,
+    _review,
+    _subject,
+    _token,
+    _train,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
@@ -60,6 +74,9 @@ app.add_typer(_registry.app, name="registry")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_contract.app, name="contract")
 app.add_typer(_review.app, name="review")
+app.add_typer(_governance.app, name="governance")
+app.add_typer(_subject.app, name="subject")
+app.add_typer(_token.app, name="token")
 
 #: the entry-point group through which the other Engage packages add their commands: each entry is a
 #: ``register(app)`` function (``engage-components``: run, pipeline, promote; ``engage-serving``: serve,
