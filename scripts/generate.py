@@ -7,7 +7,8 @@ Generated here, each from its one source:
 * ``pipelines/engage_pipeline.yaml``: the compiled KFP pipeline (IR YAML), from ``pipelines/engage_pipeline.py``;
 * ``charts/engage/Chart.yaml`` and ``values.yaml``: the chart's version, appVersion and image tags, from
   ``engage.__version__``;
-* ``manifests/base/engage.yaml`` and ``manifests/components/istio-mtls/peerauthentication.yaml``: rendered
+* ``manifests/base/engage.yaml``, ``manifests/components/istio-mtls/peerauthentication.yaml`` and
+  ``manifests/components/governance/governance.yaml``: rendered
   from the chart by real ``helm template`` (the chart is the one source of Engage's Kubernetes objects;
   ``scripts/fetch_k8s_tools.py`` puts helm in ``.tools/bin`` when it is missing);
 * ``monitoring/grafana/<uid>.json``: the dashboards, from ``monitoring/grafana/dashboards.py``;
@@ -186,6 +187,17 @@ def kustomize_base() -> str:
     return helm_template(values="manifests/base/values.yaml")
 
 
+def governance_component() -> str:
+    """The governance objects (the chart's governance templates) for the prod overlay, as a component."""
+    shown = ("governance-migration", "governance-api", "governance-audit")
+    return helm_template(
+        "-f",
+        "manifests/components/governance/values.yaml",
+        *(arg for name in shown for arg in ("--show-only", f"templates/{name}.yaml")),
+        values="manifests/base/values.yaml",
+    )
+
+
 def istio_component() -> str:
     return helm_template(
         "--show-only",
@@ -276,6 +288,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "charts/engage/values.yaml": chart_values_yaml,
     "manifests/base/engage.yaml": kustomize_base,
     "manifests/components/istio-mtls/peerauthentication.yaml": istio_component,
+    "manifests/components/governance/governance.yaml": governance_component,
     "docs/metrics.md": metrics_doc,
     "monitoring/cloudwatch/bridge.yml": bridge_mapping,
 }

@@ -1,7 +1,8 @@
 """Real helm and kubectl for the tests, the rendered objects of the chart and of every overlay, and the
-checks those objects are held to (Pod Security "restricted", the servers' flags and settings).
+checks those objects are held to (Pod Security "restricted", the servers' flags and settings, the engage CLI's
+commands).
 
-Shared by ``tests/integration/test_chart.py`` and ``tests/integration/test_manifests.py``.
+Shared by ``tests/integration/test_chart.py`` and ``tests/integration/test_chart_governance.py``.
 """
 
 from __future__ import annotations
@@ -141,10 +142,10 @@ def all_restricted_problems(docs: list[dict[str, Any]]) -> list[str]:
     return [p for doc in docs for where, pod in pod_specs(doc) for p in restricted_problems(where, pod)]
 
 
-# --- the servers' flags and settings -----------------------------------------------------------------
+# --- the servers' flags and settings, the engage CLI's commands --------------------------------------
 
 #: variables the servers' containers may carry that are no Engage settings
-FOREIGN_ENV = ("STORAGE_URI", "AWS_")
+FOREIGN_ENV = ("STORAGE_URI", "AWS_", "PGPASSWORD")
 
 
 def server_parsers() -> dict[str, Any]:
@@ -164,12 +165,21 @@ def settings_classes() -> dict[str, Any]:
     """Environment prefix -> the settings class that reads it."""
     from engage.drift import DriftSettings
     from engage.explain import ExplainSettings
+    from engage.governance import GovernanceSettings
     from engage.registry import RegistrySettings
     from engage.settings import RunSettings
     from engage_serving._settings import ServingSettings
     from engage_serving.deploy import DeploySettings
 
-    classes = (ServingSettings, DriftSettings, ExplainSettings, RegistrySettings, RunSettings, DeploySettings)
+    classes = (
+        ServingSettings,
+        DriftSettings,
+        ExplainSettings,
+        RegistrySettings,
+        RunSettings,
+        DeploySettings,
+        GovernanceSettings,
+    )
     return {c.model_config["env_prefix"]: c for c in classes}
 
 
@@ -213,3 +223,23 @@ def env_problems(where: str, env: list[Mapping[str, Any]]) -> list[str]:
             else:
                 os.environ[name] = saved
     return problems
+
+
+def engage_cli_parse(argv: list[str]) -> tuple[str, dict[str, Any]]:
+    """Parse ``engage <argv>`` with the real CLI (the typer app and its plugins, nothing run): the
+    command's path and its parameters; an unknown command, an unknown option or a bad value raises the
+    CLI's own usage error."""
+    import typer
+
+    from engage.cli import app
+
+    command = typer.main.get_command(app)
+    ctx = command.make_context("engage", list(argv))
+    while hasattr(command, "resolve_command"):  # a group: down to the subcommand
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        name, sub, rest = command.resolve_command(ctx, rest)
+        assert sub is not None
+        assert name is not None
+        ctx = sub.make_context(name, rest, parent=ctx)
+        command = sub
+    return ctx.command_path, ctx.params

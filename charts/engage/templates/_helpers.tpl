@@ -44,3 +44,102 @@ runAsNonRoot: true
 {{- define "engage.versionHex" -}}
 {{ .Values.inferenceService.model.version | trimPrefix "sha256:" }}
 {{- end -}}
+
+{{/* --- governance ------------------------------------------------------------------------------- */}}
+
+{{/* the image of the governance pods: governance.image, else the predictor's (it has the engage CLI) */}}
+{{- define "engage.governance.image" -}}
+{{ .Values.governance.image | default .Values.images.predictor }}
+{{- end -}}
+
+{{/* the Secret of the governance database: rendering fails without one (no password is a value) */}}
+{{- define "engage.governance.secret" -}}
+{{- if not .Values.governance.database.existingSecret -}}
+{{- fail "governance.enabled needs governance.database.existingSecret: the name of a Secret (made outside the chart: External Secrets, kubectl create secret) holding the database URL under governance.database.urlKey and, optionally, its password under governance.database.passwordKey; the chart takes no password in values" -}}
+{{- end -}}
+{{ .Values.governance.database.existingSecret }}
+{{- end -}}
+
+{{/* the database's env of every pod that opens the governance store: the URL, and libpq's password */}}
+{{- define "engage.governance.env" -}}
+- name: ENGAGE_GOVERNANCE_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "engage.governance.secret" . }}
+      key: {{ .Values.governance.database.urlKey }}
+{{- with .Values.governance.database.passwordKey }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "engage.governance.secret" $ }}
+      key: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* labels of a governance object and its pods: (dict "root" $ "component" "governance-api") */}}
+{{- define "engage.governance.labels" -}}
+{{ include "engage.labels" .root }}
+app.kubernetes.io/name: engage-{{ .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/*
+The pod spec of a governance pod: the engage CLI from the governance image, the database's env from the
+Secret, Pod Security "restricted" with a read-only root and an emptyDir at /tmp.
+(dict "root" $ "component" <name> "serviceAccount" <name> "command" <list> "restartPolicy" <"" | Never> "server" <bool>)
+*/}}
+{{- define "engage.governance.podSpec" -}}
+{{- $root := .root -}}
+{{- $g := $root.Values.governance -}}
+serviceAccountName: {{ .serviceAccount }}
+automountServiceAccountToken: false
+{{- with .restartPolicy }}
+restartPolicy: {{ . }}
+{{- end }}
+{{- with $g.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $g.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "engage.podSecurityContext" $root | nindent 2 }}
+containers:
+- name: {{ .component }}
+  image: {{ include "engage.governance.image" $root }}
+  imagePullPolicy: IfNotPresent
+  command:
+    {{- toYaml (slice .command 0 3) | nindent 4 }}
+  {{- with (slice .command 3) }}
+  args:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  env:
+    {{- include "engage.governance.env" $root | nindent 4 }}
+  {{- if .server }}
+  ports:
+  - name: http
+    containerPort: 8080
+    protocol: TCP
+  readinessProbe:
+    httpGet: {path: /healthz, port: http}
+    periodSeconds: 5
+  livenessProbe:
+    httpGet: {path: /healthz, port: http}
+    initialDelaySeconds: 15
+    periodSeconds: 10
+  {{- end }}
+  resources:
+    {{- toYaml $g.resources | nindent 4 }}
+  securityContext:
+    {{- include "engage.containerSecurityContext" $root | nindent 4 }}
+  volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+volumes:
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ $g.tmpSizeLimit }}
+{{- end -}}
