@@ -144,8 +144,9 @@ class Database:
 
         from ._tables import Meta
 
-        with self.session() as s:
-            if s.get(Meta, _SECRET_KEY) is not None:
+        with self.session(readonly=True) as s:
+            if (meta := s.get(Meta, _SECRET_KEY)) is not None:
+                self._secret = bytes.fromhex(meta.value)
                 return
         try:
             with self.session() as s:
@@ -153,6 +154,9 @@ class Database:
         except GovernanceError as e:
             if not isinstance(e.__cause__, IntegrityError):
                 raise  # another process made it first otherwise
+        with self.session(readonly=True) as s:
+            meta = s.get(Meta, _SECRET_KEY)
+            self._secret = None if meta is None else bytes.fromhex(meta.value)
 
     # --- sessions --------------------------------------------------------------------------------------
 
@@ -199,7 +203,7 @@ class Database:
         if self._secret is None:
             from ._tables import Meta
 
-            with self.session() as s:
+            with self.session(readonly=True) as s:  # a plain read: never waits behind a writer
                 meta = s.get(Meta, _SECRET_KEY)
             if meta is None:
                 raise GovernanceError(
