@@ -63,7 +63,10 @@ def serve(
     from engage.governance.api import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(
-        db, table=table, contract=contract, registry=registry, registry_model=model, max_body_bytes=max_body
-    )
+    store = None
+    if registry is not None:
+        from engage.registry import Registry, RegistrySettings
+
+        store = Registry(registry, model=model or RegistrySettings().model)
+    app = create_app(db, table=table, contract=contract, registry=store, max_body_bytes=max_body)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")

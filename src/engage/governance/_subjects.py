@@ -35,7 +35,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engage.errors import GovernanceError
 from engage.privacy import mask
@@ -47,15 +47,27 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
     from engage.contract import Contract
-    from engage.registry import ModelVersion, Registry
 
     from ._db import Database
 
-__all__ = ["QUALITY_REPORT", "SubjectRights"]
+__all__ = ["CustomerRecords", "SubjectRights"]
 
 _LOG = logging.getLogger(__name__)
-#: the registry attachment that names customers (the quality gate's sample of failing rows' keys)
-QUALITY_REPORT = "quality_report.json"
+
+
+class CustomerRecords(Protocol):
+    """What subject rights need of a model registry (:class:`engage.registry.Registry` is one): where
+    it names a customer, and masking them there. A protocol, so governance does not import the registry
+    (the registry records to governance's audit trail)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def customer_mentions(self, customer_id: str) -> list[dict[str, Any]]: ...
+
+    def mask_customer(self, customer_id: str) -> int: ...
+
+
 #: the longest customer id the store keeps (``review_items.customer_id``, ``opt_outs.customer_id``)
 MAX_CUSTOMER_ID = 256
 _REASON_MAX = 2000
@@ -90,7 +102,7 @@ class SubjectRights:
         actor: str,
         table: str | Path | None = None,
         contract: Contract | None = None,
-        registry: Registry | None = None,
+        registry: CustomerRecords | None = None,
     ) -> dict[str, Any]:
         """Everything Engage holds about ``customer_id``, JSON-ready; GovernanceError 404 when nothing.
 
@@ -114,7 +126,7 @@ class SubjectRights:
             opted = None if opt is None else {"opted_out": True, "at": _stamp(opt.at), "actor": opt.actor}
         records = [r.to_json() for r in self.trail.records(subject_key=key)]
         rows = None if table is None or contract is None else _table_rows(table, contract, customer_id)
-        mentions = None if registry is None else _registry_mentions(registry, customer_id)
+        mentions = None if registry is None else registry.customer_mentions(customer_id)
         counts = {
             "review_items": len(items),
             "opt_outs": 0 if opted is None else 1,
@@ -158,7 +170,7 @@ class SubjectRights:
     # --- erasure ---------------------------------------------------------------------------------------
 
     def delete(
-        self, customer_id: str, *, actor: str, reason: str, registry: Registry | None = None
+        self, customer_id: str, *, actor: str, reason: str, registry: CustomerRecords | None = None
     ) -> dict[str, Any]:
         """Erase the customer's personal data everywhere Engage keeps it; returns what was erased.
 
@@ -176,7 +188,7 @@ class SubjectRights:
         check_text(reason, "reason", max_length=_REASON_MAX)
         request_id = str(uuid.uuid4())
         key = self.db.subject_key(customer_id)
-        mentions = [] if registry is None else _registry_mentions(registry, customer_id)
+        mentions = [] if registry is None else registry.customer_mentions(customer_id)
         with self.db.session(readonly=True) as s:
             held_anywhere = (
                 s.execute(
@@ -197,7 +209,7 @@ class SubjectRights:
                 payload={"request_id": request_id, "found": False, "reason": reason},
             )
             raise _unknown(customer_id)
-        masked = 0 if registry is None else _mask_in_registry(registry, customer_id)
+        masked = 0 if registry is None else registry.mask_customer(customer_id)
         with self.db.session() as s:
             items = s.execute(
                 delete(ReviewItem)
@@ -345,67 +357,3 @@ def _table_rows(table: str | Path, contract: Contract, customer_id: str) -> dict
     mine = frame[frame[id_column].astype("string") == customer_id]
     rows: list[dict[str, Any]] = json.loads(mine.to_json(orient="records", date_format="iso"))
     return {"source": str(table), "id_column": id_column, "rows": rows}
-
-
-# --- a model registry --------------------------------------------------------------------------------------
-
-
-def _names(key: str, customer_id: str) -> bool:
-    """Whether a quality report's sample key names the customer (a key of several columns is joined
-    with ``|``)."""
-    return key == customer_id or customer_id in key.split("|")
-
-
-def _reports(registry: Registry) -> list[tuple[ModelVersion, str, dict[str, Any]]]:
-    """Each version's quality report: ``(version, its URL, its content)``."""
-    import fsspec  # type: ignore[import-untyped]
-
-    found = []
-    for version in registry.versions():
-        if QUALITY_REPORT not in version.attachments:
-            continue
-        url = f"{version.uri}/{QUALITY_REPORT}"
-        with fsspec.open(url, "rb") as f:
-            found.append((version, url, json.loads(f.read())))
-    return found
-
-
-def _registry_mentions(registry: Registry, customer_id: str) -> list[dict[str, Any]]:
-    """Where a version's quality report names the customer: version, attachment, check."""
-    mentions = []
-    for version, _url, report in _reports(registry):
-        for result in report.get("results", []):
-            if any(_names(str(k), customer_id) for k in result.get("sample_keys") or []):
-                mentions.append(
-                    {"version": version.id, "attachment": QUALITY_REPORT, "check": result.get("id")}
-                )
-    return mentions
-
-
-def _mask_in_registry(registry: Registry, customer_id: str) -> int:
-    """Replace the customer id by its mask in every quality report naming it; returns the reports
-    rewritten. A report is replaced whole (a local file: renamed into place; an object store: one PUT).
-    A version's id covers its model bundle, not its attachments: the version still verifies."""
-    import fsspec
-    from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
-
-    rewritten = 0
-    for _version, url, report in _reports(registry):
-        changed = False
-        for result in report.get("results", []):
-            keys = result.get("sample_keys") or []
-            new = [mask(k) if _names(str(k), customer_id) else k for k in keys]
-            if new != keys:
-                result["sample_keys"], changed = new, True
-        if not changed:
-            continue
-        text = json.dumps(report, indent=2) + "\n"
-        fs, path = fsspec.core.url_to_fs(url)
-        if isinstance(fs, LocalFileSystem):
-            from engage._io import write_text_atomic
-
-            write_text_atomic(path, text)
-        else:
-            fs.pipe_file(path, text.encode())
-        rewritten += 1
-    return rewritten

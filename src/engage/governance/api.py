@@ -37,7 +37,7 @@ from engage.errors import EngageError, GovernanceError
 from ._audit import AuditTrail
 from ._db import Database, open_database
 from ._review import ReviewQueue
-from ._subjects import SubjectRights
+from ._subjects import CustomerRecords, SubjectRights
 from ._tokens import ROLES, TokenInfo, Tokens
 
 __all__ = ["MAX_BODY_BYTES", "PERMISSIONS", "create_app"]
@@ -127,8 +127,7 @@ def create_app(
     *,
     table: str | Path | None = None,
     contract: str | Path | None = None,
-    registry: str | None = None,
-    registry_model: str | None = None,
+    registry: CustomerRecords | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The governance API on the database at ``db_url`` (default: ``ENGAGE_GOVERNANCE_DATABASE_URL``).
@@ -146,12 +145,8 @@ def create_app(
     if (table is None) != (loaded_contract is None):
         raise GovernanceError("the API's customer table needs its contract, and a contract its table")
 
-    def open_registry() -> Any:
-        if registry is None:
-            return None
-        from engage.registry import Registry, RegistrySettings
-
-        return Registry(registry, model=registry_model or RegistrySettings().model)
+    def open_registry() -> CustomerRecords | None:
+        return registry
 
     app = FastAPI(
         title="Engage governance API",

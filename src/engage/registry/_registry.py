@@ -45,6 +45,8 @@ __all__ = ["ALIASES", "Registry"]
 #: the aliases promotion uses; any other valid name may be set with :meth:`Registry.set_alias`
 ALIASES = ("candidate", "production", "previous")
 VERSION_FILE = "version.json"
+#: the attachment that names customers: the quality gate's sample of failing rows' keys
+QUALITY_REPORT = "quality_report.json"
 MODEL_FOLDER = "model"
 MIN_PREFIX = 12
 
@@ -431,6 +433,51 @@ class Registry:
             raise RegistryError(f"{key!r} is not a legacy audit record key", http_status=400)
         self._store.remove(self._path(key))
 
+    # --- customers named in attachments (data-subject rights) -------------------------------------------
+
+    def customer_mentions(self, customer_id: str) -> list[dict[str, Any]]:
+        """Where a version's attachments name the customer: the quality gate's report keeps the keys of
+        a few failing rows per check (``sample_keys``); every other attachment is aggregate or keyless.
+        One ``{"version", "attachment", "check"}`` per mention."""
+        mentions = []
+        for version, _path, report in self._quality_reports():
+            for result in report.get("results", []):
+                if any(_names(str(k), customer_id) for k in result.get("sample_keys") or []):
+                    mentions.append(
+                        {"version": version.id, "attachment": QUALITY_REPORT, "check": result.get("id")}
+                    )
+        return mentions
+
+    def mask_customer(self, customer_id: str) -> int:
+        """Replace the customer id by its mask in every quality report naming it; returns the reports
+        rewritten (each replaced whole). A version's id covers its model bundle, not its attachments, so
+        the version still verifies: erasure is the one change ever made to a published version."""
+        from engage.privacy import mask
+
+        rewritten = 0
+        for _version, path, report in self._quality_reports():
+            changed = False
+            for result in report.get("results", []):
+                keys = result.get("sample_keys") or []
+                new = [mask(k) if _names(str(k), customer_id) else k for k in keys]
+                if new != keys:
+                    result["sample_keys"], changed = new, True
+            if changed:
+                self._store.write(path, (json.dumps(report, indent=2) + "\n").encode())
+                rewritten += 1
+        return rewritten
+
+    def _quality_reports(self) -> list[tuple[ModelVersion, str, dict[str, Any]]]:
+        """Each version's quality report: ``(version, its storage path, its content)``."""
+        found = []
+        for version in self.versions():
+            if QUALITY_REPORT in version.attachments:
+                path = self._path("versions", version.hex, QUALITY_REPORT)
+                data = self._store.read(path)
+                if data is not None:
+                    found.append((version, path, _parse_json(data, self._store.url(path))))
+        return found
+
     # --- internals -------------------------------------------------------------------------------------
 
     def _path(self, *parts: str) -> str:
@@ -539,6 +586,12 @@ def _bundle_id(directory: Path) -> str:
     from engage.artifacts import MANIFEST
 
     return f"sha256:{sha256_file(Path(directory) / MANIFEST)}"
+
+
+def _names(key: str, customer_id: str) -> bool:
+    """Whether a quality report's sample key names the customer (a key of several columns is joined
+    with ``|``)."""
+    return key == customer_id or customer_id in key.split("|")
 
 
 def _is_version_folder(name: str) -> bool:
