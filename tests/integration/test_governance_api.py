@@ -258,6 +258,14 @@ def test_413_and_422_on_a_real_server(governance_url: str, tokens: dict[str, str
         assert http.get("/v1/audit", headers=admin, params={"limit": 0}).status_code == 422
         assert http.get("/v1/review", headers=admin, params={"status": "everything"}).status_code == 422
         assert http.get("/v1/audit", headers=admin).status_code == 200
+        # a bad body or query without a valid token: 401 first (nothing about what the route takes)
+        for headers in ({}, bearer("eng_not-a-token")):
+            unauthenticated = http.post("/v1/holds", headers=headers, content=b"{not json")
+            assert unauthenticated.status_code == 401, unauthenticated.text
+            assert "details" not in unauthenticated.json()
+            assert http.get("/v1/audit", headers=headers, params={"limit": 0}).status_code == 401
+        reviewer = http.get("/v1/audit", headers=bearer(tokens["reviewer"]), params={"limit": 0})
+        assert reviewer.status_code == 403
 
 
 def test_database_down_is_503_with_a_clear_message(tmp_path: Path) -> None:

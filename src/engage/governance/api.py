@@ -170,7 +170,16 @@ def create_app(
         return JSONResponse({"error": error.message}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI validates a body before the route's dependencies run: without a valid token the
+        # answer is still 401 / 403, never a description of what the route takes
+        matched = request.scope.get("route")
+        permission = app.state.permissions.get((request.method, getattr(matched, "path", "")))
+        if permission is not None:
+            try:
+                authorize(permission)(request)
+            except EngageError as e:
+                return await _engage_error(request, e)
         details = [
             {"field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg", "")}
             for e in error.errors()
