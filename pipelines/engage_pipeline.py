@@ -9,6 +9,7 @@ load this file (:func:`engage_components.pipeline_module`), as ``kfp dsl compile
     load-data ─► validate ─(verdict != fail)─► features ─┬─► train-head x the contract's heads (parallel) ─► evaluate ─┬─► fairness
                                                          └─► drift-reference                            business-metrics ◄─┘      │
                                              (fairness != fail) explain + model card ─► promote ◄─────────────────────────────┘
+                                                                                          └─► review-sample (the review queue)
     exit handler (always): record-outcome — step times, cost, audit record, Pushgateway metrics (run, model,
     business figures: engage.telemetry's catalogue)
 
@@ -55,6 +56,8 @@ def engage_run(
     max_rounds: int,
     canary_percent: int,
     pushgateway: str,
+    review_sample: int,
+    governance_db: str,
 ) -> None:
     data = _sized(
         c.load_data(
@@ -119,6 +122,16 @@ def engage_run(
                 "promote", retries=RETRIES,
             )  # fmt: skip
             promoted.set_caching_options(False)  # judged against the registry as it is now
+            # after promotion, which never waits for it: a governance database that is down fails the run
+            # with its error, the promotion already made
+            _sized(
+                c.review_sample(
+                    data=table, features=feats.outputs["features"], training=measured.outputs["training"],
+                    fairness=fair.outputs["fairness"], contract=contract, size=review_sample, seed=seed,
+                    governance_db=governance_db,
+                ),
+                "review-sample",
+            ).after(promoted)  # fmt: skip
 
 
 @dsl.pipeline(
@@ -142,10 +155,14 @@ def engage_pipeline(
     max_rounds: int = 1000,
     canary_percent: int = -1,
     pushgateway: str = "",
+    review_sample: int = 400,
+    governance_db: str = "",
 ) -> None:
     """Parameters: ``data_uri`` (a table to read, else ``rows``/``seed``/``snapshots`` and the knobs
     generate one), ``contract`` and ``policy`` files (empty: the shipped ones), the ``registry`` URI,
-    the ``heads`` to train (empty: every target the contract defines), ``canary_percent`` (-1: the policy's) and an optional Pushgateway."""
+    the ``heads`` to train (empty: every target the contract defines), ``canary_percent`` (-1: the policy's), an optional Pushgateway,
+    ``review_sample`` (records put in the human review queue, 0: none) and ``governance_db`` (its database's
+    URL; empty: ``ENGAGE_GOVERNANCE_DATABASE_URL`` where the step runs, else the embedded SQLite file)."""
     outcome = c.record_outcome(
         registry=registry, pushgateway=pushgateway, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
     )
@@ -155,4 +172,5 @@ def engage_pipeline(
             data_uri=data_uri, rows=rows, seed=seed, snapshots=snapshots, defect_rate=defect_rate, bias=bias,
             drift=drift, as_of=as_of, contract=contract, policy=policy, registry=registry, heads=heads,
             max_rounds=max_rounds, canary_percent=canary_percent, pushgateway=pushgateway,
+            review_sample=review_sample, governance_db=governance_db,
         )  # fmt: skip

@@ -86,6 +86,7 @@ def print_summary(summary: RunSummary) -> None:
             f"[bold]Fairness gate[/]: {fairness['verdict'].upper().replace('_', ' ')}: {fairness.get('reason', '')}"
         )
     _print_promotion(summary)
+    _print_review_sample(summary)
     _print_cost(summary)
 
 
@@ -125,6 +126,21 @@ def _print_promotion(summary: RunSummary) -> None:
         console.print(
             "Serve it here: make serve (engage serve: predictor, explainer, drift detector, Prometheus)"
         )
+
+
+def _print_review_sample(summary: RunSummary) -> None:
+    from engage.cli.console import out
+
+    sample = summary.read("review_sample", "")
+    if sample is None:
+        return
+    if not sample.get("items"):
+        out().print(f"[bold]Review sample[/]: {sample.get('note', 'none')}")
+        return
+    out().print(
+        f"[bold]Review sample[/]: {sample['items']} records in {len(sample['strata'])} strata of run "
+        f"{sample['run_id']} put in the review queue ({sample['database']})"
+    )
 
 
 def _print_cost(summary: RunSummary) -> None:

@@ -53,6 +53,7 @@ OUTPUTS = {
     "card": ("explain", "card"),
     "drift_reference": ("drift-reference", "reference"),
     "promotion": ("promote", "promotion"),
+    "review_sample": ("review-sample", "sample"),
     "outcome": ("record-outcome", "outcome"),
 }
 

@@ -61,6 +61,7 @@ RESOURCES: dict[str, Resources] = {
     "drift-reference": Resources(1, 2),
     "promote": Resources(0.5, 1),
     "business-metrics": Resources(1, 2),
+    "review-sample": Resources(1, 2),
     "record-outcome": Resources(0.25, 0.5),
 }
 

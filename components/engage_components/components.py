@@ -288,6 +288,38 @@ def explain(
 
 
 @component
+def review_sample(
+    data: Input[Dataset],
+    features: Input[Artifact],
+    training: Input[Model],
+    fairness: Input[Model],
+    contract: str,
+    size: int,
+    seed: int,
+    governance_db: str,
+    sample: Output[Artifact],
+    step: Output[Artifact],
+) -> None:
+    """A stratified sample of the scored test rows (``size``, 0: none) into the human review queue of the
+    governance database ``governance_db`` (empty: ``ENGAGE_GOVERNANCE_DATABASE_URL``, else the embedded
+    SQLite file); ``sample`` holds the count per stratum. The run's id is its folder, as in ``timed``."""
+    from pathlib import Path
+
+    from engage_components import timed
+    from engage_components.steps import review_sample_line, review_sample_step
+
+    parts = Path(sample.path).parts
+    run_id = parts[-3] if len(parts) >= 3 else ""
+    with timed("review-sample", step.path) as record:
+        done = review_sample_step(
+            Path(data.path), Path(features.path), contract, Path(training.path), Path(fairness.path),
+            Path(sample.path), size=size, seed=seed, run_id=run_id, database_url=governance_db,
+        )  # fmt: skip
+        record.update({k: done[k] for k in ("run_id", "items") if k in done}, strata=len(done["strata"]))
+    print(review_sample_line(done), flush=True)
+
+
+@component
 def drift_reference(
     data: Input[Dataset],
     features: Input[Artifact],

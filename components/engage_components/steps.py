@@ -25,6 +25,7 @@ __all__ = [
     "features_step",
     "load_data_step",
     "promote_step",
+    "review_sample_step",
     "train_head_step",
     "validate_step",
 ]
@@ -439,6 +440,98 @@ def _feature_stats(reference: Any, features: Any) -> dict[str, Any]:
             stats[name] = {"mean": float(known.mean()) if len(known) else None, "quantiles": quantiles,
                            "missing_share": float(np.isnan(values).mean())}  # fmt: skip
     return stats
+
+
+# ---- human review -----------------------------------------------------------------------------------
+
+
+def review_sample_step(
+    data: Path,
+    features_dir: Path,
+    contract_path: str,
+    training: Path,
+    fairness: Path | None,
+    out: Path,
+    *,
+    size: int,
+    seed: int,
+    run_id: str,
+    database_url: str = "",
+) -> dict[str, Any]:
+    """Put a stratified sample of the run's scored test rows in the human review queue.
+
+    The test split's rows are scored by the model that would ship (the fairness gate's choice, else the
+    trained one: its ``model_version`` is the registry version promotion publishes); strata are the
+    contract's protected groups crossed with quintiles of the first classification head's score
+    (:func:`engage.governance._sample.review_sample`). ``size`` 0 puts nothing in the queue. Writes
+    ``out`` (JSON: run id, model version, count per stratum; no customer id) and returns the same.
+    A database that cannot be reached fails the step with a :class:`~engage.errors.GovernanceError`.
+    """
+    from engage.contract import Role
+
+    summary: dict[str, Any] = {"run_id": run_id, "size": size, "items": 0, "strata": {}}
+    if size <= 0:
+        summary["note"] = "review sample disabled (review_sample=0): nothing put in the queue"
+        return _write_sample_summary(out, summary)
+    import pandas as pd
+
+    from engage.governance import open_database
+    from engage.governance._review import ReviewQueue
+    from engage.governance._sample import review_sample
+    from engage.model import load_bundle
+    from engage.promotion import RunArtifacts
+
+    db = open_database(database_url or None)  # unreachable: fail now, before the scoring
+    contract = _contract(contract_path)
+    frame = _frame(data, contract)
+    _, split = read_features(features_dir)
+    rows = frame.iloc[split.test].reset_index(drop=True)
+    bundle = load_bundle(RunArtifacts(training=training, fairness=fairness).model)
+    predictions = bundle.predict(rows)
+    outputs = [str(c) for c in predictions.columns]
+    # the customer id: the primary key's id column, else any id column; a table without one samples anyway
+    keys = [c for c in contract.primary_key if contract.columns[c].role is Role.id]
+    id_column = next((c for c in keys or contract.by_role(Role.id) if c in rows.columns), None)
+    features = [c for c in contract.features if c in rows.columns]
+    protected = [c for c in contract.protected if c in rows.columns and c not in outputs]
+    score = next((m.head.output for m in bundle.heads.values() if m.head.classification), None)
+    scored = rows[list(dict.fromkeys([*([id_column] if id_column else []), *features, *protected]))].copy()
+    scored = pd.concat([scored, predictions.reset_index(drop=True)], axis=1)
+    items = review_sample(
+        scored, size=size, strata=protected, id_column=id_column, outputs=outputs, feature_columns=features,
+        run_id=run_id, model_version=bundle.version, seed=seed, score_column=score or outputs[0],
+        bins={c: contract.columns[c].bins or [] for c in protected},
+    )  # fmt: skip
+    added = ReviewQueue(db).add(items)
+    strata: dict[str, int] = {}
+    for item in items:
+        strata[str(item.stratum)] = strata.get(str(item.stratum), 0) + 1
+    summary.update(
+        items=len(added), rows=len(scored), model_version=bundle.version, database=db.name,
+        score=score or outputs[0], strata_by=protected, strata=dict(sorted(strata.items())),
+        customer_ids=id_column is not None,
+    )  # fmt: skip
+    if id_column is None:
+        summary["note"] = "the contract names no id column: the sample's items carry no customer id"
+    return _write_sample_summary(out, summary)
+
+
+def _write_sample_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def review_sample_line(summary: dict[str, Any]) -> str:
+    """The step's one log line: counts, the run, the database (never a customer id nor a group)."""
+    if not summary.get("items"):
+        return f"review-sample: run {summary['run_id']}: {summary.get('note', 'nothing sampled')}"
+    return (
+        f"review-sample: run {summary['run_id']}: {summary['items']} of {summary['rows']} scored test rows "
+        f"in {len(summary['strata'])} strata ({', '.join(summary['strata_by']) or 'no protected attribute'} "
+        f"x {summary['score']} quintiles) put in the review queue at {summary['database']}"
+        + ("" if summary["customer_ids"] else "; the table has no id column: items carry no customer id")
+    )
 
 
 # ---- promotion --------------------------------------------------------------------------------------

@@ -13,6 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["RunSettings"]
 
 
+def _governance_review_sample() -> int:
+    """``ENGAGE_GOVERNANCE_REVIEW_SAMPLE`` (400 unless set): the store's own default for a run's sample."""
+    from engage.governance import GovernanceSettings
+
+    return GovernanceSettings().review_sample
+
+
 class RunSettings(BaseSettings):
     """Embedded defaults of ``engage run`` (``make run``): the pipeline's parameters under ``kfp.local``."""
 
@@ -47,6 +54,12 @@ class RunSettings(BaseSettings):
         default=-1, ge=-1, le=100, description="Canary traffic share (-1: the policy's)"
     )
     pushgateway: str = Field(default="", description="Prometheus Pushgateway host:port for the run's metrics")
+    review_sample: int = Field(
+        default_factory=_governance_review_sample,
+        ge=0,
+        description="Records the run puts in the human review queue, stratified (0: none; default "
+        "ENGAGE_GOVERNANCE_REVIEW_SAMPLE, 400); the queue is ENGAGE_GOVERNANCE_DATABASE_URL's",
+    )
     out_dir: Path = Field(
         default=Path("artifacts/run"), description="Where kfp.local keeps the run's outputs"
     )
@@ -72,4 +85,5 @@ class RunSettings(BaseSettings):
             "heads": list(self.heads),
             "canary_percent": self.canary_percent,
             "pushgateway": self.pushgateway,
+            "review_sample": self.review_sample,
         }

@@ -44,13 +44,14 @@ def test_run_takes_a_table_through_every_gate_to_a_promoted_version_then_reuses_
     assert "kind: InferenceService" in out
     assert "Cost: $" in out
     assert "below the $4.42 target" in out
+    assert "Review sample: 400 records in " in out
     registry = Registry(str(tmp_path / "registry"))
     production = registry.alias("production")
     assert production is not None
     assert f"PROMOTED {production.id}" in out
     outcome = json.loads(next((tmp_path / "run").glob("*/record-outcome/outcome")).read_text())
     assert outcome["state"] == "SUCCEEDED"
-    assert len(outcome["steps"]) == 12  # 10 steps, the training step three times (one per head)
+    assert len(outcome["steps"]) == 13  # 11 steps, the training step three times (one per head)
 
     # a second run of the same inputs within the hour: every step but promotion comes from the cache
     second = _run(tmp_path, as_of)

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from engage.governance import open_database
+from engage.governance._review import ReviewQueue
 from engage.registry import Registry
 from engage_components import run_local
 
@@ -52,7 +54,7 @@ def test_the_exit_handler_records_every_step_time_and_the_cost(workspace: dict[s
     ran = [s["step"] for s in outcome["steps"]]
     assert ran.count("train-head") == 3  # the three heads, in parallel
     assert set(ran) == {"load-data", "validate", "features", "train-head", "evaluate", "drift-reference",
-                        "business-metrics", "fairness", "explain", "promote"}  # fmt: skip
+                        "business-metrics", "fairness", "explain", "promote", "review-sample"}  # fmt: skip
     cost = outcome["cost"]
     assert 0 < cost["on_demand_usd"] < cost["target_usd"] / 10
     assert cost["spot_usd"] < cost["on_demand_usd"]
@@ -87,12 +89,47 @@ def test_the_steps_record_what_the_exit_handler_pushes(workspace: dict[str, Any]
     assert 0.0 < business["engagement_score_mean"] < 1.0
 
 
+def test_the_run_puts_its_stratified_sample_in_the_review_queue(workspace: dict[str, Any]) -> None:
+    """400 scored test rows of the model that shipped, in the queue of the tests' governance database
+    (ENGAGE_GOVERNANCE_DATABASE_URL, which the steps inherit); the log line names no customer."""
+    first = workspace["first"]
+    run_id = first.job_dir.name
+    sample = json.loads(first.outputs["review_sample"].read_text())
+    assert sample["run_id"] == run_id
+    assert sample["items"] == 400
+    assert sample["model_version"] == first.promotion["version"]
+    by_step = {s["step"]: s for s in first.outcome["steps"]}
+    assert by_step["review-sample"]["items"] == 400
+    items = ReviewQueue(open_database()).list(run_id=run_id, source="sample", limit=1000)
+    assert len(items) == 400
+    assert {i.model_version for i in items} == {first.promotion["version"]}
+    assert len({i.customer_id for i in items}) == 400
+    strata: dict[str, int] = {}
+    for item in items:
+        strata[str(item.stratum)] = strata.get(str(item.stratum), 0) + 1
+    assert strata == sample["strata"]
+    assert all(s.startswith("gender=") and ", age=" in s and ", churn_probability=q" in s for s in strata)
+    log = first.log.read_text(encoding="utf-8")
+    lines = [line for line in log.splitlines() if "review-sample: run " in line]
+    assert lines
+    assert "400 of" in lines[0]
+    assert not any(str(i.customer_id) in line for i in items for line in lines)
+
+
 def test_a_rerun_reuses_the_cache_and_moves_nothing(workspace: dict[str, Any]) -> None:
     registry = Registry(workspace["params"]["registry"])
     before = registry.alias("production")
     again = run_local(workspace["params"], pipeline_root=workspace["root"] / "runs")
     assert again.state == "SUCCEEDED"
+    assert again.outcome is not None
+    assert again.promotion is not None
     assert [s["step"] for s in again.outcome["steps"]] == ["promote"]  # every other step came from the cache
+    assert again.job_dir is not None
+    # review-sample came from the cache too: no second sample, under this run's id or any other
+    queue = ReviewQueue(open_database())
+    assert queue.list(status=None, run_id=again.job_dir.name) == []
+    first = workspace["first"].job_dir.name
+    assert len(queue.list(status=None, source="sample", run_id=first, limit=1000)) == 400
     assert again.promotion["note"] == "this model is already in production: no alias moved"
     assert registry.alias("production") == before
     assert len(registry.versions()) == 1
