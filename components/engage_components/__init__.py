@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._dag import pipeline_module, pipeline_source
     from ._local import RunSummary, compile_pipeline, run_local, submit
-    from ._record import RESOURCES, CostSettings, Resources, estimate_cost, record_outcome, timed
+    from ._record import RESOURCES, CostSettings, Resources, estimate_cost, record_outcome, run_folder, timed
 
 #: public name -> the module defining it; imported on first use, so that the engage CLI, which imports
 #: this package's cli module at start-up, stays light
@@ -23,7 +23,8 @@ _EXPORTS = {
     **dict.fromkeys(("pipeline_module", "pipeline_source"), "._dag"),
     **dict.fromkeys(("RunSummary", "compile_pipeline", "run_local", "submit"), "._local"),
     **dict.fromkeys(
-        ("RESOURCES", "CostSettings", "Resources", "estimate_cost", "record_outcome", "timed"), "._record"
+        ("RESOURCES", "CostSettings", "Resources", "estimate_cost", "record_outcome", "run_folder", "timed"),
+        "._record",
     ),
 }
 
@@ -44,6 +45,7 @@ __all__ = [
     "pipeline_module",
     "pipeline_source",
     "record_outcome",
+    "run_folder",
     "run_local",
     "submit",
     "timed",

@@ -134,8 +134,7 @@ def timed(step: str, record_path: str) -> Iterator[dict[str, Any]]:
     span_scope = contextlib.ExitStack()
     span = None
     if tracing is not None:
-        parts = Path(record_path).parts
-        run_id = parts[-3] if len(parts) >= 3 else ""
+        run_id = run_folder(record_path)
         span = span_scope.enter_context(
             tracing.root(step, {"engage.step": step, "engage.run.id": run_id, "engage.step.threads": threads})
         )
@@ -313,3 +312,10 @@ def push_run_metrics(gateway: str, state: str, steps: list[dict[str, Any]], cost
 
     for job, registry in run_registries(state, steps, cost).items():
         push_to_gateway(gateway, job=job, registry=registry)
+
+
+def run_folder(output_path: str) -> str:
+    """The run a step output belongs to: its folder (``<pipeline root>/<run>/<task>/<output>``), the same
+    under ``kfp.local`` and on a cluster, and stable across a cached step (a job-id placeholder is not)."""
+    parts = Path(output_path).parts
+    return parts[-3] if len(parts) >= 3 else ""

@@ -305,11 +305,10 @@ def review_sample(
     SQLite file); ``sample`` holds the count per stratum. The run's id is its folder, as in ``timed``."""
     from pathlib import Path
 
-    from engage_components import timed
+    from engage_components import run_folder, timed
     from engage_components.steps import review_sample_line, review_sample_step
 
-    parts = Path(sample.path).parts
-    run_id = parts[-3] if len(parts) >= 3 else ""
+    run_id = run_folder(sample.path)
     with timed("review-sample", step.path) as record:
         done = review_sample_step(
             Path(data.path), Path(features.path), contract, Path(training.path), Path(fairness.path),
@@ -363,7 +362,7 @@ def promote(
     import shutil
     from pathlib import Path
 
-    from engage_components import timed
+    from engage_components import run_folder, timed
     from engage_components.steps import promote_step
 
     with timed("promote", step.path) as record:
@@ -372,7 +371,7 @@ def promote(
                 registry_uri=registry, run_id=run_id, policy_path=policy, training=Path(training.path),
                 quality=Path(quality.path), fairness=Path(fairness.path), explanations=Path(explanations.path),
                 card=Path(card.path), drift=Path(reference.path), out_dir=Path(promotion.path),
-                canary_percent=canary_percent,
+                canary_percent=canary_percent, run_name=run_folder(promotion.path),
             )
         )  # fmt: skip
     shutil.copyfile(Path(promotion.path) / "promotion.md", verdict.path)

@@ -550,10 +550,12 @@ def promote_step(
     drift: Path | None,
     out_dir: Path,
     canary_percent: int = -1,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Judge the run by the whole policy; publish, move aliases and render the InferenceService on a pass.
 
-    ``canary_percent`` (0-100) overrides the policy's; -1 keeps it.
+    ``canary_percent`` (0-100) overrides the policy's; -1 keeps it. ``run_name``: the run's folder (what
+    the review sample's items name the run by), recorded beside the job id.
     """
     from engage.promotion import RunArtifacts, promote
     from engage.registry import Registry
@@ -573,6 +575,12 @@ def promote_step(
     from engage_serving.deploy import render_version
 
     result = promote(
-        policy, run, registry=Registry(registry_uri), run_id=run_id, out_dir=out_dir, render=render_version
+        policy,
+        run,
+        registry=Registry(registry_uri),
+        run_id=run_id,
+        out_dir=out_dir,
+        render=render_version,
+        run_name=run_name,
     )
     return result.to_json()

@@ -236,6 +236,7 @@ def promote(
     out_dir: Path,
     render: Render | None = None,
     approver: str | None = None,
+    run_name: str | None = None,
 ) -> PromotionResult:
     """Judge the run; publish and promote the model when it passes; write promotion.json (+ the ISVC).
 
@@ -256,6 +257,8 @@ def promote(
     fairness = fairness_decision(run)
     decided_by = approver or f"policy {policy.policy} {policy.version} (automated)"
     facts = _metadata(run, verdict, run_id)
+    if run_name:
+        facts["pipeline_run"] = run_name  # the run's folder: what the review sample's items name it by
     gates: dict[str, Any] = {
         "policy": "pass" if verdict.passed else "fail",
         **{
@@ -271,6 +274,7 @@ def promote(
                 "event": "promotion_refused",
                 "candidate": candidate,
                 "pipeline_run_id": run_id,
+                "pipeline_run": run_name,
                 "data_sha256": facts["data_sha256"],
                 "failures": gates["failures"],
                 "gates": gates,
@@ -283,9 +287,7 @@ def promote(
         result.note = "this model is already in production: no alias moved"
         result.manifest = _render(production, policy, out_dir, render)
     else:
-        version = registry.publish(
-            run.model, attachments=_attachments(run), metadata=_metadata(run, verdict, run_id)
-        )
+        version = registry.publish(run.model, attachments=_attachments(run), metadata=facts)
         reason = f"pipeline run {run_id} passed policy {policy.policy} {policy.version}"
         moves = [registry.set_alias("candidate", version.id, reason=reason)]
         moves += registry.promote(version.id, reason=reason)
@@ -294,6 +296,7 @@ def promote(
                 "event": "promotion",
                 "version": version.id,
                 "pipeline_run_id": run_id,
+                "pipeline_run": run_name,
                 "data_sha256": facts["data_sha256"],
                 "policy": f"{policy.policy} {policy.version}",
                 "gates": gates,

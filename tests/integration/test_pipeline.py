@@ -104,6 +104,14 @@ def test_the_run_puts_its_stratified_sample_in_the_review_queue(workspace: dict[
     assert len(items) == 400
     assert {i.model_version for i in items} == {first.promotion["version"]}
     assert len({i.customer_id for i in items}) == 400
+    # the audit trail's promotion record names the same run: the review items link to it
+    registry = Registry(workspace["params"]["registry"])
+    promotion = next(r for r in registry.audit() if r["event"] == "promotion")
+    assert promotion["pipeline_run"] == run_id
+    assert promotion["version"] == first.promotion["version"]
+    assert promotion["approver"].endswith("(automated)")
+    assert promotion["data_sha256"]
+    assert promotion["gates"]["policy"] == "pass"
     strata: dict[str, int] = {}
     for item in items:
         strata[str(item.stratum)] = strata.get(str(item.stratum), 0) + 1
