@@ -271,7 +271,7 @@ def test_nothing_is_published_or_moved_unrecorded(bundles: list[Path], tmp_path:
 
     down = AuditTrail(Database("postgresql+psycopg://engage@127.0.0.1:1/governance"))
     offline = Registry(str(tmp_path / REG), trail=down)
-    with pytest.raises(GovernanceError, match="governance database .*127.0.0.1:1") as caught:
+    with pytest.raises(GovernanceError, match=r"governance database .*127\.0\.0\.1:1") as caught:
         offline.publish(bundles[0])
     assert caught.value.http_status == 503
     online = Registry(str(tmp_path / REG))
