@@ -6,6 +6,8 @@ For each database:
 
 1. single appends: ``AuditTrail.append`` N times, each its own transaction (how the registry, the
    review decisions and the data-subject requests record) -> records/s and ms per record;
+   (PostgreSQL runs with fsync and synchronous commits on; SQLite in WAL mode with synchronous=NORMAL,
+   Engage's setting: durable through a crash of the process, not of the machine);
 2. bulk appends: ``AuditTrail.append_many`` in batches of 20,000 until the trail holds ``--records``
    (1M by default): the same chain, one head lock per batch -> records/s;
 3. verify: ``AuditTrail.verify`` walks the whole chain (every payload and record hash recomputed) ->
@@ -135,7 +137,7 @@ def main() -> int:
         backends: list[tuple[str, Any]] = [("sqlite", f"sqlite:///{work}/governance.db")]
         server = None
         if pg_bindir() is not None:
-            server = postgres_server()
+            server = postgres_server(durable=True)  # fsync and synchronous commits on, as in production
             backends.append(("postgresql", server.__enter__()))
         else:
             cases["postgresql"] = "skipped: no PostgreSQL binaries on this machine"

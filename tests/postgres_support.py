@@ -22,6 +22,10 @@ from tests.serving_support import free_port
 __all__ = ["pg_bindir", "postgres_server", "required"]
 
 
+#: settings of a cluster that need not survive a power cut (the tests'): no fsync, asynchronous commits
+_THROWAWAY = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+
+
 def required() -> bool:
     return os.environ.get("ENGAGE_REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 
@@ -43,9 +47,12 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(*, durable: bool = False) -> Iterator[str]:
     """Start a PostgreSQL cluster in a new folder of /tmp on a free loopback port; yields its admin URL
-    (``postgresql+psycopg://engage@127.0.0.1:<port>/postgres``, trust authentication on loopback)."""
+    (``postgresql+psycopg://engage@127.0.0.1:<port>/postgres``, trust authentication on loopback).
+
+    ``durable``: fsync and synchronous commits on, as in production (the benchmark); the tests turn
+    them off (a throwaway cluster need not survive a power cut)."""
     bindir = pg_bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL binaries (apt-get install postgresql)")
@@ -87,13 +94,8 @@ def postgres_server() -> Iterator[str]:
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
                 "max_connections=200",
+                *([] if durable else _THROWAWAY),
             ]
         ),
         stdout=subprocess.DEVNULL,
