@@ -99,13 +99,15 @@ def run_stack(
     extra_env: dict[str, str] | None = None,
     rule_files: Sequence[Path] = (),
     pushgateway: str | None = None,
+    review_db: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Iterator[Stack]:
     """Start the three servers (and Prometheus), wait until each is ready, yield, then stop them all.
 
     Prometheus scrapes the three servers (and ``pushgateway``, ``host:port``, where the pipeline pushes)
     every 5 s and evaluates ``rule_files`` (``monitoring/prometheus/*.rules.yml``: the recording rules
-    and alerts), so its ``/alerts`` page shows what would page."""
+    and alerts), so its ``/alerts`` page shows what would page. ``review_db``: the predictor routes edge
+    cases to that governance database's review queue (``--review true``)."""
     if reference_dir is None:
         raise ConfigError(
             f"{model_dir}: no drift reference beside the model: the explainer and the drift detector need "
@@ -123,6 +125,8 @@ def run_stack(
             args = [sys.executable, "-m", module, *common, "--http_port", str(port)]
             if server == "predictor":
                 args += ["--logger_url", f"http://127.0.0.1:{ports.drift_detector}/"]
+                if review_db:
+                    args += ["--review", "true", "--governance_db", review_db]
             stack.logs[server] = logs / f"{server}.log"
             with stack.logs[server].open("wb") as log:
                 stack.processes[server] = subprocess.Popen(

@@ -39,6 +39,12 @@ def serve(
     pushgateway: str | None = typer.Option(
         None, "--pushgateway", help="Also scrape this Pushgateway (host:port), where pipeline runs push"
     ),
+    review: bool = typer.Option(
+        False,
+        "--review",
+        help="Route edge cases to the human review queue of $ENGAGE_GOVERNANCE_DATABASE_URL (the predictor's "
+        "--review true): opted-out customers, scores near a threshold, outliers; overrides returned",
+    ),
 ) -> None:
     """Start the predictor, explainer and drift detector (and Prometheus) and print their URLs."""
     from engage_serving._stack import StackPorts, prepare_version
@@ -58,7 +64,11 @@ def serve(
     # a `kill` (SIGTERM) stops the servers too, as Ctrl-C does, at any point: no server outlives this
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        monitoring = {"rule_files": sorted(rules.glob("*.rules.yml")), "pushgateway": pushgateway}
+        monitoring: dict[str, Any] = {
+            "rule_files": sorted(rules.glob("*.rules.yml")),
+            "pushgateway": pushgateway,
+            "review_db": _review_db() if review else None,
+        }
         _serve(model, reference, out, ports, prometheus, check, monitoring)
     except KeyboardInterrupt:
         typer.echo("stopping")
@@ -223,3 +233,9 @@ def _user() -> str:
         return getpass.getuser() or "engage"
     except (KeyError, OSError):
         return "engage"
+
+
+def _review_db() -> str:
+    from engage.governance import GovernanceSettings
+
+    return GovernanceSettings().database_url

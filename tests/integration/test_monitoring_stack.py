@@ -103,7 +103,7 @@ def prometheus(
     ports = StackPorts(free_port(), free_port(), free_port(), free_port())
     with run_stack(
         model, reference, out, ports=ports, extra_env=SMALL_DRIFT, rule_files=rules,
-        pushgateway=session_pushgateway, say=lambda _: None,
+        pushgateway=session_pushgateway, say=lambda _: None, review_db=f"sqlite:///{out}/governance.db",
     ) as stack:  # fmt: skip
         _traffic(stack, reference)
         url = stack.urls["prometheus"]

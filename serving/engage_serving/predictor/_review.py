@@ -68,6 +68,8 @@ QUEUE_BOUND = 1_000
 UNCHECKED = {"status": "unchecked", "reason": "governance_unavailable"}
 #: the order reasons are named in (the first is ``review.reason``)
 REASONS = ("opted_out", "near_threshold", "outlier")
+#: the ``step`` label values of ``engage_review_failures_total``
+FAILURE_STEPS = ("lookup", "deliver", "skipped", "enqueue", "dropped")
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,12 @@ class ReviewRouting:
         self._pending: queue.Queue[list[NewReviewItem]] = queue.Queue(QUEUE_BOUND)
         self._writer: threading.Thread | None = None
         self._routed, self._delivered, self._failures = _metrics()
+        # every series exists from the start (at 0): a rate() or an alert has a baseline before the first
+        for reason in REASONS:
+            self._routed.labels(model_name, reason)
+        self._delivered.labels(model_name)
+        for step in FAILURE_STEPS:
+            self._failures.labels(model_name, step)
 
     # ---------------------------------------------------------------------------------- the database
     def connect(self) -> ReviewQueue | None:
