@@ -24,10 +24,43 @@ def _trail(db: Any, records: int = 6) -> Any:
 
 
 def _sql(db: Any, statement: str, **params: Any) -> None:
+    """Run SQL as someone with the table owner's rights would tamper: the append-only trigger off first
+    (PostgreSQL: disabled for the statement; SQLite: dropped)."""
     from sqlalchemy import text
 
     with db.engine.begin() as connection:
-        connection.execute(text(statement), params)
+        if db.sqlite:
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_records_no_delete"))
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_records_no_rewrite"))
+            connection.execute(text(statement), params)
+        else:
+            connection.execute(text("ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only"))
+            connection.execute(text(statement), params)
+            connection.execute(text("ALTER TABLE audit_records ENABLE TRIGGER audit_records_append_only"))
+
+
+def test_the_database_refuses_to_delete_or_rewrite_records(governance_db: Any) -> None:
+    """Append-only in the database itself: without the owner's rights to drop the trigger, a DELETE or
+    an UPDATE of what the chain covers fails; clearing a payload (purge, erasure) is allowed."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    trail = _trail(governance_db, records=3)
+    for statement in (
+        "DELETE FROM audit_records WHERE seq = 2",
+        "DELETE FROM audit_records",
+        "UPDATE audit_records SET actor = 'mallory' WHERE seq = 2",
+        "UPDATE audit_records SET payload = '[]' WHERE seq = 2",
+        "UPDATE audit_records SET seq = 10 WHERE seq = 3",
+        "UPDATE audit_records SET hash = prev_hash WHERE seq = 1",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), governance_db.engine.begin() as connection:
+            connection.execute(text(statement))
+    with governance_db.engine.begin() as connection:
+        connection.execute(text("UPDATE audit_records SET payload = NULL, redacted = 'purged' WHERE seq = 1"))
+    report = trail.verify()
+    assert report.ok
+    assert report.checked == 3
 
 
 def _kinds(report: Any) -> list[tuple[int, str]]:
@@ -42,8 +75,8 @@ def test_an_untouched_trail_verifies(governance_db: Any) -> None:
     assert (report.head_seq, report.head_hash) == trail.head()
     assert [e.payload for e in trail.records(event="registry.")] == [{"n": i} for i in range(6)]
     assert trail.verify(expect_head=trail.head()).ok
-    assert governance_db.revision() == "0001"
-    assert governance_db.migrate() == "0001"  # idempotent
+    assert governance_db.revision() == "0002"
+    assert governance_db.migrate() == "0002"  # idempotent
 
 
 def test_an_edited_payload_is_named(governance_db: Any) -> None:
