@@ -1,18 +1,24 @@
 """``engage audit``: the one audit trail: verify it, read it, purge it past retention, hold it for a case.
 
 ``verify`` exits 0 when every record is as it was appended and 1 naming each record that is not (edited,
-deleted, inserted or reordered); any other problem (database down, bad flag) is exit 2.
+deleted, inserted or reordered); any other problem (database down, bad flag) is exit 2. With
+``--pushgateway`` it then pushes what it found (``job="engage_audit"``, ``instance=<trail>``: the
+``engage_audit_*`` gauges of ``engage.telemetry.CATALOGUE``); a push that fails is exit 2 after the
+report, except that a tampered trail stays exit 1.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
-    from engage.governance import AuditTrail
+    from prometheus_client import CollectorRegistry
+
+    from engage.governance import AuditTrail, VerifyReport
 
 app = typer.Typer(
     help="The audit trail (hash-chained): verify, list, export, purge past retention, legal holds.",
@@ -21,6 +27,13 @@ app = typer.Typer(
 
 _DB_HELP = "Governance database URL (default: $ENGAGE_GOVERNANCE_DATABASE_URL, else sqlite:///artifacts/governance.db)."
 _ACTOR_HELP = "Who does this (recorded on the trail; default: $USER)."
+
+#: the Pushgateway job of the verification's figures
+AUDIT_JOB = "engage_audit"
+#: every kind of problem verify names (engage.governance.Problem.kind): each is pushed, 0 when none
+PROBLEM_KINDS = ("edited", "deleted", "broken_link", "head")
+#: a trail's name: a short label value, never a database URL (which may name a host or hold a password)
+TRAIL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
 def _trail(db: str | None) -> AuditTrail:
@@ -56,6 +69,49 @@ def _when(text: str | None, flag: str) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def _gateway(value: str) -> str:
+    """``--pushgateway`` checked before anything runs: host:port, or an http(s) URL."""
+    from urllib.parse import urlsplit
+
+    from engage.errors import ConfigError
+
+    text = value.strip()
+    try:
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        ok = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and ("://" in text or parts.port is not None)
+        )
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"--pushgateway {value!r}: give host:port (pushgateway.monitoring:9091) or a URL")
+    return text
+
+
+def verify_registry(
+    report: VerifyReport, *, trail: str, finished: float, seconds: float
+) -> CollectorRegistry:
+    """The verification's gauges (``engage_audit_*``), every problem kind present (0 when none)."""
+    from prometheus_client import CollectorRegistry
+
+    from engage.telemetry import metric
+
+    registry = CollectorRegistry()
+    metric("engage_audit_records_checked").create(registry).labels(trail).set(report.checked)
+    problems = metric("engage_audit_problems").create(registry)
+    counts = dict.fromkeys(PROBLEM_KINDS, 0)
+    for problem in report.problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    for kind, n in counts.items():
+        problems.labels(trail, kind).set(n)
+    metric("engage_audit_head_seq").create(registry).labels(trail).set(report.head_seq)
+    metric("engage_audit_last_verify_timestamp_seconds").create(registry).labels(trail).set(finished)
+    metric("engage_audit_verify_duration_seconds").create(registry).labels(trail).set(seconds)
+    return registry
+
+
 @app.command("verify")
 def verify(
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
@@ -65,9 +121,22 @@ def verify(
         help="SEQ:HASH of a head kept elsewhere (a ticket, a model card): record SEQ must have HASH.",
     ),
     as_json: bool = typer.Option(False, "--json", help="The report as JSON."),
+    pushgateway: str | None = typer.Option(
+        None,
+        "--pushgateway",
+        help='Then push the result to this Prometheus Pushgateway (host:port; job="engage_audit"): '
+        "records checked, problems by kind, head, time and duration of the verification.",
+    ),
+    trail_name: str = typer.Option(
+        "default",
+        "--trail-name",
+        help="The trail's name on the pushed series (label trail, group instance): a short name such "
+        "as prod-eu, never the database URL.",
+    ),
 ) -> None:
     """Walk the whole chain; name every record that was edited, deleted, inserted or reordered (exit 1)."""
     import json
+    import time
 
     from engage.cli.console import out
     from engage.errors import ConfigError
@@ -80,7 +149,18 @@ def verify(
                 f"--expect-head {expect_head!r}: give SEQ:HASH (a record number and 64 hex digits)"
             )
         expected = (int(seq), digest)
-    report = _trail(db).verify(expect_head=expected)
+    if not TRAIL_NAME.fullmatch(trail_name):
+        raise ConfigError(
+            f"--trail-name {trail_name!r}: give a short name (lower-case letters, digits, '.', '_', '-'; "
+            "at most 63), not a database URL"
+        )
+    if pushgateway is not None:
+        pushgateway = _gateway(pushgateway)
+    trail = _trail(db)
+    started = time.perf_counter()
+    report = trail.verify(expect_head=expected)
+    seconds = time.perf_counter() - started
+    finished = time.time()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -91,6 +171,18 @@ def verify(
         console.print(
             f"audit trail {state}: {report.checked} record(s) checked; head {report.head_seq}:{report.head_hash}"
         )
+    if pushgateway is not None:
+        from engage.quality import push_metrics
+
+        registry = verify_registry(report, trail=trail_name, finished=finished, seconds=seconds)
+        try:
+            push_metrics(registry, pushgateway, job=AUDIT_JOB, instance=trail_name)
+        except ConfigError as e:
+            failed = ConfigError(f"{e} (the verification above ran; its result was not pushed)")
+            if report.ok:
+                raise failed from e
+            # a tampered trail stays exit 1 (the stronger signal); the failed push is said all the same
+            typer.echo(f"engage: error: {failed}", err=True)
     if not report.ok:
         raise typer.Exit(1)
 

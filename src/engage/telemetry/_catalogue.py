@@ -56,6 +56,10 @@ SOURCES: dict[str, str] = {
     "`ENGAGE_CLOUDWATCH_METRICS_PORT`, scraped ([cloudwatch.md](cloudwatch.md)).",
     "business": 'The pipeline\'s business-metrics step: pushed with `job="engage_business"`, computed from the '
     "table the run read and the model's predictions on it.",
+    "governance": "The audit trail's verification (`engage audit verify --pushgateway`, the chart's daily "
+    '`engage-audit-verify` CronJob): pushed with `job="engage_audit"`, `instance=<trail>` after every '
+    "verification that read the whole chain, intact or not (each replaces the last); a verification that "
+    "could not run (database down) pushes nothing, so the timestamp ages.",
 }
 
 
@@ -217,6 +221,19 @@ _SPECS = (
        "Share of customers the model predicts will churn (probability >= 0.5)"),
     _m("engage_business_ltv_mean", "gauge", ("table",), "business", "Mean predicted lifetime value"),
     _m("engage_business_engagement_score_mean", "gauge", ("table",), "business", "Mean predicted engagement score"),
+    # --- the audit trail's verification (Pushgateway) ------------------------------------------------
+    _m("engage_audit_records_checked", "gauge", ("trail",), "governance",
+       "Audit records the last verification read"),
+    _m("engage_audit_problems", "gauge", ("trail", "kind"), "governance",
+       "Problems the last verification found, by kind: edited (a payload or field no longer matches its "
+       "hash), deleted (records missing), broken_link (a record inserted, reordered or rewritten before "
+       "the next), head (the chain head, or --expect-head, does not match the records); 0 when intact"),
+    _m("engage_audit_head_seq", "gauge", ("trail",), "governance",
+       "Sequence number of the last record the verification read (the chain's head)"),
+    _m("engage_audit_last_verify_timestamp_seconds", "gauge", ("trail",), "governance",
+       "When the last verification finished (Unix time)"),
+    _m("engage_audit_verify_duration_seconds", "gauge", ("trail",), "governance",
+       "Wall time of the last verification's walk of the chain"),
     # --- the CloudWatch bridge ------------------------------------------------------------------------
     _m("engage_cloudwatch_datums_sent", "counter", (), "cloudwatch", "Datums CloudWatch accepted"),
     _m("engage_cloudwatch_datums_enqueued", "counter", (), "cloudwatch", "Datums scraped into the buffer"),
