@@ -256,6 +256,24 @@ def test_each_severity_reaches_its_receivers(severity: str) -> None:
     assert answer.stdout.strip().split(",") == RECEIVERS[severity]
 
 
+@pytest.mark.parametrize(
+    ("alert", "labels"),
+    [
+        ("EngageAuditTrailTampered", ["job=engage_audit", "instance=prod", "trail=prod", "kind=edited"]),
+        ("EngageAuditTrailVerifyStale", ["trail=prod"]),
+    ],
+)
+def test_the_audit_trail_alerts_reach_the_receivers_of_their_severity(alert: str, labels: list[str]) -> None:
+    """Tampering pages (P0: PagerDuty and #incidents); a stale verification is a working-hours P2."""
+    amtool = _binary("amtool", "prometheus-alertmanager")
+    severity = _alerts()[alert]["labels"]["severity"]
+    assert severity == {"EngageAuditTrailTampered": "P0", "EngageAuditTrailVerifyStale": "P2"}[alert]
+    answer = _run(amtool, "config", "routes", "test", f"--config.file={AM_CONFIG}",
+                  f"alertname={alert}", f"severity={severity}", *labels)  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip().split(",") == RECEIVERS[severity]
+
+
 def test_an_alert_without_a_known_severity_still_reaches_slack() -> None:
     amtool = _binary("amtool", "prometheus-alertmanager")
     for labels in (["alertname=Unlabelled"], ["alertname=Odd", "severity=critical"]):
@@ -361,6 +379,8 @@ def test_alertmanager_inhibits_lower_severities_of_the_same_model(tmp_path: Path
             {"alertname": "EngagePipelineMetricsStale", "severity": "P2", "job": "engage_pipeline"},
             {"alertname": "EngageDataChecksStale", "severity": "P2", "job": "engage_data_quality", "table": "customers"},
             {"alertname": "EngagePipelineCostHigh", "severity": "P3", "job": "engage_pipeline"},
+            {"alertname": "EngageAuditTrailTampered", "severity": "P0", "job": "engage_audit", "trail": "prod", "kind": "edited"},
+            {"alertname": "EngageAuditTrailVerifyStale", "severity": "P2", "trail": "prod"},
         ]  # fmt: skip
         _api(f"{url}/api/v2/alerts", [{"labels": labels} for labels in fired])
         deadline = time.monotonic() + 10
@@ -388,6 +408,9 @@ def test_alertmanager_inhibits_lower_severities_of_the_same_model(tmp_path: Path
         ("EngagePipelineCostHigh", ""): "active",
         ("EngagePipelineMetricsStale", ""): "active",
         ("EngageDataChecksStale", ""): "suppressed",  # explained by the pipeline not running
+        # a tampered audit trail pages without holding back any other alert (it has no model label)
+        ("EngageAuditTrailTampered", ""): "active",
+        ("EngageAuditTrailVerifyStale", ""): "active",
     }
 
 
