@@ -87,6 +87,7 @@ def test_the_governance_value_set_renders_every_object_and_each_validates(
         ("NetworkPolicy", "engage-governance-database"),
         ("CronJob", "engage-audit-purge"),
         ("CronJob", "engage-audit-verify"),
+        ("NetworkPolicy", "engage-audit-verify-pushgateway"),
     }
     checked = 0
     for doc in governance:
@@ -150,6 +151,11 @@ def test_every_engage_command_parses_with_the_real_cli() -> None:
     assert {(p["host"], p["port"]) for p in seen["engage governance serve"]} == {("0.0.0.0", 8080)}
     # the chart's default retention (7 years), the value set's 10 years
     assert {p["retention_days"] for p in seen["engage audit purge"]} == {2557, 3650}
+    # the value set's verify pushes its result under its trail's name; the prod overlay's does not push
+    assert {(p["pushgateway"], p["trail_name"]) for p in seen["engage audit verify"]} == {
+        ("prometheus-pushgateway.observability:9091", "prod-us-east-1"),
+        (None, "default"),
+    }
     # the database is the Secret's (env), never a flag
     assert all(p["db"] is None for path in seen if path != "engage pipeline submit" for p in seen[path])
 
@@ -224,8 +230,25 @@ def test_without_governance_nothing_of_it_is_rendered() -> None:
         ),
         ({"governance.database.cidrs[0]": "rds.internal"}, "at '/governance/database/cidrs/0'"),
         ({"governance.audit.verify.schedule": "daily"}, "at '/governance/audit/verify/schedule'"),
+        (
+            {"governance.audit.verify.pushgateway": "http://pushgateway:9091"},
+            "at '/governance/audit/verify/pushgateway'",
+        ),
+        (
+            {"governance.audit.verify.trailName": "postgresql://engage@db.internal/engage"},
+            "at '/governance/audit/verify/trailName'",
+        ),
     ],
-    ids=["no-secret", "review-alone", "password-value", "retention-0", "cidr", "schedule"],
+    ids=[
+        "no-secret",
+        "review-alone",
+        "password-value",
+        "retention-0",
+        "cidr",
+        "schedule",
+        "pushgateway-url",
+        "trail-url",
+    ],
 )
 def test_governance_refuses_to_render_without_what_it_needs(sets: dict[str, str], message: str) -> None:
     command = [tool("helm"), "template", "engage", str(CHART), "-f", str(INFRA)]
@@ -309,3 +332,46 @@ def test_the_prod_overlay_carries_the_generated_governance_component() -> None:
         if "secretKeyRef" in (e.get("valueFrom") or {})
     }
     assert secret_refs == {"engage-governance-db"}
+
+
+def test_the_verify_job_pushes_to_the_pushgateway_only_when_one_is_set(
+    governance: list[dict[str, Any]], values: dict[str, Any]
+) -> None:
+    """With governance.audit.verify.pushgateway: --pushgateway and --trail-name, and an egress policy to
+    the Pushgateway's namespace and port; without: neither. The trail name the schema takes is the one
+    the CLI takes."""
+    import json
+
+    from engage.cli._audit import TRAIL_NAME
+
+    verify = values["governance"]["audit"]["verify"]
+    job = _by(governance, "CronJob", "engage-audit-verify")
+    assert _argv(_container(job)) == [
+        "audit", "verify", "--pushgateway", verify["pushgateway"], "--trail-name", verify["trailName"],
+    ]  # fmt: skip
+    policy = _by(governance, "NetworkPolicy", "engage-audit-verify-pushgateway")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "audit-verify"}}
+    assert policy["policyTypes"] == ["Egress"]
+    (egress,) = policy["egress"]
+    assert egress["to"] == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": verify["pushgatewayNamespace"]}
+            }
+        }
+    ]
+    assert egress["ports"] == [{"protocol": "TCP", "port": int(verify["pushgateway"].rsplit(":", 1)[1])}]
+    # the policy selects the verify Job's pods
+    pod_labels = job["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app.kubernetes.io/component"] == "audit-verify"
+
+    quiet = documents(helm_template(GOVERNANCE, sets={"governance.audit.verify.pushgateway": ""}))
+    assert _argv(_container(_by(quiet, "CronJob", "engage-audit-verify"))) == ["audit", "verify"]
+    assert not [d for d in quiet if d["metadata"]["name"] == "engage-audit-verify-pushgateway"]
+    open_network = documents(helm_template(GOVERNANCE, sets={"networkPolicy.enabled": "false"}))
+    assert "--pushgateway" in _argv(_container(_by(open_network, "CronJob", "engage-audit-verify")))
+    assert not [d for d in open_network if d["kind"] == "NetworkPolicy"]
+
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    trail = schema["properties"]["governance"]["properties"]["audit"]["properties"]["verify"]["properties"]
+    assert trail["trailName"]["pattern"] == f"^{TRAIL_NAME.pattern}$"
