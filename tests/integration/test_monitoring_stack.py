@@ -1,6 +1,7 @@
 """Monitoring proved against the real thing: a pipeline run pushes to a real Pushgateway, the real local
 stack (`engage serve`'s three servers) serves its production model while bounded traffic flows, and a
-real Prometheus scrapes both and evaluates the rule files. Then every metric of the catalogue, every
+real Prometheus scrapes both and evaluates the rule files; the real ``engage audit verify
+--pushgateway`` pushes a small trail's verification there too. Then every metric of the catalogue, every
 recording rule, every selector of every alert and every dashboard panel's query must return data: a
 metric renamed in code and not in a rule or a panel fails here."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +34,8 @@ SMALL_DRIFT = {
 }
 #: how long Prometheus gets to scrape and evaluate (5 s intervals) once the traffic is in
 SETTLE_SECONDS = 60
+#: the trail name the stack's audit verification pushes under
+TRAIL = "stack"
 
 
 def _dashboards() -> Any:
@@ -51,6 +56,27 @@ def _rules() -> list[dict[str, Any]]:
         for group in yaml.safe_load(path.read_text())["groups"]
         for rule in group["rules"]
     ]
+
+
+def _verify_audit_trail(folder: Path, pushgateway: str) -> None:
+    """A SQLite trail of three records, verified by the real CLI, which pushes the result (the
+    ``governance`` metrics of the catalogue)."""
+    from engage.governance import AuditTrail, open_database
+
+    url = f"sqlite:///{folder}/audit.db"
+    db = open_database(url)
+    try:
+        trail = AuditTrail(db)
+        for i in range(3):
+            trail.append("registry.publish", actor="stack-test", subject="registry:stack", payload={"n": i})
+    finally:
+        db.dispose()
+    engage = str(Path(sys.executable).parent / "engage")
+    done = subprocess.run(
+        [engage, "audit", "verify", "--db", url, "--pushgateway", pushgateway, "--trail-name", TRAIL],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _traffic(stack: Stack, reference: Path) -> None:
@@ -100,6 +126,7 @@ def prometheus(
         rules[-1].write_text(yaml.safe_dump(content))
     model, reference, _ = prepare_version(pipeline_workspace["params"]["registry"], "production", out / "v")
     assert reference is not None
+    _verify_audit_trail(out, session_pushgateway)
     ports = StackPorts(free_port(), free_port(), free_port(), free_port())
     with run_stack(
         model, reference, out, ports=ports, extra_env=SMALL_DRIFT, rule_files=rules,
@@ -189,3 +216,15 @@ def test_the_pipeline_figures_reach_prometheus(prometheus: str) -> None:
     freshness = query(prometheus, "engage_data_freshness_hours")
     assert freshness
     assert float(freshness[0]["value"][1]) < 24
+
+
+def test_the_audit_verification_reaches_prometheus(prometheus: str) -> None:
+    problems = query(prometheus, f'engage_audit_problems{{trail="{TRAIL}"}}')
+    assert {s["metric"]["kind"]: s["value"][1] for s in problems} == {
+        "edited": "0", "deleted": "0", "broken_link": "0", "head": "0",
+    }  # fmt: skip
+    assert {(s["metric"]["job"], s["metric"]["instance"]) for s in problems} == {("engage_audit", TRAIL)}
+    assert query(prometheus, f'engage_audit_records_checked{{trail="{TRAIL}"}}')[0]["value"][1] == "3"
+    assert query(prometheus, f'engage_audit_head_seq{{trail="{TRAIL}"}}')[0]["value"][1] == "3"
+    # an intact, fresh verification: neither audit alert is pending or firing
+    assert query(prometheus, 'ALERTS{alertname=~"EngageAuditTrail.*"}') == []
