@@ -44,12 +44,19 @@ def serve(
         None, "--table", help="A customer table (CSV, Parquet, fsspec URI) subject access exports search."
     ),
     contract: str | None = typer.Option(
-        None, "--contract", help="The table's data contract (its id column)."
+        None,
+        "--contract",
+        help="The data contract naming the id column of --table and --runs (--runs alone: default the shipped one).",
     ),
     registry: str | None = typer.Option(
         None, "--registry", help="A model registry whose quality reports access and erasure search."
     ),
     model: str | None = typer.Option(None, "--model", help="Model inside the registry (default: customers)."),
+    runs: str | None = typer.Option(
+        None,
+        "--runs",
+        help="A pipeline root (folder or s3://…, e.g. artifacts/run) whose run outputs access and erasure search.",
+    ),
     max_body: int = typer.Option(
         1 << 20, "--max-body", min=1, help="Largest request body in bytes (413 above)."
     ),
@@ -68,5 +75,19 @@ def serve(
         from engage.registry import Registry, RegistrySettings
 
         store = Registry(registry, model=model or RegistrySettings().model)
-    app = create_app(db, table=table, contract=contract, registry=store, max_body_bytes=max_body)
+    outputs = None
+    if runs is not None:
+        from engage.contract import load_contract
+        from engage.governance import RunOutputs
+
+        outputs = RunOutputs(runs, load_contract(contract))
+    app = create_app(
+        db,
+        table=table,
+        # the contract goes with a table; with --runs alone it only names the runs' id column
+        contract=contract if table is not None or runs is None else None,
+        registry=store,
+        runs=outputs,
+        max_body_bytes=max_body,
+    )
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")

@@ -13,7 +13,8 @@ import typer
 from ._governance import ACTOR_HELP, DB_HELP, actor_name
 
 if TYPE_CHECKING:
-    from engage.governance import SubjectRights
+    from engage.contract import Contract
+    from engage.governance import RunOutputs, SubjectRights
     from engage.registry import Registry
 
 app = typer.Typer(
@@ -22,12 +23,31 @@ app = typer.Typer(
 )
 
 _REGISTRY_HELP = "A model registry (folder or s3://…) whose versions' quality reports are searched too."
+_RUNS_HELP = (
+    "A pipeline root (folder or s3://…, e.g. artifacts/run) whose run outputs are searched too"
+    " (their id column: --contract's)."
+)
+_CONTRACT_HELP = "The data contract naming the id column of --table and --runs (default: the shipped one)."
 
 
 def _rights(db: str | None) -> SubjectRights:
     from engage.governance import SubjectRights, open_database
 
     return SubjectRights(open_database(db))
+
+
+def _contract(path: Path | None) -> Contract:
+    from engage.contract import load_contract
+
+    return load_contract(path)
+
+
+def _runs(root: str | None, contract: Contract | None) -> RunOutputs | None:
+    if root is None:
+        return None
+    from engage.governance import RunOutputs
+
+    return RunOutputs(root, contract or _contract(None))
 
 
 def _registry(uri: str | None, model: str | None) -> Registry | None:
@@ -44,11 +64,10 @@ def access(
     table: str | None = typer.Option(
         None, "--table", help="A customer table (CSV, Parquet, fsspec URI) to search."
     ),
-    contract: Path | None = typer.Option(
-        None, "--contract", help="The table's data contract (its id column)."
-    ),
+    contract: Path | None = typer.Option(None, "--contract", help=_CONTRACT_HELP),
     registry: str | None = typer.Option(None, "--registry", help=_REGISTRY_HELP),
     model: str | None = typer.Option(None, "--model", help="Model inside the registry (default: customers)."),
+    runs: str | None = typer.Option(None, "--runs", help=_RUNS_HELP),
     out: Path | None = typer.Option(None, "--out", help="Write the export to this JSON file (else stdout)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
@@ -58,17 +77,15 @@ def access(
 
     from engage._io import write_text_atomic
 
-    loaded = None
-    if contract is not None:
-        from engage.contract import load_contract
-
-        loaded = load_contract(contract)
+    loaded = None if contract is None else _contract(contract)
     export = _rights(db).access(
         customer_id,
         actor=actor_name(actor),
         table=table,
-        contract=loaded,
+        # the contract goes with a table; with --runs alone it only names the runs' id column
+        contract=loaded if table is not None or runs is None else None,
         registry=_registry(registry, model),
+        runs=_runs(runs, loaded),
     )
     text = json.dumps(export, indent=2, ensure_ascii=False) + "\n"
     if out is None:
@@ -86,6 +103,12 @@ def delete(
     ),
     registry: str | None = typer.Option(None, "--registry", help=_REGISTRY_HELP),
     model: str | None = typer.Option(None, "--model", help="Model inside the registry (default: customers)."),
+    runs: str | None = typer.Option(None, "--runs", help=_RUNS_HELP),
+    contract: Path | None = typer.Option(
+        None,
+        "--contract",
+        help="The data contract naming the id column of --runs (default: the shipped one).",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
     as_json: bool = typer.Option(False, "--json", help="What was erased, as JSON."),
@@ -94,7 +117,11 @@ def delete(
     import json
 
     result = _rights(db).delete(
-        customer_id, actor=actor_name(actor), reason=reason, registry=_registry(registry, model)
+        customer_id,
+        actor=actor_name(actor),
+        reason=reason,
+        registry=_registry(registry, model),
+        runs=_runs(runs, None if contract is None else _contract(contract)),
     )
     if as_json:
         typer.echo(json.dumps(result))

@@ -7,8 +7,9 @@ SQLite by default (embedded), PostgreSQL in production; SQLAlchemy 2 models, Ale
 from ._audit import GENESIS, AuditEntry, AuditTrail, Hold, NewRecord, Problem, PurgeResult, VerifyReport
 from ._db import Database, open_database
 from ._review import NewReviewItem, ReviewItemView, ReviewQueue
+from ._runs import RunOutputs
 from ._settings import DEFAULT_DATABASE_URL, GovernanceSettings
-from ._subjects import SubjectRights
+from ._subjects import CustomerRecords, SubjectRights
 from ._tokens import ROLES, TokenInfo, Tokens
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ROLES",
     "AuditEntry",
     "AuditTrail",
+    "CustomerRecords",
     "Database",
     "GovernanceSettings",
     "Hold",
@@ -26,6 +28,7 @@ __all__ = [
     "PurgeResult",
     "ReviewItemView",
     "ReviewQueue",
+    "RunOutputs",
     "SubjectRights",
     "TokenInfo",
     "Tokens",

@@ -17,6 +17,9 @@ a customer table + its contract      the customer's rows                     not
 a model registry (given by the       the quality reports whose               each such customer id replaced by
 caller): a version's                 ``sample_keys`` name the customer       its mask in the report
 ``quality_report.json``
+pipeline run outputs (given by the   each table with the customer's rows     rows dropped, per-customer folders
+caller: :class:`RunOutputs`)         (and the rows), each report naming      deleted, the id masked in reports
+                                     them, each per-customer folder          (see ``engage.governance._runs``)
 ===================================  ======================================  ==================================
 
 What a registry version holds otherwise is not keyed by customer: evaluation, fairness, explanations
@@ -56,9 +59,10 @@ _LOG = logging.getLogger(__name__)
 
 
 class CustomerRecords(Protocol):
-    """What subject rights need of a model registry (:class:`engage.registry.Registry` is one): where
-    it names a customer, and masking them there. A protocol, so governance does not import the registry
-    (the registry records to governance's audit trail)."""
+    """What subject rights need of a source of customer data besides the database: where it names a
+    customer, and erasing them there. :class:`engage.registry.Registry` (its quality reports) and
+    :class:`~engage.governance.RunOutputs` (pipeline run outputs) are two. A protocol, so governance does
+    not import the registry (the registry records to governance's audit trail)."""
 
     @property
     def location(self) -> str: ...
@@ -82,6 +86,16 @@ def _unknown(customer_id: str) -> GovernanceError:
     )
 
 
+#: the count each source is recorded under, in access exports, audit records and tombstones
+_SOURCES = {"registry": "registry_quality_reports", "runs": "run_outputs"}
+
+
+def _sources(registry: CustomerRecords | None, runs: CustomerRecords | None) -> dict[str, CustomerRecords]:
+    """The sources given, by name (``registry``, ``runs``), in the order they are searched and erased."""
+    given = {"registry": registry, "runs": runs}
+    return {name: source for name, source in given.items() if source is not None}
+
+
 def _stamp(at: datetime | None) -> str | None:
     return None if at is None else utc(at).isoformat()
 
@@ -103,11 +117,13 @@ class SubjectRights:
         table: str | Path | None = None,
         contract: Contract | None = None,
         registry: CustomerRecords | None = None,
+        runs: CustomerRecords | None = None,
     ) -> dict[str, Any]:
         """Everything Engage holds about ``customer_id``, JSON-ready; GovernanceError 404 when nothing.
 
         ``table`` (CSV, Parquet, any fsspec URI) with ``contract`` (whose primary key names the id
-        column) adds the customer's rows of that table; ``registry`` the quality reports naming them.
+        column) adds the customer's rows of that table; ``registry`` the quality reports naming them;
+        ``runs`` (:class:`~engage.governance.RunOutputs`) the pipeline run outputs holding them.
         """
         from sqlalchemy import select
 
@@ -126,7 +142,8 @@ class SubjectRights:
             opted = None if opt is None else {"opted_out": True, "at": _stamp(opt.at), "actor": opt.actor}
         records = [r.to_json() for r in self.trail.records(subject_key=key)]
         rows = None if table is None or contract is None else _table_rows(table, contract, customer_id)
-        mentions = None if registry is None else registry.customer_mentions(customer_id)
+        sources = _sources(registry, runs)
+        mentions = {name: source.customer_mentions(customer_id) for name, source in sources.items()}
         counts = {
             "review_items": len(items),
             "opt_outs": 0 if opted is None else 1,
@@ -134,8 +151,8 @@ class SubjectRights:
         }
         if rows is not None:
             counts["table_rows"] = len(rows["rows"])
-        if mentions is not None:
-            counts["registry_quality_reports"] = len(mentions)
+        for name, found in mentions.items():
+            counts[_SOURCES[name]] = len(found)
         if not any(counts.values()):
             # the request is on the record, the customer id is not (an unknown id is nobody's data)
             self.trail.append(
@@ -163,22 +180,31 @@ class SubjectRights:
             "audit_records": records,
             "table": rows,
             "registry": None
-            if registry is None or mentions is None
-            else {"location": registry.location, "quality_reports": mentions},
+            if registry is None
+            else {"location": registry.location, "quality_reports": mentions["registry"]},
+            "runs": None if runs is None else {"location": runs.location, "outputs": mentions["runs"]},
         }
 
     # --- erasure ---------------------------------------------------------------------------------------
 
     def delete(
-        self, customer_id: str, *, actor: str, reason: str, registry: CustomerRecords | None = None
+        self,
+        customer_id: str,
+        *,
+        actor: str,
+        reason: str,
+        registry: CustomerRecords | None = None,
+        runs: CustomerRecords | None = None,
     ) -> dict[str, Any]:
         """Erase the customer's personal data everywhere Engage keeps it; returns what was erased.
 
         The database part is one transaction: review items and the opt-out row deleted, audit payloads
         cleared (those under a legal hold kept and counted), and a tombstone ``subject.erased`` appended
-        with neither the id nor its key. With ``registry``, the customer id is first masked in every
-        version's quality report that names it (idempotent: a retry after a failed database part finds
-        nothing left there). GovernanceError 404 when nothing is held.
+        with neither the id nor its key. The other sources are erased first: with ``registry``, the
+        customer id is masked in every version's quality report that names it; with ``runs``, the
+        customer's rows, per-customer folders and mentions in reports are erased from every pipeline run
+        output (idempotent: a retry after a failed database part finds nothing left there). The
+        tombstone counts what was erased per source. GovernanceError 404 when nothing is held.
         """
         from sqlalchemy import delete, func, select
 
@@ -188,7 +214,8 @@ class SubjectRights:
         check_text(reason, "reason", max_length=_REASON_MAX)
         request_id = str(uuid.uuid4())
         key = self.db.subject_key(customer_id)
-        mentions = [] if registry is None else registry.customer_mentions(customer_id)
+        sources = _sources(registry, runs)
+        mentions = {name: source.customer_mentions(customer_id) for name, source in sources.items()}
         with self.db.session(readonly=True) as s:
             held_anywhere = (
                 s.execute(
@@ -201,7 +228,7 @@ class SubjectRights:
                     select(func.count()).select_from(AuditRecord).where(AuditRecord.subject_key == key)
                 ).scalar_one()
             )
-        if not held_anywhere and not mentions:
+        if not held_anywhere and not any(mentions.values()):
             self.trail.append(
                 "subject.erase_request",
                 actor=actor,
@@ -209,7 +236,7 @@ class SubjectRights:
                 payload={"request_id": request_id, "found": False, "reason": reason},
             )
             raise _unknown(customer_id)
-        masked = 0 if registry is None else registry.mask_customer(customer_id)
+        masked = {name: source.mask_customer(customer_id) for name, source in sources.items()}
         with self.db.session() as s:
             items = s.execute(
                 delete(ReviewItem)
@@ -227,8 +254,8 @@ class SubjectRights:
                 "opt_outs": int(opts.rowcount or 0),  # type: ignore[attr-defined]
                 "audit_payloads": erased,
             }
-            if registry is not None:
-                erased_counts["registry_quality_reports"] = masked
+            for name, count in masked.items():
+                erased_counts[_SOURCES[name]] = count
             body = {
                 "request_id": request_id,
                 "erased": erased_counts,

@@ -128,13 +128,16 @@ def create_app(
     table: str | Path | None = None,
     contract: str | Path | None = None,
     registry: CustomerRecords | None = None,
+    runs: CustomerRecords | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The governance API on the database at ``db_url`` (default: ``ENGAGE_GOVERNANCE_DATABASE_URL``).
 
-    ``table`` + ``contract`` (a customer table and its contract) and ``registry`` are what a subject
-    access export searches besides the database; they are the server's configuration, never a request's
-    (a caller cannot make the server read a file of its choosing).
+    ``table`` + ``contract`` (a customer table and its contract), ``registry`` and ``runs`` (the pipeline
+    run outputs, :class:`~engage.governance.RunOutputs`) are what a subject access export searches
+    besides the database, and ``registry`` and ``runs`` what an erasure erases besides it; they are the
+    server's configuration, never a request's (a caller cannot make the server read a file of its
+    choosing).
     """
     store = _Store(db_url)
     loaded_contract = None
@@ -263,12 +266,13 @@ def create_app(
             table=table,
             contract=loaded_contract,
             registry=open_registry(),
+            runs=runs,
         )
 
     @route("DELETE", "/v1/subjects/{customer_id}", "subject.delete")
     def subject_delete(customer_id: str, body: ReasonBody, who: Caller) -> dict[str, Any]:
         return SubjectRights(store.db()).delete(
-            customer_id, actor=who.actor, reason=body.reason, registry=open_registry()
+            customer_id, actor=who.actor, reason=body.reason, registry=open_registry(), runs=runs
         )
 
     @route("POST", "/v1/subjects/{customer_id}/opt-out", "subject.opt_out")
