@@ -170,7 +170,9 @@ def rollback(
     from engage.registry import Registry, RegistrySettings
 
     store = Registry(registry or RegistrySettings().uri)
-    who = actor.strip() or _user()
+    from engage.cli._options import actor_name
+
+    who = actor_name(actor)
     for move in store.rollback(reason=reason, actor=who):
         console().print(f"alias {move.alias}: {move.from_version} -> {move.to_version}")
     _deploy("production", registry, kubeconfig, context, 0, out, reason=f"rollback: {reason}")
@@ -224,15 +226,6 @@ def register(root: typer.Typer) -> None:
     root.command("serve")(serve)
     root.command("deploy")(deploy)
     root.command("rollback")(rollback)
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser() or "engage"
-    except (KeyError, OSError):
-        return "engage"
 
 
 def _review_db() -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from engage.telemetry import CATALOGUE
+from tests.governance_support import tamper
 from tests.monitoring_support import free_port, pushgateway
 
 ENGAGE = str(Path(sys.executable).parent / "engage")
@@ -43,22 +44,6 @@ def _trail(url: str, records: int = 3) -> Any:
     for i in range(records):
         trail.append("registry.publish", actor="alice", subject="registry:s3://b/customers", payload={"n": i})
     return db
-
-
-def _tamper(db: Any, statement: str, **params: Any) -> None:
-    """As someone with the table owner's rights: the append-only trigger off first (PostgreSQL: disabled
-    for the statement; SQLite: dropped), as tests/integration/test_governance_audit.py does."""
-    from sqlalchemy import text
-
-    with db.engine.begin() as connection:
-        if db.sqlite:
-            connection.execute(text("DROP TRIGGER IF EXISTS audit_records_no_delete"))
-            connection.execute(text("DROP TRIGGER IF EXISTS audit_records_no_rewrite"))
-            connection.execute(text(statement), params)
-        else:
-            connection.execute(text("ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only"))
-            connection.execute(text(statement), params)
-            connection.execute(text("ALTER TABLE audit_records ENABLE TRIGGER audit_records_append_only"))
 
 
 def _pushed(gateway: str, trail: str) -> dict[tuple[str, str], float]:
@@ -118,7 +103,7 @@ def test_a_tampered_trail_pushes_its_problems_and_exits_1(
             _verify("--pushgateway", gateway, "--trail-name", trail, "--db", governance_url).returncode == 0
         )
         assert _problems(_pushed(gateway, trail)) == dict.fromkeys(KINDS, 0.0)
-        _tamper(db, statement, p='{"n":7}')
+        tamper(db, statement, p='{"n":7}')
         done = _verify("--pushgateway", gateway, "--trail-name", trail, "--db", governance_url)
     finally:
         db.dispose()
@@ -162,7 +147,7 @@ def test_a_tampered_trail_stays_exit_1_when_the_push_fails_too(tmp_path: Path) -
     url = f"sqlite:///{tmp_path}/governance.db"
     db = _trail(url, records=3)
     try:
-        _tamper(db, "UPDATE audit_records SET actor = 'mallory' WHERE seq = 3")
+        tamper(db, "UPDATE audit_records SET actor = 'mallory' WHERE seq = 3")
     finally:
         db.dispose()
     closed = f"127.0.0.1:{free_port()}"

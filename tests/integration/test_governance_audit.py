@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engage.errors import GovernanceError
+from tests.governance_support import tamper
 
 
 def _trail(db: Any, records: int = 6) -> Any:
@@ -21,22 +22,6 @@ def _trail(db: Any, records: int = 6) -> Any:
     for i in range(records):
         trail.append("registry.publish", actor="alice", subject="registry:s3://b/customers", payload={"n": i})
     return trail
-
-
-def _sql(db: Any, statement: str, **params: Any) -> None:
-    """Run SQL as someone with the table owner's rights would tamper: the append-only trigger off first
-    (PostgreSQL: disabled for the statement; SQLite: dropped)."""
-    from sqlalchemy import text
-
-    with db.engine.begin() as connection:
-        if db.sqlite:
-            connection.execute(text("DROP TRIGGER IF EXISTS audit_records_no_delete"))
-            connection.execute(text("DROP TRIGGER IF EXISTS audit_records_no_rewrite"))
-            connection.execute(text(statement), params)
-        else:
-            connection.execute(text("ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only"))
-            connection.execute(text(statement), params)
-            connection.execute(text("ALTER TABLE audit_records ENABLE TRIGGER audit_records_append_only"))
 
 
 def test_the_database_refuses_to_delete_or_rewrite_records(governance_db: Any) -> None:
@@ -81,7 +66,7 @@ def test_an_untouched_trail_verifies(governance_db: Any) -> None:
 
 def test_an_edited_payload_is_named(governance_db: Any) -> None:
     trail = _trail(governance_db)
-    _sql(governance_db, "UPDATE audit_records SET payload = :p WHERE seq = 3", p='{"n":99}')
+    tamper(governance_db, "UPDATE audit_records SET payload = :p WHERE seq = 3", p='{"n":99}')
     report = trail.verify()
     assert _kinds(report) == [(3, "edited")]
     assert "record 3" in report.problems[0].message
@@ -89,13 +74,13 @@ def test_an_edited_payload_is_named(governance_db: Any) -> None:
 
 def test_an_edited_field_is_named(governance_db: Any) -> None:
     trail = _trail(governance_db)
-    _sql(governance_db, "UPDATE audit_records SET actor = 'mallory' WHERE seq = 4")
+    tamper(governance_db, "UPDATE audit_records SET actor = 'mallory' WHERE seq = 4")
     assert _kinds(trail.verify()) == [(4, "edited")]
 
 
 def test_a_deleted_record_is_named(governance_db: Any) -> None:
     trail = _trail(governance_db)
-    _sql(governance_db, "DELETE FROM audit_records WHERE seq = 2")
+    tamper(governance_db, "DELETE FROM audit_records WHERE seq = 2")
     report = trail.verify()
     assert _kinds(report) == [(2, "deleted")]
     assert "record 2 missing" in report.problems[0].message
@@ -103,7 +88,7 @@ def test_a_deleted_record_is_named(governance_db: Any) -> None:
 
 def test_records_cut_from_the_end_are_named(governance_db: Any) -> None:
     trail = _trail(governance_db)
-    _sql(governance_db, "DELETE FROM audit_records WHERE seq >= 5")
+    tamper(governance_db, "DELETE FROM audit_records WHERE seq >= 5")
     report = trail.verify()
     assert _kinds(report) == [(5, "deleted")]
     assert "records 5..6 are missing" in report.problems[0].message
@@ -112,9 +97,9 @@ def test_records_cut_from_the_end_are_named(governance_db: Any) -> None:
 def test_reordered_records_are_named(governance_db: Any) -> None:
     trail = _trail(governance_db)
     # swap records 3 and 4 (their whole rows, seq numbers exchanged)
-    _sql(governance_db, "UPDATE audit_records SET seq = 1000 WHERE seq = 3")
-    _sql(governance_db, "UPDATE audit_records SET seq = 3 WHERE seq = 4")
-    _sql(governance_db, "UPDATE audit_records SET seq = 4 WHERE seq = 1000")
+    tamper(governance_db, "UPDATE audit_records SET seq = 1000 WHERE seq = 3")
+    tamper(governance_db, "UPDATE audit_records SET seq = 3 WHERE seq = 4")
+    tamper(governance_db, "UPDATE audit_records SET seq = 4 WHERE seq = 1000")
     report = trail.verify()
     assert not report.ok
     named = {seq for seq, _ in _kinds(report)}
@@ -132,8 +117,8 @@ def test_a_forged_record_with_a_valid_own_hash_is_caught(governance_db: Any) -> 
     digest = record_hash(
         3, at, "registry.publish", "alice", "registry:s3://b/customers", _sha(payload), before[2].hash
     )
-    _sql(governance_db, "DELETE FROM audit_records WHERE seq = 3")
-    _sql(
+    tamper(governance_db, "DELETE FROM audit_records WHERE seq = 3")
+    tamper(
         governance_db,
         "INSERT INTO audit_records (seq, at, event, actor, subject, payload, payload_sha256, prev_hash, hash) "
         "VALUES (3, :at, 'registry.publish', 'alice', 'registry:s3://b/customers', :p, :ps, :prev, :h)",
@@ -152,8 +137,8 @@ def test_a_rewritten_tail_is_caught_against_a_head_kept_elsewhere(governance_db:
     trail = _trail(governance_db, records=3)
     kept = trail.head()
     second = trail.records()[1]
-    _sql(governance_db, "DELETE FROM audit_records WHERE seq = 3")
-    _sql(governance_db, "UPDATE audit_chain_head SET seq = 2, hash = :h", h=second.hash)
+    tamper(governance_db, "DELETE FROM audit_records WHERE seq = 3")
+    tamper(governance_db, "UPDATE audit_chain_head SET seq = 2, hash = :h", h=second.hash)
     trail.append("registry.publish", actor="mallory", payload={"n": "rewritten"})
     assert trail.verify().ok  # a consistent rewrite: the chain alone cannot tell
     report = trail.verify(expect_head=kept)
@@ -263,7 +248,7 @@ def test_engage_audit_verify_names_the_tampered_record(governance_url: str) -> N
         ok = subprocess.run(cli, capture_output=True, text=True, timeout=120)
         assert ok.returncode == 0, ok.stderr
         assert "intact: 3 record(s)" in ok.stdout
-        _sql(db, "UPDATE audit_records SET payload = :p WHERE seq = 2", p='{"i":7}')
+        tamper(db, "UPDATE audit_records SET payload = :p WHERE seq = 2", p='{"i":7}')
         bad = subprocess.run(cli, capture_output=True, text=True, timeout=120)
         assert bad.returncode == 1
         assert "TAMPERED record 2 (edited)" in bad.stdout

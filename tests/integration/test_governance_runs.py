@@ -487,34 +487,12 @@ def test_a_real_pipeline_run_is_erased_everywhere(pipeline_workspace: dict[str, 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Any:
     """moto's S3 server on a free loopback port with one bucket (as tests/integration/test_registry_s3.py)."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from tests.cloudwatch_support import moto_server
+    from tests.integration.test_registry_s3 import BUCKET, _client
 
-    from tests.integration.test_registry_s3 import BUCKET, _client, _free_port
-
-    url = f"http://127.0.0.1:{_free_port()}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with moto_server() as url:
         _client(url).create_bucket(Bucket=BUCKET)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.slow

@@ -4,11 +4,6 @@ and the commit marker that keeps a half-copied version invisible where a "move" 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,36 +21,14 @@ BUCKET = "models"
 CREDENTIALS = {"key": "testing", "secret": "testing"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     """moto's S3 server on a free loopback port, with one bucket; stopped after the module."""
-    url = f"http://127.0.0.1:{_free_port()}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    from tests.cloudwatch_support import moto_server
+
+    with moto_server() as url:
         _client(url).create_bucket(Bucket=BUCKET)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _client(url: str) -> Any:

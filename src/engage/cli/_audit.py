@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ._options import ACTOR_HELP, DB_HELP, actor_name
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -25,8 +27,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DB_HELP = "Governance database URL (default: $ENGAGE_GOVERNANCE_DATABASE_URL, else sqlite:///artifacts/governance.db)."
-_ACTOR_HELP = "Who does this (recorded on the trail; default: $USER)."
 
 #: the Pushgateway job of the verification's figures
 AUDIT_JOB = "engage_audit"
@@ -40,17 +40,6 @@ def _trail(db: str | None) -> AuditTrail:
     from engage.governance import AuditTrail, open_database
 
     return AuditTrail(open_database(db))
-
-
-def _actor(actor: str | None) -> str:
-    if actor and actor.strip():
-        return actor.strip()
-    import getpass
-
-    try:
-        return getpass.getuser() or "engage"
-    except (KeyError, OSError):
-        return "engage"
 
 
 def _when(text: str | None, flag: str) -> datetime | None:
@@ -114,7 +103,7 @@ def verify_registry(
 
 @app.command("verify")
 def verify(
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     expect_head: str | None = typer.Option(
         None,
         "--expect-head",
@@ -189,7 +178,7 @@ def verify(
 
 @app.command("list")
 def list_records(
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     event: str | None = typer.Option(
         None, "--event", help="Only this event (a prefix ending in '.' matches many)."
     ),
@@ -223,7 +212,7 @@ def list_records(
 
 @app.command("export")
 def export(
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Every record as JSON lines (with its hashes), oldest first: an archive anyone can re-verify."""
     import json
@@ -234,21 +223,21 @@ def export(
 
 @app.command("purge")
 def purge(
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     retention_days: int | None = typer.Option(
         None,
         "--retention-days",
         min=1,
         help="Keep payloads this long (default: $ENGAGE_GOVERNANCE_RETENTION_DAYS, else 7 years).",
     ),
-    actor: str | None = typer.Option(None, "--actor", help=_ACTOR_HELP),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Clear the payloads of records past retention (legal holds kept); the chain still verifies."""
     from engage.cli.console import out
     from engage.governance import GovernanceSettings
 
     days = retention_days or GovernanceSettings().retention_days
-    result = _trail(db).purge(retention_days=days, actor=_actor(actor))
+    result = _trail(db).purge(retention_days=days, actor=actor_name(actor))
     out().print(
         f"purged {result.purged} record payload(s) older than {result.cutoff:%Y-%m-%d %H:%M} UTC; "
         f"{result.held} kept under legal hold (record {result.record.seq})"
@@ -261,15 +250,15 @@ def hold(
     subject: str | None = typer.Option(None, "--subject", help="Hold every record about this subject."),
     since: str | None = typer.Option(None, "--since", help="Hold records from this time (ISO 8601)."),
     until: str | None = typer.Option(None, "--until", help="Hold records up to this time (ISO 8601)."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    actor: str | None = typer.Option(None, "--actor", help=_ACTOR_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Put a legal hold on records (by subject, time window or both): purges and erasures keep them."""
     typer.echo(
         _trail(db)
         .hold(
             reason=reason,
-            actor=_actor(actor),
+            actor=actor_name(actor),
             subject=subject,
             since=_when(since, "--since"),
             until=_when(until, "--until"),
@@ -282,16 +271,16 @@ def hold(
 def release(
     hold_id: str = typer.Argument(..., help="The hold's id (engage audit holds)."),
     reason: str = typer.Option(..., "--reason", help="Why the hold ends."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    actor: str | None = typer.Option(None, "--actor", help=_ACTOR_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Release a legal hold (audited)."""
-    _trail(db).release(hold_id, actor=_actor(actor), reason=reason)
+    _trail(db).release(hold_id, actor=actor_name(actor), reason=reason)
 
 
 @app.command("holds")
 def holds(
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     all_holds: bool = typer.Option(False, "--all", help="Released holds too."),
 ) -> None:
     """The legal holds, as JSON lines."""
@@ -307,7 +296,7 @@ def import_registry(
         None, "--registry", "-r", help="Registry URI (default: $ENGAGE_REGISTRY_URI)."
     ),
     model: str | None = typer.Option(None, "--model", help="Model inside the registry."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Move a registry's old ``audit/*.json`` files onto the trail (oldest first), then delete them.
 

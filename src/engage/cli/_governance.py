@@ -7,22 +7,9 @@ from __future__ import annotations
 
 import typer
 
+from ._options import DB_HELP
+
 app = typer.Typer(help="The governance store: migrate its schema, serve its REST API.", no_args_is_help=True)
-
-DB_HELP = "Governance database URL (default: $ENGAGE_GOVERNANCE_DATABASE_URL, else sqlite:///artifacts/governance.db)."
-ACTOR_HELP = "Who does this, recorded on the audit trail (default: $USER)."
-
-
-def actor_name(actor: str | None) -> str:
-    """``--actor``, else the login name, else ``engage``."""
-    if actor and actor.strip():
-        return actor.strip()
-    import getpass
-
-    try:
-        return getpass.getuser() or "engage"
-    except (KeyError, OSError):
-        return "engage"
 
 
 @app.command("migrate")

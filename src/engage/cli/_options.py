@@ -6,6 +6,10 @@ from datetime import UTC, datetime
 
 from engage.errors import ConfigError
 
+#: the ``--db`` and ``--actor`` options of the governance commands (audit, review, subject, token, governance)
+DB_HELP = "Governance database URL (default: $ENGAGE_GOVERNANCE_DATABASE_URL, else sqlite:///artifacts/governance.db)."
+ACTOR_HELP = "Who does this, recorded on the audit trail (default: $USER)."
+
 
 def parse_time(value: str | None, option: str) -> datetime | None:
     """ISO 8601 date or date-time; naive values are taken as UTC."""
@@ -37,3 +41,15 @@ def parse_rates(values: list[str], option: str) -> dict[str, float]:
         except ValueError:
             raise ConfigError(f"{option}: expected KIND=RATE such as bad_email=0.01, got {item!r}") from None
     return rates
+
+
+def actor_name(actor: str | None) -> str:
+    """Who a command acts as on the audit trail: ``--actor``, else the login name, else ``engage``."""
+    if actor and actor.strip():
+        return actor.strip()
+    import getpass
+
+    try:
+        return getpass.getuser() or "engage"
+    except (KeyError, OSError):
+        return "engage"

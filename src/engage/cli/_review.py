@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ._options import DB_HELP
+
 if TYPE_CHECKING:
     from engage.governance import ReviewItemView, ReviewQueue
 
@@ -20,10 +22,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DB_HELP = (
-    "Governance database URL: sqlite:///path or postgresql+psycopg://user@host/db "
-    "(default: $ENGAGE_GOVERNANCE_DATABASE_URL, else sqlite:///artifacts/governance.db)."
-)
 _JSON_HELP = "Print JSON instead of a table."
 
 
@@ -44,7 +42,7 @@ def list_items(
     run_id: str | None = typer.Option(None, "--run-id", help="Only the items of this pipeline run."),
     limit: int = typer.Option(100, "--limit", help="Items to show (1..10000), oldest first."),
     offset: int = typer.Option(0, "--offset", help="Items to skip first."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """List queue items, oldest first."""
@@ -79,7 +77,7 @@ def list_items(
 @app.command("show")
 def show(
     item_id: str = typer.Argument(..., metavar="ID", help="The review item's id."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Accepted for symmetry: show always prints JSON."),
 ) -> None:
     """Print one item as JSON: its features, prediction, explanation and decision."""
@@ -101,7 +99,7 @@ def decide(
     expected_version: int | None = typer.Option(
         None, "--expected-version", help="Refuse (409) unless the item is still at this lock version."
     ),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Approve or override a pending item, with a reason (audited)."""

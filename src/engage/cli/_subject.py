@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._governance import ACTOR_HELP, DB_HELP, actor_name
+from ._options import ACTOR_HELP, DB_HELP, actor_name
 
 if TYPE_CHECKING:
     from engage.contract import Contract

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._governance import ACTOR_HELP, DB_HELP, actor_name
+from ._options import ACTOR_HELP, DB_HELP, actor_name
 
 if TYPE_CHECKING:
     from engage.governance import Tokens
