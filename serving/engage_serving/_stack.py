@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404 # argv lists of our own servers, never a shell
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -129,7 +129,7 @@ def run_stack(
                     args += ["--review", "true", "--governance_db", review_db]
             stack.logs[server] = logs / f"{server}.log"
             with stack.logs[server].open("wb") as log:
-                stack.processes[server] = subprocess.Popen(
+                stack.processes[server] = subprocess.Popen(  # nosec B603 # sys.executable -m <server>
                     args, stdout=log, stderr=subprocess.STDOUT, env=env
                 )
             stack.urls[server] = f"http://127.0.0.1:{port}"
@@ -215,7 +215,7 @@ def _start_prometheus(
     address = f"127.0.0.1:{ports.prometheus}"
     stack.logs["prometheus"] = folder / "prometheus.log"
     with stack.logs["prometheus"].open("wb") as log:
-        stack.processes["prometheus"] = subprocess.Popen(
+        stack.processes["prometheus"] = subprocess.Popen(  # nosec B603 # the prometheus binary found on PATH
             [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
              f"--web.listen-address={address}"],
             stdout=log, stderr=subprocess.STDOUT,

@@ -176,7 +176,7 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
             read_only_root_filesystem=True,
             run_as_non_root=True,
         ),
-        volume_mounts=[V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")],
+        volume_mounts=[V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")],  # nosec B108 # the pod's emptyDir mount path, no file made here
     )
 
 

@@ -89,7 +89,7 @@ class CompiledForest:
             "def leaves(x):\n    return (\n" + "".join(f"        {e},\n" for e in expressions) + "    )\n"
         )
         namespace: dict[str, Any] = {}
-        exec(compile(source, "<engage compiled forest>", "exec"), namespace)
+        exec(compile(source, "<engage compiled forest>", "exec"), namespace)  # nosec B102 # source holds only xgboost's numbers
         self._leaves = namespace["leaves"]
         self.trees = len(expressions) - len(self.heads)
 

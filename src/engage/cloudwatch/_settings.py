@@ -78,4 +78,4 @@ class CloudWatchSettings(BaseSettings):
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Port of the bridge's own /metrics (0: not served)"
     )
-    metrics_address: str = Field(default="0.0.0.0", description="Address the bridge's /metrics listens on")
+    metrics_address: str = Field(default="0.0.0.0", description="Address the bridge's /metrics listens on")  # nosec B104 # scraped from outside the pod

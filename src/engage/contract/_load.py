@@ -91,7 +91,7 @@ def _load_cached(resolved: Path, _mtime: int, shown: str) -> Contract:
 def parse_contract(text: str, source: str = "<contract>") -> Contract:
     """Check a contract given as YAML text (``source`` names it in error messages)."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # nosec B506 # _StrictLoader is a yaml.SafeLoader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = _POSITION.format(line=mark.line + 1, column=mark.column + 1) if mark is not None else ""

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 Verdict = Literal["pass", "pass_after_mitigation", "fail", "not_applicable"]
-_ORDER = {"not_applicable": -1, "pass": 0, "pass_after_mitigation": 1, "fail": 2}
+_ORDER = {"not_applicable": -1, "pass": 0, "pass_after_mitigation": 1, "fail": 2}  # nosec B105 # verdicts
 #: the verdict of every head of a contract that states fairness does not apply (promotion does not block on it)
 NOT_APPLICABLE: Verdict = "not_applicable"
 

@@ -31,7 +31,7 @@ Role = Literal["reviewer", "admin", "auditor"]
 #: the roles of the governance API (what each may do: ``engage.governance.api.PERMISSIONS``)
 ROLES: tuple[str, ...] = get_args(Role)
 #: every Engage token starts with this (a secret scanner's pattern: ``eng_[A-Za-z0-9_-]{43}``)
-TOKEN_PREFIX = "eng_"
+TOKEN_PREFIX = "eng_"  # nosec B105 # a public prefix, not a token
 _TOKEN = re.compile(r"eng_[A-Za-z0-9_-]{43}")
 _NAME_MAX = 128
 #: what a 401 says: the same for unknown, malformed, expired and revoked (no oracle for guessing)

@@ -197,7 +197,7 @@ class Tracing:
             caller = trace.get_current_span(parent).get_span_context()
             trace_id = caller.trace_id if caller.is_valid else 0
         if not trace_id:
-            trace_id = random.getrandbits(128) or 1
+            trace_id = random.getrandbits(128) or 1  # nosec B311 # a trace id for sampling, not a secret
         return parent, trace_id, within_ratio(trace_id, self.settings.success_sample_ratio)
 
     def start_server_span(
