@@ -28,6 +28,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if "ENGAGE_GOVERNANCE_DATABASE_URL" not in os.environ:
         folder = tempfile.mkdtemp(prefix="engage-governance-")
         os.environ["ENGAGE_GOVERNANCE_DATABASE_URL"] = f"sqlite:///{folder}/governance.db"
+    # registry versions are signed: with no key configured, by a development key generated on first use;
+    # the tests' is this session's (inherited by every server and CLI process), never artifacts/signing
+    if "ENGAGE_SIGNING_DEV_DIR" not in os.environ:
+        os.environ["ENGAGE_SIGNING_DEV_DIR"] = tempfile.mkdtemp(prefix="engage-signing-")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

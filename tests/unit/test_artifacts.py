@@ -279,10 +279,19 @@ def test_artifact_error_is_an_engage_error() -> None:
 
 
 def test_no_pickle_anywhere_in_the_package() -> None:
+    """No loader of the package can unpickle: none imports a pickling module or lets numpy unpickle (the
+    package names pickles only to refuse them)."""
+    import re
+
+    unpickling = re.compile(
+        r"^\s*(import|from)\s+(pickle|_pickle|cPickle|joblib|dill|cloudpickle|torch)\b|allow_pickle\s*=\s*True"
+        r"|pickle\.loads?\(|read_pickle",
+        re.M,
+    )
     modules = sorted(Path(engage.artifacts.__file__).parent.glob("*.py"))
     assert len(modules) > 1
     for module in modules:
-        assert "pickle" not in module.read_text(encoding="utf-8").lower(), module.name
+        assert unpickling.search(module.read_text(encoding="utf-8")) is None, module.name
 
 
 # --- manifest ------------------------------------------------------------------------------------------
@@ -427,3 +436,52 @@ def test_manifest_refuses_symlinks_and_bad_metadata(tmp_path: Path) -> None:
         write_manifest(tmp_path)
     with pytest.raises(ArtifactError, match="missing: not a directory"):
         write_manifest(tmp_path / "absent")
+
+
+# --- no pickle -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "calibration/iso.joblib", "x.PICKLE", "net.pt", "f.dill"])
+def test_a_pickle_file_is_refused_by_name(name: str, tmp_path: Path) -> None:
+    """Whatever it holds: a bundle never carries a file whose name says it holds pickled objects."""
+    file = tmp_path / "model" / name
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b"{}")
+    with pytest.raises(ArtifactError) as caught:
+        write_manifest(tmp_path / "model")
+    assert str(caught.value).startswith(f"{file}: a pickle file ({Path(name).suffix.lower()}) refused: ")
+    assert not (tmp_path / "model" / MANIFEST).exists()
+
+
+def test_a_manifest_listing_a_pickle_is_refused(model_dir: Path) -> None:
+    manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"][0]["path"] = "churn.pkl"
+    (model_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"files\[0\] churn\.pkl: a pickle file \(\.pkl\) refused"):
+        verify_manifest(model_dir)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickled_content_is_refused_whatever_the_name(protocol: int, tmp_path: Path, model_dir: Path) -> None:
+    import pickle  # the test makes one; the package never imports pickle (test above)
+
+    payload = pickle.dumps({"looks": "harmless"}, protocol=protocol)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "weights.bin").write_bytes(payload)
+    with pytest.raises(ArtifactError, match=rf"weights\.bin: pickled data \(protocol {protocol}\) refused"):
+        write_manifest(fresh)
+    # swapped into a written bundle: refused for what it is, before its digest is even compared
+    (model_dir / "features.json").write_bytes(payload)
+    with pytest.raises(ArtifactError, match=rf"features\.json: pickled data \(protocol {protocol}\) refused"):
+        verify_manifest(model_dir)
+
+
+def test_the_signature_file_sits_beside_the_manifest_unlisted(model_dir: Path) -> None:
+    from engage.artifacts import SIGNATURE
+
+    manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
+    (model_dir / SIGNATURE).write_text("{}", encoding="utf-8")
+    assert verify_manifest(model_dir) == manifest  # not an extra file
+    write_manifest(model_dir, metadata=manifest["metadata"])
+    assert json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))["files"] == manifest["files"]

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from engage.errors import ArtifactError, RegistryError
 from engage.registry import ModelVersion, Registry, RegistrySettings
 from engage.registry._store import Store
+from engage.signing import SignatureError, SigningSettings, read_signature
 from tests.conftest import AS_OF
 
 METADATA = {
@@ -100,6 +101,7 @@ def test_publish_then_get_by_id_prefix_and_alias(
             "evaluation.json",
             "model_card.md",
             "version.json",
+            "model/signature.json",
             *(f"model/{f}" for f in files_below(bundles[0])),
         ]
     )
@@ -396,14 +398,14 @@ def test_fetch_copies_and_verifies(registry: Registry, bundles: list[Path], tmp_
     registry.promote(version.id, reason="first")
     dest = registry.fetch("production", tmp_path / "serving" / "model")
 
-    assert files_below(dest) == files_below(bundles[0])
+    assert files_below(dest) == sorted([*files_below(bundles[0]), "signature.json"])
     assert load_bundle(dest).version == version.id
     with pytest.raises(RegistryError, match="not empty"):
         registry.fetch(version.id, dest)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert registry.fetch(version.short_id, empty) == empty
-    assert files_below(empty) == files_below(bundles[0])
+    assert files_below(empty) == files_below(dest)
 
 
 def test_fetch_refuses_a_changed_byte_naming_the_stored_file(
@@ -449,6 +451,149 @@ def test_corrupt_records_are_artifact_errors_naming_the_file(
         ArtifactError, match=r"production\.json: alias 'production' names sha256:.* does not hold"
     ):
         registry.get("production")
+
+
+# ---- signatures ------------------------------------------------------------------------------------
+
+
+def _stored(tmp_path: Path, version: ModelVersion, name: str = "signature.json") -> Path:
+    return tmp_path / REG / "customers" / "versions" / version.hex / "model" / name
+
+
+def _keys(root: Path, *names: str) -> dict[str, SigningSettings]:
+    """Key pairs under ``root``; each name's settings: its private key, required (no development key)."""
+    from engage.signing import generate_keypair
+
+    found = {}
+    for name in names:
+        private, _ = generate_keypair(root, name=name)
+        found[name] = SigningSettings(key_file=private, required=True)
+    return found
+
+
+def test_every_version_is_signed_before_its_commit_marker(
+    registry: Registry, bundles: list[Path], tmp_path: Path, monkeypatch: Any
+) -> None:
+    order: list[str] = []
+    real_write = Store.write
+
+    def spy(self: Store, path: str, data: bytes) -> None:
+        order.append(path.rsplit("/", 1)[-1])
+        real_write(self, path, data)
+
+    monkeypatch.setattr(Store, "write", spy)
+    version = registry.publish(bundles[0])
+    assert order.index("signature.json") < order.index("version.json")
+    checked, signature = registry.verify(version.short_id)
+    assert checked == version
+    assert (signature.payload.model, signature.payload.version) == ("customers", version.id)
+    assert signature == read_signature(_stored(tmp_path, version))
+
+
+def test_fetch_refuses_an_unsigned_version_naming_the_stored_file(
+    registry: Registry, bundles: list[Path], tmp_path: Path
+) -> None:
+    version = registry.publish(bundles[0])
+    _stored(tmp_path, version).unlink()
+    dest = tmp_path / "fetched"
+    with pytest.raises(SignatureError) as caught:
+        registry.fetch("sha256:" + version.hex, dest)
+    assert str(caught.value) == (
+        f"file://{_stored(tmp_path, version)}: missing: version {version.id} refused: unsigned "
+        f"(engage registry sign {version.short_id} signs it with the configured key)"
+    )
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "says"),
+    [
+        (lambda s: s.replace('"signature": "', '"signature": "AAAA', 1), "signature does not match"),
+        (lambda s: s.replace('"model": "customers"', '"model": "telco"'), "it signs model 'telco', not 'customers'"),
+        (lambda s: s[: len(s) // 2], "malformed signature file"),
+    ],
+)  # fmt: skip
+def test_fetch_refuses_a_tampered_signature_naming_the_stored_file(
+    registry: Registry, bundles: list[Path], tmp_path: Path, tamper: Any, says: str
+) -> None:
+    version = registry.publish(bundles[0])
+    stored = _stored(tmp_path, version)
+    stored.write_text(tamper(stored.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(SignatureError) as caught:
+        registry.fetch(version.id, tmp_path / "fetched")
+    message = str(caught.value)
+    assert message.startswith(f"file://{stored}: version {version.id} refused: ")
+    assert says in message
+    assert "\n" not in message
+    with pytest.raises(SignatureError):
+        registry.verify(version.id)
+
+
+def test_a_signature_copied_from_another_version_is_refused(
+    registry: Registry, bundles: list[Path], tmp_path: Path
+) -> None:
+    a, b = registry.publish(bundles[0]), registry.publish(bundles[1])
+    _stored(tmp_path, b).write_bytes(_stored(tmp_path, a).read_bytes())
+    with pytest.raises(SignatureError, match=f"it signs version {a.id}"):
+        registry.fetch(b.id, tmp_path / "fetched")
+
+
+def test_rotation_sign_again_then_retire_the_old_key(bundles: list[Path], tmp_path: Path) -> None:
+    """Publish with the old key; trust both; re-sign with the new key (audited); retire the old key."""
+    keys = _keys(tmp_path / "keys", "old", "new")
+    public = {n: (tmp_path / "keys" / f"{n}.pub.pem").read_text(encoding="utf-8") for n in keys}
+    uri = str(tmp_path / REG)
+    version = Registry(uri, signing=keys["old"]).publish(bundles[0])
+
+    new_only = SigningSettings(public_keys=public["new"], required=True)
+    with pytest.raises(SignatureError, match="signed by unknown key"):
+        Registry(uri, signing=new_only).fetch(version.id, tmp_path / "a")
+    both = SigningSettings(key_file=keys["new"].key_file, public_keys=public["old"], required=True)
+    Registry(uri, signing=both).fetch(version.id, tmp_path / "b")  # during the rotation: either key
+
+    _, signature = Registry(uri, signing=keys["new"]).sign(version.short_id, actor="ops")
+    Registry(uri, signing=new_only).fetch(version.id, tmp_path / "c")  # the old key can go
+    assert signature.key_id == read_signature(_stored(tmp_path, version)).key_id
+    signed = [r for r in Registry(uri).audit() if r["event"] == "signed"]
+    assert [(r["version"], r["key_id"], r["actor"]) for r in signed] == [
+        (version.id, signature.key_id, "ops")
+    ]
+
+
+def test_sign_checks_the_files_first(registry: Registry, bundles: list[Path], tmp_path: Path) -> None:
+    version = registry.publish(bundles[0])
+    _stored(tmp_path, version).unlink()
+    changed = _stored(tmp_path, version, "features.json")
+    changed.write_text(changed.read_text(encoding="utf-8") + " ", encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"features\.json: size mismatch"):
+        registry.sign(version.id)
+    assert not _stored(tmp_path, version).exists()
+    assert [r["event"] for r in registry.audit()] == ["publish"]
+
+
+def test_publishing_again_signs_an_unsigned_version_on_the_record(
+    registry: Registry, bundles: list[Path], tmp_path: Path
+) -> None:
+    version = registry.publish(bundles[0])
+    before = _stored(tmp_path, version).read_bytes()
+    assert registry.publish(bundles[0]) == version
+    assert _stored(tmp_path, version).read_bytes() == before  # a valid signature: nothing written
+    _stored(tmp_path, version).unlink()  # a version from before signing
+    registry.publish(bundles[0])
+    registry.fetch(version.id, tmp_path / "fetched")
+    assert [r["event"] for r in registry.audit()] == ["publish", "signed"]
+    assert registry.audit()[-1]["reason"] == "published again"
+
+
+def test_publishing_without_a_key_when_required_writes_nothing(bundles: list[Path], tmp_path: Path) -> None:
+    from engage.errors import ConfigError
+
+    registry = Registry(str(tmp_path / REG), signing=SigningSettings(required=True, dev_dir=tmp_path / "dev"))
+    with pytest.raises(ConfigError, match="no signing key"):
+        registry.publish(bundles[0])
+    assert registry.versions() == []
+    assert _leftovers(tmp_path) == []
+    assert not (tmp_path / "dev").exists()
 
 
 # ---- settings and CLI ------------------------------------------------------------------------------
@@ -514,3 +659,40 @@ def test_cli_shows_the_recorded_policy_verdict(metadata: dict[str, Any], shown: 
     from engage.cli._registry import _verdict
 
     assert _verdict(metadata) == shown
+
+
+def test_cli_verify_and_sign(
+    registry: Registry, bundles: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_signing import run_cli
+
+    a, b = registry.publish(bundles[0]), registry.publish(bundles[1])
+    registry.promote(a.id, reason="first")
+    where = ["--registry", registry.uri]
+
+    code, out, err = run_cli(["registry", "verify", "production", b.short_id, *where], capsys)
+    assert (code, err) == (0, "")
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        [a.short_id, "verified:"],
+        [b.short_id, "verified:"],
+    ]
+
+    _stored(tmp_path, b).unlink()
+    code, out, err = run_cli(["registry", "verify", "production", b.short_id, *where], capsys)
+    assert code == 1  # a verdict, as engage audit verify gives one
+    assert out.startswith(f"{a.short_id} verified:")
+    assert (
+        err
+        == f"{b.short_id} REFUSED: file://{_stored(tmp_path, b)}: missing: version {b.id} refused: "
+        + (f"unsigned (engage registry sign {b.short_id} signs it with the configured key)\n")
+    )
+
+    code, out, err = run_cli(["registry", "sign", b.short_id, *where, "--actor", "ops"], capsys)
+    assert code == 0, err
+    assert out.startswith(f"{b.short_id} signed by key ")
+    assert run_cli(["registry", "verify", b.id, *where], capsys)[0] == 0
+    assert registry.audit()[-1]["actor"] == "ops"
+
+    code, _, err = run_cli(["registry", "verify", "nope", *where], capsys)
+    assert code == 2
+    assert err.startswith("engage: error: no version or alias 'nope'")

@@ -11,6 +11,9 @@ serialization); loading a model only rebuilds data:
   numpy ufunc and a few containers by default, this module trusts only what is listed.
 * :func:`write_manifest` records the SHA-256 and size of every file of a model directory;
   :func:`verify_manifest` refuses a directory where a file was changed, removed or added since.
+* No pickle, ever: a bundle holding a ``.pkl`` / ``.pickle`` / ``.joblib`` / ``.dill`` / ``.pt`` file,
+  a manifest listing one, or a file that starts like a pickle is refused by :func:`write_manifest` and
+  :func:`verify_manifest`. ``signature.json`` (:mod:`engage.signing`) sits beside the manifest, unlisted.
 
 Every problem is an :class:`~engage.errors.ArtifactError` whose one-line message names the file;
 a corrupt file never surfaces as a raw xgboost or skops exception. Call :func:`verify_manifest` before
@@ -18,7 +21,7 @@ loading: a changed byte inside an otherwise well-formed XGBoost file can crash x
 imported inside the functions that need them: importing this module stays cheap.
 """
 
-from engage.artifacts._manifest import MANIFEST, verify_manifest, write_manifest
+from engage.artifacts._manifest import MANIFEST, PICKLE_SUFFIXES, SIGNATURE, verify_manifest, write_manifest
 from engage.artifacts._manifest import MANIFEST_VERSION as MANIFEST_VERSION
 from engage.artifacts._sklearn import SKLEARN_SUFFIX as SKLEARN_SUFFIX
 from engage.artifacts._sklearn import load_sklearn, save_sklearn
@@ -28,6 +31,8 @@ from engage.artifacts._xgboost import load_xgboost, save_xgboost
 
 __all__ = [
     "MANIFEST",
+    "PICKLE_SUFFIXES",
+    "SIGNATURE",
     "TRUSTED_SKLEARN_TYPES",
     "load_sklearn",
     "load_xgboost",

@@ -16,6 +16,12 @@ from engage.errors import ArtifactError
 MANIFEST = "manifest.json"
 #: Version of the manifest layout written by :func:`write_manifest`.
 MANIFEST_VERSION = 1
+#: File name of a bundle's signature (:mod:`engage.signing`), beside the manifest: it signs the manifest,
+#: so the manifest cannot list it
+SIGNATURE = "signature.json"
+#: File names that hold pickled Python objects (pickle, joblib, dill, torch): never part of a bundle
+PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle", ".pt", ".pth"})
+_NOT_LISTED = frozenset({MANIFEST, SIGNATURE})
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -25,9 +31,12 @@ def write_manifest(directory: Path, *, metadata: dict[str, object] | None = None
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: missing: not a directory")
+    listed = _list_files(directory)
+    for file in listed.values():
+        _refuse_pickled_content(file)
     files = [
         {"path": rel, "sha256": sha256_file(file), "size": file.stat().st_size}
-        for rel, file in _list_files(directory).items()
+        for rel, file in listed.items()
     ]
     manifest = {"manifest_version": MANIFEST_VERSION, "files": files, "metadata": metadata or {}}
     target = directory / MANIFEST
@@ -42,7 +51,8 @@ def verify_manifest(directory: Path) -> dict[str, object]:
     """Check every file of ``directory`` against its manifest and return the manifest.
 
     Raises :class:`ArtifactError` naming the first file (in path order) that is missing, was added, or
-    whose size or SHA-256 differs, or naming the manifest when it is missing or corrupt.
+    whose size or SHA-256 differs, or naming the manifest when it is missing or corrupt; and naming a file
+    that holds pickled data or is named like a pickle, listed or not.
     """
     directory = Path(directory)
     target = directory / MANIFEST
@@ -61,6 +71,7 @@ def verify_manifest(directory: Path) -> dict[str, object]:
         if file is None:
             problems.append((rel, "missing: listed in the manifest but not on disk"))
             continue
+        _refuse_pickled_content(file)  # what it is matters more than whether it changed
         actual_size = file.stat().st_size
         if actual_size != size:
             problems.append(
@@ -104,10 +115,11 @@ def _list_files(directory: Path) -> dict[str, Path]:
         for name in names:
             entry = Path(root, name)
             rel = entry.relative_to(directory).as_posix()
-            if rel == MANIFEST:
+            if rel in _NOT_LISTED:
                 continue
             if not entry.is_file():
                 raise ArtifactError(f"{entry}: not a regular file: a model directory holds only plain files")
+            _refuse_pickle_name(rel, str(entry))
             found[rel] = entry
     return dict(sorted(found.items()))
 
@@ -142,6 +154,7 @@ def _manifest_files(manifest: Any, target: Path) -> dict[str, tuple[str, int]]:
             raise corrupt(f"files[{i}].size is not a byte count")
         if rel in expected:
             raise corrupt(f"{rel} is listed twice")
+        _refuse_pickle_name(rel, f"{target}: files[{i}] {rel}")
         expected[rel] = (digest, size)
     return expected
 
@@ -153,5 +166,30 @@ def _is_plain_relative(rel: str) -> bool:
         and not pure.is_absolute()
         and "\\" not in rel
         and all(part not in ("", ".", "..") for part in pure.parts)
-        and rel != MANIFEST
+        and rel not in _NOT_LISTED
     )
+
+
+def _refuse_pickle_name(rel: str, where: str) -> None:
+    """:class:`ArtifactError` for a file whose name says it holds pickled objects."""
+    suffix = PurePosixPath(rel).suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise ArtifactError(
+            f"{where}: a pickle file ({suffix}) refused: Engage never loads pickled objects (reading one runs "
+            "code); save xgboost models as UBJSON and scikit-learn ones with skops"
+        )
+
+
+#: what every pickle of protocol 2 to 5 starts with: PROTO <n>
+_PICKLE_HEADS = frozenset(bytes([0x80, n]) for n in range(2, 6))
+
+
+def _refuse_pickled_content(file: Path) -> None:
+    """:class:`ArtifactError` for a file that starts like a pickle, whatever its name."""
+    with open(file, "rb") as f:
+        head = f.read(2)
+    if head in _PICKLE_HEADS:
+        raise ArtifactError(
+            f"{file}: pickled data (protocol {head[1]}) refused: Engage never loads pickled objects "
+            "(reading one runs code)"
+        )

@@ -23,6 +23,7 @@ from . import (
     _explain,
     _fairness,
     _governance,
+    _keys,
     _registry,
     _review,
     _subject,
@@ -71,6 +72,7 @@ app.command("explain")(_explain.explain)
 app.command("card")(_card.card)
 app.command("cloudwatch-bridge")(_cloudwatch.cloudwatch_bridge)
 app.add_typer(_registry.app, name="registry")
+app.add_typer(_keys.app, name="keys")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_contract.app, name="contract")
 app.add_typer(_review.app, name="review")

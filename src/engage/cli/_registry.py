@@ -1,4 +1,5 @@
-"""``engage registry list | show | audit``: read a model registry (a local folder or ``s3://…``)."""
+"""``engage registry list | show | audit | verify | sign``: read a model registry (a local folder or
+``s3://…``), check a version's files and signature, sign a version again after a key rotation."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ._options import ACTOR_HELP, actor_name
+
 if TYPE_CHECKING:
     from engage.registry import ModelVersion, Registry
 
 app = typer.Typer(
-    help="Inspect the model registry: versions, aliases, the audit trail.", no_args_is_help=True
+    help="Inspect the model registry: versions, aliases, the audit trail, signatures.", no_args_is_help=True
 )
 
 #: metrics shown per version in ``list`` (the first found, in this order; every figure is in ``show``)
@@ -101,6 +104,52 @@ def audit(
             str(r.get("reason") or ""),
         )
     out().print(table)
+
+
+@app.command("verify")
+def verify(
+    refs: list[str] = typer.Argument(..., help="Versions to check: sha256:<hex>, a hex prefix, or an alias."),
+    registry: str | None = typer.Option(None, "--registry", "-r", help=_REGISTRY_HELP),
+    model: str | None = typer.Option(None, "--model", help=_MODEL_HELP),
+) -> None:
+    """Check each version as a server does before loading it: every file against the manifest, the
+    manifest against the id, the signature against the trusted keys (ENGAGE_SIGNING_PUBLIC_KEYS[_FILE]).
+    Exit 1 when one is refused (the reason on stderr, naming the stored file)."""
+    from engage.errors import ArtifactError
+
+    reg = _open(registry, model)
+    versions = [reg.get(ref) for ref in refs]  # an unknown ref is a usage error (exit 2), before any check
+    refused = 0
+    for version in versions:
+        try:
+            _, signature = reg.verify(version.id)
+        except ArtifactError as e:
+            typer.echo(f"{version.short_id} REFUSED: {e}", err=True)
+            refused += 1
+            continue
+        typer.echo(
+            f"{version.short_id} verified: files match the manifest, signed by key {signature.key_id[:16]} "
+            f"at {signature.signed_at:%Y-%m-%d %H:%M:%S} UTC ({version.id})"
+        )
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command("sign")
+def sign(
+    refs: list[str] = typer.Argument(..., help="Versions to sign: sha256:<hex>, a hex prefix, or an alias."),
+    registry: str | None = typer.Option(None, "--registry", "-r", help=_REGISTRY_HELP),
+    model: str | None = typer.Option(None, "--model", help=_MODEL_HELP),
+    actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
+) -> None:
+    """Sign versions again with the configured key (ENGAGE_SIGNING_KEY[_FILE]): after a key rotation, or
+    for versions published before signing. Each version's files are checked against its manifest first;
+    each signing is recorded on the audit trail."""
+    reg = _open(registry, model)
+    versions = [reg.get(ref) for ref in refs]
+    for version in versions:
+        _, signature = reg.sign(version.id, actor=actor_name(actor))
+        typer.echo(f"{version.short_id} signed by key {signature.key_id[:16]} ({version.id})")
 
 
 def _version_json(version: ModelVersion) -> str:

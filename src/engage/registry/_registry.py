@@ -3,6 +3,7 @@
 Layout below ``<uri>/<model>/``::
 
     versions/<hex>/model/…            the bundle's files, exactly as published (its manifest lists them)
+    versions/<hex>/model/signature.json  Ed25519 over the version id and the model name (engage.signing)
     versions/<hex>/<attachment>       evaluation.json, fairness.json, model_card.md, drift_reference/, …
     versions/<hex>/version.json       the commit marker, written last: a version exists iff it has one
     versions/.staging-<uuid>/         a publish in progress (never read)
@@ -18,6 +19,11 @@ on an object store a "rename" is a copy of every object and a delete, so a reade
 half-copied. Readers list only folders that hold ``version.json``, and ``version.json`` is written after
 every other file is in place, in one whole-object write; so a version is either complete or invisible,
 whatever the storage and wherever a publish stops.
+
+Every version is signed (:mod:`engage.signing`): the signature is written with the model files, before
+the commit marker, so no version is ever visible unsigned; :meth:`Registry.fetch` refuses a version that
+is unsigned, signed by an unknown key, or whose signature does not match, after checking every file
+against the manifest and the manifest against the id.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from engage.artifacts import SIGNATURE
 from engage.errors import ArtifactError, RegistryError
 
 from ._models import AliasMove, AliasPointer, ModelVersion
@@ -39,6 +46,7 @@ from ._store import Store
 
 if TYPE_CHECKING:
     from engage.governance import AuditTrail
+    from engage.signing import Keyring, Signature, Signer, SigningSettings
 
 __all__ = ["ALIASES", "Registry"]
 
@@ -69,7 +77,10 @@ class Registry:
         model: str = "customers",
         storage_options: dict[str, Any] | None = None,
         trail: AuditTrail | None = None,
+        signing: SigningSettings | None = None,
     ) -> None:
+        """``signing``: the keys that sign and verify versions (default: ``ENGAGE_SIGNING_*``, read when
+        one is needed)."""
         if not _NAME.fullmatch(model):
             raise RegistryError(
                 f"model name {model!r}: use letters, digits, '.', '_' and '-' (a folder of the registry)",
@@ -79,6 +90,7 @@ class Registry:
         self._store = Store(uri, storage_options)
         self._root = self._store.path(model)
         self._trail = trail
+        self._signing = signing
 
     @property
     def uri(self) -> str:
@@ -106,8 +118,11 @@ class Registry:
         """Publish a verified model bundle as a version named by its content; atomic and idempotent.
 
         The bundle is checked against its manifest first (:class:`ArtifactError` otherwise), so a
-        version's id (the SHA-256 of its manifest) vouches for every file. Publishing content the registry
-        holds already returns that version and writes nothing, whatever the attachments and metadata.
+        version's id (the SHA-256 of its manifest) vouches for every file, and the version is signed with
+        the configured key (:mod:`engage.signing`; :class:`~engage.errors.ConfigError` without one when
+        ``ENGAGE_SIGNING_REQUIRED``). Publishing content the registry holds already returns that version
+        and writes nothing, whatever the attachments and metadata — except a signature when the stored
+        one is missing or not by a trusted key (a version published before signing, or before a rotation).
         """
         from engage.artifacts import verify_manifest
 
@@ -116,8 +131,10 @@ class Registry:
         version_id = _bundle_id(bundle_dir)
         sources = _attachment_sources(attachments)
         facts = _json_object(metadata, "publish metadata")
+        signature = self._signer().sign(model=self.model, version=version_id)
         existing = self._read_version(_hex(version_id))
         if existing is not None:
+            self._ensure_signed(existing, signature, actor)
             return existing
         version = ModelVersion(
             id=version_id,
@@ -127,13 +144,18 @@ class Registry:
             metadata=facts,
             attachments=tuple(sorted(sources)),
         )
-        committed = self._stage_and_commit(bundle_dir, sources, version, actor)
+        committed = self._stage_and_commit(bundle_dir, sources, version, actor, signature)
         if committed is not None:
             return committed  # a concurrent publisher committed the same content first
         return self._live(version)
 
     def _stage_and_commit(
-        self, bundle_dir: Path, sources: dict[str, Path], version: ModelVersion, actor: str
+        self,
+        bundle_dir: Path,
+        sources: dict[str, Path],
+        version: ModelVersion,
+        actor: str,
+        signature: Signature,
     ) -> ModelVersion | None:
         """Write everything under a staging prefix, move it into place, record it, then write the marker.
 
@@ -149,6 +171,7 @@ class Registry:
         created = done = False
         try:
             self._store.put_tree(bundle_dir, f"{staging}/{MODEL_FOLDER}")
+            self._store.write(f"{staging}/{MODEL_FOLDER}/{SIGNATURE}", signature.to_json().encode())
             for name, source in sources.items():
                 self._store.put_tree(source, f"{staging}/{name}")
             if (other := self._read_version(version.hex)) is not None:
@@ -319,8 +342,10 @@ class Registry:
     def fetch(self, ref: str, dest: Path) -> Path:
         """Copy the version's model files into ``dest`` (new or empty) and verify them; returns ``dest``.
 
-        The copy is checked against its manifest, and the manifest against the version id, before it
-        appears at ``dest``: a changed byte anywhere is an :class:`ArtifactError` naming the stored file,
+        The copy is checked against its manifest, the manifest against the version id, and the version's
+        signature against the id, the model name and the trusted keys, before it appears at ``dest``: a
+        changed byte anywhere is an :class:`ArtifactError` naming the stored file, an unsigned version or
+        a signature by an unknown key or that does not match a :class:`~engage.signing.SignatureError`,
         and ``dest`` is left as it was.
         """
         version = self.get(ref)
@@ -339,7 +364,82 @@ class Registry:
             )
         return self._copy(version, name, Path(dest), f"attachment {name!r} has no files", verify=False)
 
-    def _copy(self, version: ModelVersion, folder: str, dest: Path, empty: str, *, verify: bool) -> Path:
+    def verify(self, ref: str) -> tuple[ModelVersion, Signature]:
+        """Check a version as :meth:`fetch` does (every file against the manifest, the manifest against the
+        id, the signature against the id, the model name and the trusted keys) without keeping the files;
+        returns the version and its signature. :class:`ArtifactError` (a
+        :class:`~engage.signing.SignatureError` for the signature) names the stored file."""
+        import tempfile
+
+        from engage.signing import read_signature
+
+        version = self.get(ref)
+        with tempfile.TemporaryDirectory(prefix="engage-verify-") as tmp:
+            local = self.fetch(version.id, Path(tmp) / MODEL_FOLDER)
+            return version, read_signature(local / SIGNATURE)
+
+    def sign(self, ref: str, *, actor: str = "engage") -> tuple[ModelVersion, Signature]:
+        """Sign a committed version again with the configured key (one published before signing, or after
+        a key rotation), once its files are checked against the manifest and the manifest against the id
+        (not the old signature: that may be what is being replaced). Recorded on the audit trail first
+        (``signed``: version, key id, actor), then the signature is replaced whole."""
+        import tempfile
+
+        version = self.get(ref)
+        signature = self._signer().sign(model=self.model, version=version.id)
+        with tempfile.TemporaryDirectory(prefix="engage-sign-") as tmp:
+            self._copy(version, MODEL_FOLDER, Path(tmp) / MODEL_FOLDER, "no files", verify=True, signed=False)
+        self._write_signature(version, signature, actor=actor, reason="engage registry sign")
+        return version, signature
+
+    def _ensure_signed(self, version: ModelVersion, signature: Signature, actor: str) -> None:
+        """Give a committed version whose stored signature is missing, malformed or not by a trusted key
+        this one: the publisher holds a bundle with the very manifest the id names (checked), so it may
+        vouch for it. Nothing is written when the stored signature verifies."""
+        from engage.signing import SignatureError, verify_bundle
+
+        stored = self._store.read(self._path("versions", version.hex, MODEL_FOLDER, SIGNATURE))
+        if stored is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="engage-signature-") as tmp:
+                (Path(tmp) / SIGNATURE).write_bytes(stored)
+                try:
+                    verify_bundle(Path(tmp), model=self.model, keyring=self._keyring(), version=version.id)
+                    return
+                except SignatureError:
+                    pass  # replaced below, on the record
+        self._write_signature(version, signature, actor=actor, reason="published again")
+
+    def _write_signature(
+        self, version: ModelVersion, signature: Signature, *, actor: str, reason: str
+    ) -> None:
+        """Record the signing, then replace ``signature.json`` whole (never a version signed unrecorded)."""
+        self.record(
+            {
+                "event": "signed",
+                "version": version.id,
+                "key_id": signature.key_id,
+                "actor": actor,
+                "reason": reason,
+            }
+        )
+        path = self._path("versions", version.hex, MODEL_FOLDER, SIGNATURE)
+        self._store.write(path, signature.to_json().encode())
+
+    def _signer(self) -> Signer:
+        from engage.signing import load_signer
+
+        return load_signer(self._signing)
+
+    def _keyring(self) -> Keyring:
+        from engage.signing import load_keyring
+
+        return load_keyring(self._signing)
+
+    def _copy(
+        self, version: ModelVersion, folder: str, dest: Path, empty: str, *, verify: bool, signed: bool = True
+    ) -> Path:
         """Download one folder of a version into ``dest`` (new or empty), staged: all of it or nothing."""
         from engage._io import replace_dir, staging_dir
 
@@ -352,12 +452,13 @@ class Registry:
             if not self._store.get_tree(remote, staged):
                 raise ArtifactError(f"{self._store.url(remote)}: missing: {empty}")
             if verify:
-                self._verify(staged, version, remote)
+                self._verify(staged, version, remote, signed=signed)
             replace_dir(staged, dest)
         return dest
 
-    def _verify(self, local: Path, version: ModelVersion, remote: str) -> None:
-        """Check fetched files against their manifest and the manifest against the id; name stored files."""
+    def _verify(self, local: Path, version: ModelVersion, remote: str, *, signed: bool = True) -> None:
+        """Check fetched files against their manifest, the manifest against the id, and (``signed``) the
+        signature against the id, the model name and the trusted keys; errors name the stored files."""
         from engage.artifacts import MANIFEST, verify_manifest
 
         try:
@@ -371,6 +472,18 @@ class Registry:
                 f"{self._store.url(remote)}/{MANIFEST}: SHA-256 mismatch (version {version.short_id}…, "
                 f"file {_hex(actual)[:MIN_PREFIX]}…): the stored manifest was changed after publishing"
             )
+        if signed:
+            from engage.signing import SignatureError, verify_bundle
+
+            if not (local / SIGNATURE).is_file():
+                raise SignatureError(
+                    f"{self._store.url(f'{remote}/{SIGNATURE}')}: missing: version {version.id} refused: "
+                    f"unsigned (engage registry sign {version.short_id} signs it with the configured key)"
+                )
+            try:
+                verify_bundle(local, model=self.model, keyring=self._keyring(), version=version.id)
+            except SignatureError as e:
+                raise SignatureError(e.message.replace(str(local), self._store.url(remote), 1)) from None
 
     # --- audit -----------------------------------------------------------------------------------------
 
