@@ -447,13 +447,13 @@ async def soak(
     max_in_flight: int,
     timeout: float,
     sample_every: float,
-) -> tuple[list[Outcome], list[Sample], Counter[str], dict[str, int]]:
+) -> tuple[list[Outcome], list[Sample], Counter[str], list[tuple[str, int]]]:
     """The open-loop load and, beside it, the sampler; the outcomes, samples, probe results and the
-    requests sent per body kind."""
+    kind and rows of each request's body."""
     import httpx
 
     order = random.Random(1).choices(range(len(bodies)), k=len(schedule))
-    kinds = Counter(bodies[j].kind for j in order)
+    sent = [(bodies[j].kind, bodies[j].rows) for j in order]
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     headers = {"content-type": "application/json"}
     samples: list[Sample] = []
@@ -506,7 +506,7 @@ async def soak(
         outcomes = await open_loop(schedule, send, max_in_flight)
         stop.set()
         await sampling
-    return outcomes, samples, probes, dict(kinds)
+    return outcomes, samples, probes, sent
 
 
 async def check_bodies(base: str, bodies: list[Body]) -> None:
@@ -596,7 +596,7 @@ def main() -> int:
                     flush=True,
                 )
                 wall = time.perf_counter()
-                outcomes, samples, probes, kinds = asyncio.run(
+                outcomes, samples, probes, bodies_sent = asyncio.run(
                     soak(
                         base, pid, http, bodies, schedule,
                         max_in_flight=args.max_in_flight, timeout=args.timeout, sample_every=args.sample_every,
@@ -614,7 +614,7 @@ def main() -> int:
         outcomes=outcomes,
         samples=samples,
         probes=probes,
-        kinds=kinds,
+        bodies_sent=bodies_sent,
         wall=wall,
         extra={
             "model": {
@@ -639,7 +639,7 @@ def report(
     outcomes: list[Outcome],
     samples: list[Sample],
     probes: Counter[str],
-    kinds: dict[str, int],
+    bodies_sent: list[tuple[str, int]],
     wall: float,
     extra: dict[str, Any],
 ) -> int:
@@ -700,7 +700,13 @@ def report(
             "answered": answered,
             "achieved_rps": round(achieved, 2),
             "wall_s": round(wall, 1),
-            "requests_by_kind": kinds,
+            "requests_by_kind": dict(Counter(kind for kind, _ in bodies_sent)),
+            "latency_by_rows_per_request": {
+                f"rows_{rows}": latency_figures(
+                    [o for o, (_, n) in zip(outcomes, bodies_sent, strict=True) if n == rows]
+                )
+                for rows in sorted({n for _, n in bodies_sent})
+            },
             "errors": errors,
             "errors_by_kind": dict(errors_by_kind),
             "latency_from_due_time": latency,

@@ -45,6 +45,7 @@ def test_a_short_soak_passes_and_reports(model_folder: Path, tmp_path: Path) -> 
     assert load["errors"] == 0
     assert set(load["requests_by_kind"]) == {"v1_objects", "v1_lists", "v2_columns", "v2_matrix"}
     assert 0 < load["latency_from_due_time"]["p50_ms"] <= load["latency_from_due_time"]["p95_ms"] < 200
+    assert set(load["latency_by_rows_per_request"]) == {"rows_1", "rows_16", "rows_64"}
     server = cases["server"]
     assert len(server["samples"]) >= 9
     assert server["rss_mib"]["first"] > 50  # a real process holding xgboost and the model

@@ -177,7 +177,7 @@ def _report(soak: ModuleType, tmp_path: Path, outcomes: list[Any], samples: list
     extra = {"server": {"command": "predictor"}}
     code = soak.report(
         args, warmup=0.0, outcomes=outcomes, samples=samples, probes=Counter({"/metrics ok": 3}),
-        kinds={"v1_objects": len(outcomes)}, wall=0.05, extra=extra,
+        bodies_sent=[("v1_objects", 1)] * len(outcomes), wall=0.05, extra=extra,
     )  # fmt: skip
     return code, json.loads(args.out.read_text())
 
@@ -191,6 +191,7 @@ def test_the_report_passes_a_clean_run_and_fails_one_error(soak: ModuleType, tmp
     assert results["cases"]["verdict"]["pass"] is True
     assert results["observed"]["fds_per_min"] == 0
     assert results["cases"]["server"]["open_files_besides_connections"]["last"] == 10
+    assert results["cases"]["load"]["latency_by_rows_per_request"]["rows_1"]["p50_ms"] == pytest.approx(3)
 
     outcomes[2] = soak.Outcome(0.02, 0.02, 0.03, "http_500")
     code, results = _report(soak, tmp_path, outcomes, samples)
