@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rounds: int = 120) -> Path:
     """Generate ``rows`` customers, run the pipeline's own features / train / drift-reference steps on
-    them, and lay the results out as a registry version folder: ``root/model`` (the bundle) and
-    ``root/drift_reference``. Returns ``root``."""
+    them, and lay the results out as a registry version folder: ``root/model`` (the bundle, signed as the
+    registry signs a version: the servers load only signed bundles) and ``root/drift_reference``. Returns
+    ``root``."""
     from engage.contract import default_contract_path, load_contract
     from engage.synthetic import SyntheticConfig, generate_customers
     from engage.tables import write_table
@@ -46,6 +47,11 @@ def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rou
         split=split,
     )
     result.bundle("xgboost").save(root / "model")
+    from engage.registry import RegistrySettings
+    from engage.signing import sign_bundle
+
+    # with no key configured: the development key (the tests' is the session's, tests/conftest.py)
+    sign_bundle(root / "model", model=RegistrySettings().model)
     from engage.policy import default_policy_path
 
     policy = str(default_policy_path())

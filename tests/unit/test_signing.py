@@ -241,7 +241,10 @@ def test_a_server_refuses_an_unsigned_folder_unless_development_allows_it(
     assert f"loading UNSIGNED version {version_of(bundle)}" in caplog.records[0].getMessage()
 
     # required wins: a cluster never loads an unsigned folder, whatever else is set
-    with pytest.raises(SignatureError, match=r"refused: unsigned .*ENGAGE_SIGNING_REQUIRED=true"):
+    with pytest.raises(
+        SignatureError,
+        match=r"refused: unsigned \(a server loads only signed versions: publish it to the registry, which signs it\)$",
+    ):
         verify_model_dir(bundle, SigningSettings(dev_dir=dev, allow_unsigned=True, required=True))
     assert not dev.exists()  # verifying never generates a key
 

@@ -254,14 +254,16 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
     # ---- loading --------------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        """Verify and load the bundle, read the reference, score it once for the prediction-drift
-        reference, build the detector and start its worker. Raises an :class:`EngageError` saying why
-        when any of it fails (:func:`load_or_explain` logs it)."""
+        """Verify the bundle (signature, then every file) and load it, read the reference, score it once
+        for the prediction-drift reference, build the detector and start its worker. Raises an
+        :class:`EngageError` saying why when any of it fails (:func:`load_or_explain` logs it)."""
         from engage.drift import DriftDetector, Reference
+        from engage.signing import verify_model_dir
         from engage.training import load_bundle
 
         settings = drift_settings(self.args)
         files = resolve_model_files(self.args, need_reference=True)
+        verify_model_dir(files.model_dir)  # signed by a trusted key, or never loaded
         bundle = load_bundle(files.model_dir)
         if files.reference_dir is None:
             raise ArtifactError(

@@ -233,7 +233,8 @@ class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
     # ---- loading --------------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        """Verify and load the bundle, read the reference rows, build the explainer and warm it up.
+        """Verify the bundle (signature, then every file) and load it, read the reference rows, build the
+        explainer and warm it up.
 
         Raises an :class:`EngageError` saying why when any of it fails (:func:`load_or_explain` logs it).
         """
@@ -241,10 +242,12 @@ class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
 
         from engage.contract import load_contract
         from engage.explain import Explainer, ExplainSettings
+        from engage.signing import verify_model_dir
         from engage.tables import read_table
         from engage.training import load_bundle
 
         files = resolve_model_files(self.args, need_reference=True)
+        verify_model_dir(files.model_dir)  # signed by a trusted key, or never loaded
         bundle = load_bundle(files.model_dir)
         contract = self.contract if self.contract is not None else load_contract(self.args.contract)
         if files.reference_dir is None:

@@ -1,7 +1,9 @@
 """The predictor: a ``kserve.Model`` serving the three heads of one model bundle.
 
-Loading verifies every file of the bundle against its manifest (SHA-256) before anything else; a
-mismatch leaves the model not ready for good (503 with the reason, and one ERROR log line). The trees
+Loading checks the bundle's signature (:func:`engage.signing.verify_model_dir`: by a trusted key, over
+its manifest) and every file against its manifest (SHA-256) before anything else; an unsigned or
+tampered bundle, or a mismatch, leaves the model not ready for good (503 with the reason, and one ERROR
+log line). The trees
 are compiled (:mod:`._forest`), checked against xgboost on rows drawn from the model's own split points,
 and warmed up; only then is the model ready.
 
@@ -119,9 +121,11 @@ class PredictorModel(Model):  # type: ignore[misc]
     def load(self) -> bool:
         from engage.contract import load_contract
         from engage.model import load_bundle
+        from engage.signing import verify_model_dir
 
         started = time.perf_counter()
         files = self._files()
+        verify_model_dir(files.model_dir)  # signed by a trusted key, or never loaded
         bundle = load_bundle(files.model_dir)  # every file checked against the manifest first
         self.bundle = bundle
         self.version = bundle.version or ""

@@ -291,14 +291,14 @@ def verify_model_dir(directory: Path, settings: SigningSettings | None = None) -
                 version,
             )
             return None
-        how = (
-            "ENGAGE_SIGNING_REQUIRED=true"
+        escape = (
+            ""
             if settings.required
-            else "ENGAGE_SIGNING_ALLOW_UNSIGNED=true loads a raw training output for development"
+            else "; ENGAGE_SIGNING_ALLOW_UNSIGNED=true loads a raw training output, for development only"
         )
         raise SignatureError(
             f"{directory / SIGNATURE_FILE}: missing: version {version} refused: unsigned (a server loads "
-            f"only signed versions: publish it to the registry, or sign it; {how})"
+            f"only signed versions: publish it to the registry, which signs it{escape})"
         )
     return verify_bundle(directory, keyring=load_keyring(settings))
 
