@@ -276,7 +276,8 @@ def verdict(
 @dataclass(frozen=True)
 class Sample:
     """The server process at one moment: s after the start, resident MiB, open file descriptors (and how
-    many of them are the clients' established connections to its port), threads, CPU seconds."""
+    many of them are the clients' established connections to its port), threads, CPU seconds, and the
+    machine's 1-minute load average (other work on the cores shows in latency)."""
 
     t: float
     rss_mib: float
@@ -284,6 +285,7 @@ class Sample:
     connections: int
     threads: int
     cpu_s: float
+    load1: float
 
     @property
     def other_fds(self) -> int:
@@ -328,6 +330,7 @@ def sample_process(pid: int, port: int, t: float) -> Sample:
         connections=connections,
         threads=int(status["Threads"]),
         cpu_s=round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2),  # utime, stime
+        load1=round(os.getloadavg()[0], 2),
     )
 
 

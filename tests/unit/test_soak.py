@@ -184,7 +184,7 @@ def _report(soak: ModuleType, tmp_path: Path, outcomes: list[Any], samples: list
 
 def test_the_report_passes_a_clean_run_and_fails_one_error(soak: ModuleType, tmp_path: Path) -> None:
     outcomes = [soak.Outcome(i / 100, i / 100, i / 100 + 0.003, "ok") for i in range(5)]
-    samples = [soak.Sample(float(t), 300.0, 12, 2, 3, 1.0 + t / 100) for t in range(6)]
+    samples = [soak.Sample(float(t), 300.0, 12, 2, 3, 1.0 + t / 100, 0.5) for t in range(6)]
     code, results = _report(soak, tmp_path, outcomes, samples)
     assert code == 0
     assert results["benchmark"] == "soak"
