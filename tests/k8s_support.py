@@ -168,11 +168,13 @@ def settings_classes() -> dict[str, Any]:
     from engage.governance import GovernanceSettings
     from engage.registry import RegistrySettings
     from engage.settings import RunSettings
+    from engage.signing import SigningSettings
     from engage_serving._settings import ServingSettings
     from engage_serving.deploy import DeploySettings
 
     classes = (
         ServingSettings,
+        SigningSettings,
         DriftSettings,
         ExplainSettings,
         RegistrySettings,

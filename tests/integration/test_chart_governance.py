@@ -193,9 +193,10 @@ def test_the_predictor_routes_to_review_with_its_own_flags(
     }
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == database["passwordKey"]
     assert env_problems("predictor", container["env"]) == []
-    # the explainer opens no governance store
+    # the explainer opens no governance store (both verify the model's signature)
     (explainer,) = isvc["spec"]["explainer"]["containers"]
-    assert not {e["name"] for e in explainer["env"]} & set(env) - {"STORAGE_URI"}
+    shared = {"STORAGE_URI", "ENGAGE_SIGNING_PUBLIC_KEYS_FILE", "ENGAGE_SIGNING_REQUIRED"}
+    assert not {e["name"] for e in explainer["env"]} & set(env) - shared
 
 
 def test_without_governance_nothing_of_it_is_rendered() -> None:

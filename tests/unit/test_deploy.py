@@ -41,6 +41,10 @@ def manifest() -> dict[str, Any]:
     return render_inference_service(VERSION, STORAGE, DeploySettings(service_account="engage-serving"))
 
 
+#: every server checks the model's signature against the mounted public keys (engage.signing)
+SIGNING_ENV = {"ENGAGE_SIGNING_PUBLIC_KEYS_FILE": "/etc/engage/signing", "ENGAGE_SIGNING_REQUIRED": "true"}
+
+
 def _env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"]}
 
@@ -49,7 +53,7 @@ def test_predictor_is_our_container_with_the_storage_uri(manifest: dict[str, Any
     predictor = manifest["spec"]["predictor"]
     (container,) = predictor["containers"]
     assert container["name"] == CONTAINER_NAME == "kserve-container"
-    assert _env(container) == {"STORAGE_URI": STORAGE}
+    assert _env(container) == {"STORAGE_URI": STORAGE, **SIGNING_ENV}
     assert container["command"] == ["python", "-m", "engage_serving.predictor"]
     assert container["args"] == ["--model_name", "engage", "--model_dir", MODEL_DIR]
     assert container["image"].startswith("ghcr.io/engage-ml/engage-predictor:")
@@ -76,7 +80,7 @@ def test_explainer_is_a_custom_container_on_the_same_model(manifest: dict[str, A
     assert container["name"] == CONTAINER_NAME
     assert container["command"] == ["python", "-m", "engage_serving.explainer"]
     # the whole version folder: the model and the drift reference (its background rows)
-    assert _env(container) == {"STORAGE_URI": STORAGE.removesuffix("/model")}
+    assert _env(container) == {"STORAGE_URI": STORAGE.removesuffix("/model"), **SIGNING_ENV}
     assert container["image"].startswith("ghcr.io/engage-ml/engage-explainer:")
     assert "logger" not in manifest["spec"]["explainer"]
 
@@ -322,7 +326,10 @@ def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
         spec = manifest["spec"][component]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}]
+        assert spec["volumes"] == [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}},
+            {"name": "signing-keys", "secret": {"secretName": "engage-signing-public-keys"}},
+        ]
         container = spec["containers"][0]
         assert container["securityContext"] == {
             "allowPrivilegeEscalation": False,
@@ -330,7 +337,10 @@ def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
             "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
         }
-        assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+        assert container["volumeMounts"] == [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "signing-keys", "mountPath": "/etc/engage/signing", "readOnly": True},
+        ]
 
 
 def test_mode_autoscaling_and_the_namespaces_own_drift_detector() -> None:

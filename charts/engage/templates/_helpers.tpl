@@ -143,3 +143,29 @@ volumes:
   emptyDir:
     sizeLimit: {{ $g.tmpSizeLimit }}
 {{- end -}}
+
+{{/* --- signed model versions ------------------------------------------------------------------ */}}
+
+{{/*
+Every server verifies the version it loads against the public keys of signing.publicKeysSecret, mounted
+read-only; ENGAGE_SIGNING_REQUIRED: only those keys count (never a development key), and an unsigned
+model folder is refused. engage deploy renders the same (engage_serving.deploy: SIGNING_KEYS_DIR).
+*/}}
+{{- define "engage.signing.env" -}}
+- name: ENGAGE_SIGNING_PUBLIC_KEYS_FILE
+  value: /etc/engage/signing
+- name: ENGAGE_SIGNING_REQUIRED
+  value: "true"
+{{- end -}}
+
+{{- define "engage.signing.volumeMount" -}}
+- name: signing-keys
+  mountPath: /etc/engage/signing
+  readOnly: true
+{{- end -}}
+
+{{- define "engage.signing.volume" -}}
+- name: signing-keys
+  secret:
+    secretName: {{ .Values.signing.publicKeysSecret }}
+{{- end -}}

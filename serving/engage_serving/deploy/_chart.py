@@ -60,6 +60,7 @@ def chart_values(version_id: str, storage_uri: str, settings: DeploySettings) ->
             "nodeSelector": dict(settings.node_selector),
             "tolerations": [t.manifest() for t in settings.tolerations],
         },
+        "signing": {"publicKeysSecret": settings.signing_public_keys_secret},
         # the renderer's service account is the chart's (created by it); none: the namespace's default
         "serviceAccount": {"create": False, "name": ""}
         if settings.service_account is None

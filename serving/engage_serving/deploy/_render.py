@@ -31,6 +31,7 @@ __all__ = [
     "PREDICTOR_MODULE",
     "RUN_AS",
     "SERVER_FLAGS",
+    "SIGNING_KEYS_DIR",
     "TMP_VOLUME",
     "explainer_args",
     "predictor_args",
@@ -52,6 +53,10 @@ EXPLAINER_MODULE = "engage_serving.explainer"
 RUN_AS = 10001
 #: The emptyDir at ``/tmp``: the servers' only writable folder (read-only root filesystem).
 TMP_VOLUME = "tmp"
+#: The trusted public keys' Secret, mounted read-only here in every server: each loads only a version
+#: signed by one of them (engage.signing; ``ENGAGE_SIGNING_REQUIRED``: the development key never counts).
+SIGNING_VOLUME = "signing-keys"
+SIGNING_KEYS_DIR = "/etc/engage/signing"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 #: The command-line flags the servers take: the one place their names are written. The servers' parsers
 #: (a later issue) are tested against this mapping.
@@ -160,7 +165,8 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
     """The ``kserve-container`` of a component: ``STORAGE_URI`` on it is what makes KServe's webhook add
     the storage initializer that downloads the model files to :data:`MODEL_DIR`. It runs as the image's
     unprivileged user with a read-only root filesystem and no capabilities (Pod Security "restricted");
-    its only writable folder is the ``/tmp`` emptyDir."""
+    its only writable folder is the ``/tmp`` emptyDir. It verifies the model's signature against the
+    public keys mounted at :data:`SIGNING_KEYS_DIR` before loading it."""
     from kubernetes.client import V1Capabilities, V1Container, V1EnvVar, V1SecurityContext, V1VolumeMount
 
     return V1Container(
@@ -168,7 +174,11 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
         image=image,
         command=["python", "-m", module],
         args=args,
-        env=[V1EnvVar(name="STORAGE_URI", value=storage_uri)],
+        env=[
+            V1EnvVar(name="STORAGE_URI", value=storage_uri),
+            V1EnvVar(name="ENGAGE_SIGNING_PUBLIC_KEYS_FILE", value=SIGNING_KEYS_DIR),
+            V1EnvVar(name="ENGAGE_SIGNING_REQUIRED", value="true"),
+        ],
         resources=_resources(settings),
         security_context=V1SecurityContext(
             allow_privilege_escalation=False,
@@ -176,17 +186,21 @@ def _container(image: str, module: str, args: list[str], storage_uri: str, setti
             read_only_root_filesystem=True,
             run_as_non_root=True,
         ),
-        volume_mounts=[V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")],  # nosec B108 # the pod's emptyDir mount path, no file made here
+        volume_mounts=[
+            V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp"),  # nosec B108 # the pod's emptyDir mount path, no file made here
+            V1VolumeMount(name=SIGNING_VOLUME, mount_path=SIGNING_KEYS_DIR, read_only=True),
+        ],
     )
 
 
 def _pod_fields(settings: DeploySettings, short_id: str, component: str) -> dict[str, Any]:
     """What the predictor and the explainer share beside their container: replicas, autoscaling, service
-    account, labels, the pod's security context and the ``/tmp`` volume."""
+    account, labels, the pod's security context, the ``/tmp`` volume and the signing keys' Secret."""
     from kubernetes.client import (
         V1EmptyDirVolumeSource,
         V1PodSecurityContext,
         V1SeccompProfile,
+        V1SecretVolumeSource,
         V1Toleration,
         V1Volume,
     )
@@ -208,7 +222,11 @@ def _pod_fields(settings: DeploySettings, short_id: str, component: str) -> dict
             seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
         ),
         "volumes": [
-            V1Volume(name=TMP_VOLUME, empty_dir=V1EmptyDirVolumeSource(size_limit=settings.tmp_size_limit))
+            V1Volume(name=TMP_VOLUME, empty_dir=V1EmptyDirVolumeSource(size_limit=settings.tmp_size_limit)),
+            V1Volume(
+                name=SIGNING_VOLUME,
+                secret=V1SecretVolumeSource(secret_name=settings.signing_public_keys_secret),
+            ),
         ],
     }
 

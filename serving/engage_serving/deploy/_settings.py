@@ -170,6 +170,12 @@ class DeploySettings(BaseSettings):
         description="Taints the predictor and explainer pods tolerate, as JSON in the variable (e.g. "
         '[{"key": "engage.dev/pool", "value": "serving", "effect": "NoSchedule"}])',
     )
+    signing_public_keys_secret: str = Field(
+        default="engage-signing-public-keys",
+        description="The Secret of trusted Ed25519 public keys (one PEM per entry; during a rotation the new "
+        "and the old) mounted read-only in the predictor and the explainer: each loads only a version signed "
+        "by one of them (ENGAGE_SIGNING_REQUIRED=true). The chart's signing.publicKeysSecret",
+    )
     service_account: str | None = Field(
         default=None,
         description="Service account of the pods; on EKS, one annotated for IRSA lets the storage "
@@ -196,6 +202,13 @@ class DeploySettings(BaseSettings):
     def _service_account(cls, value: str | None) -> str | None:
         if value is not None and (len(value) > 253 or _DNS_SUBDOMAIN.match(value) is None):
             raise ValueError(f"{value!r} is not a valid service account name (a DNS-1123 subdomain)")
+        return value
+
+    @field_validator("signing_public_keys_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if len(value) > 253 or _DNS_SUBDOMAIN.match(value) is None:
+            raise ValueError(f"{value!r} is not a valid Secret name (a DNS-1123 subdomain)")
         return value
 
     @field_validator("model_name")
