@@ -667,6 +667,14 @@ def report(
         target_rps=args.rps,
     )
     passed = all(c["pass"] for c in checks.values())
+    cpus = os.cpu_count() or 1
+    busiest = max((s.load1 for s in samples), default=0.0)
+    contended = (
+        f"the machine's load average reached {busiest:g} on {cpus} CPUs: other work competed with the "
+        "server and the generator (see per_minute.load1_max); judge the figures on a quiet machine"
+        if busiest > cpus
+        else None
+    )
     lateness = [(o.sent - o.due) * 1e3 for o in outcomes if o.sent is not None]
     service = [(o.done - o.sent) * 1e3 for o in outcomes if o.done is not None and o.sent is not None]
     answered = latency["answered"] or 0
@@ -718,9 +726,18 @@ def report(
                 "p99": _round(percentile(lateness, 99)),
                 "max": _round(max(lateness) if lateness else None),
             },
-            "per_minute": per_window(outcomes),
+            "per_minute": [
+                {
+                    **w,
+                    "load1_max": max(
+                        (s.load1 for s in samples if w["from_s"] <= s.t < w["from_s"] + 60), default=None
+                    ),
+                }
+                for w in per_window(outcomes)
+            ],
         },
         "probes": dict(probes),
+        "contention": contended,
         "server": {
             **extra.pop("server"),
             "rss_mib": span([s.rss_mib for s in samples]),
@@ -768,7 +785,8 @@ def report(
             f"  FAILED {name}: {c['observed']} (target {c['target']})\n"
             for name, c in checks.items()
             if not c["pass"]
-        ),
+        )
+        + (f"  NOTE {contended}\n" if contended else ""),
         end="",
     )
     return 0 if passed else 1
