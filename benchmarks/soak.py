@@ -456,7 +456,7 @@ async def soak(
     import httpx
 
     order = random.Random(1).choices(range(len(bodies)), k=len(schedule))
-    sent = [(bodies[j].kind, bodies[j].rows) for j in order]
+    labels = [(bodies[j].kind, bodies[j].rows) for j in order]
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     headers = {"content-type": "application/json"}
     samples: list[Sample] = []
@@ -509,7 +509,7 @@ async def soak(
         outcomes = await open_loop(schedule, send, max_in_flight)
         stop.set()
         await sampling
-    return outcomes, samples, probes, sent
+    return outcomes, samples, probes, labels
 
 
 async def check_bodies(base: str, bodies: list[Body]) -> None:
