@@ -17,10 +17,16 @@ load this file (:func:`engage_components.pipeline_module`), as ``kfp dsl compile
 training policy, champion / challenger, drift baselines) by the one promotion policy and refuses with
 the reasons. The compiled IR (``pipelines/engage_pipeline.yaml``) is committed and a test fails when
 it is stale (``make generate`` rewrites it).
+
+Signing keys (docs/registry.md "Signed versions", docs/deploy.md "Signing keys"): on a cluster ``promote``,
+the one task that publishes, mounts the private key's Secret and ``evaluate``, the one that fetches a
+version (the champion), the public keys' Secret, each with ``ENGAGE_SIGNING_REQUIRED=true``. That is all
+Kubernetes platform config, which ``kfp.local`` does not apply: a local run signs and verifies with the
+development key.
 """
 
 # no `from __future__ import annotations`: KFP reads parameter types from the live annotations
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from engage_components import RESOURCES
 from engage_components import components as c
@@ -29,6 +35,14 @@ NAME = "engage-customers"
 #: steps that read or write shared storage retry; transient failures there are the common kind
 RETRIES = 2
 
+# The Secrets the signing keys come from, in the namespace the runs execute in. Fixed names, not run
+# parameters: whoever starts a run must not choose which Secret a step mounts.
+SIGNING_KEY_SECRET = "engage-signing-key"  # pragma: allowlist secret  (a name: the private key's Secret)
+SIGNING_PUBLIC_KEYS_SECRET = "engage-signing-public-keys"  # pragma: allowlist secret  (a name)
+#: where they are mounted; the private key is the Secret's entry engage-signing.pem
+SIGNING_KEY_FILE = "/etc/engage/signing-key/engage-signing.pem"
+SIGNING_PUBLIC_KEYS_DIR = "/etc/engage/signing"  # every entry of the Secret: a rotation's keys
+
 
 def _sized(task: dsl.PipelineTask, step: str, *, retries: int = 0) -> dsl.PipelineTask:
     need = RESOURCES[step]
@@ -36,6 +50,40 @@ def _sized(task: dsl.PipelineTask, step: str, *, retries: int = 0) -> dsl.Pipeli
     task.set_display_name(step)
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="10s", backoff_factor=2.0)
+    return task
+
+
+def _cluster_env(task: dsl.PipelineTask, name: str, value: str) -> None:
+    """``name=value`` in the task's container on a cluster, and not under ``kfp.local``.
+
+    KFP's Kubernetes config has no plain variable, and ``kfp.local`` applies ``set_env_variable`` (where
+    these would name files that are not there). So the value is a pod annotation and the variable reads it
+    through the downward API: both Kubernetes platform config, which ``kfp.local`` leaves alone."""
+    annotation = f"engage.dev/env.{name}"
+    kubernetes.add_pod_annotation(task, annotation, value)
+    kubernetes.use_field_path_as_env(task, name, f"metadata.annotations['{annotation}']")
+
+
+def _signs(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The private key from its Secret (``optional``: without the Secret the step fails at once with
+    ``ConfigError: /etc/engage/signing-key/engage-signing.pem: cannot read the key``, never signing with a
+    development key, instead of its pod waiting for the volume)."""
+    kubernetes.use_secret_as_volume(
+        task, SIGNING_KEY_SECRET, mount_path=SIGNING_KEY_FILE.rsplit("/", 1)[0], optional=True
+    )
+    _cluster_env(task, "ENGAGE_SIGNING_KEY_FILE", SIGNING_KEY_FILE)
+    _cluster_env(task, "ENGAGE_SIGNING_REQUIRED", "true")
+    return task
+
+
+def _verifies(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The trusted public keys from their Secret (``optional``, as above: a fetch then fails with
+    ``ConfigError: /etc/engage/signing: holds no Ed25519 public key``)."""
+    kubernetes.use_secret_as_volume(
+        task, SIGNING_PUBLIC_KEYS_SECRET, mount_path=SIGNING_PUBLIC_KEYS_DIR, optional=True
+    )
+    _cluster_env(task, "ENGAGE_SIGNING_PUBLIC_KEYS_FILE", SIGNING_PUBLIC_KEYS_DIR)
+    _cluster_env(task, "ENGAGE_SIGNING_REQUIRED", "true")
     return task
 
 
@@ -87,6 +135,7 @@ def engage_run(
             ),
             "evaluate", retries=RETRIES,
         )  # fmt: skip
+        _verifies(measured)  # it fetches the production champion from the registry
         _sized(
             c.business_metrics(data=table, training=measured.outputs["training"], contract=contract),
             "business-metrics",
@@ -122,6 +171,7 @@ def engage_run(
                 "promote", retries=RETRIES,
             )  # fmt: skip
             promoted.set_caching_options(False)  # judged against the registry as it is now
+            _signs(promoted)  # the one task that publishes: it alone sees the private key
             # after promotion, which never waits for it: a governance database that is down fails the run
             # with its error, the promotion already made
             _sized(

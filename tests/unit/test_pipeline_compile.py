@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,8 +20,14 @@ def test_the_committed_pipeline_yaml_is_what_the_code_compiles_to(tmp_path: Path
     assert fresh == COMPILED.read_text(), "pipelines/engage_pipeline.yaml is stale: run `make generate`"
 
 
+def compiled() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline spec and its platform spec (the second YAML document: the Kubernetes config)."""
+    spec, platform = yaml.safe_load_all(COMPILED.read_text())
+    return spec, platform
+
+
 def test_the_pipeline_has_its_gates_fan_out_retries_resources_and_exit_handler() -> None:
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec, _ = compiled()
     root = spec["root"]
     assert set(root["inputDefinitions"]["parameters"]) >= {
         "data_uri",
@@ -42,9 +51,85 @@ def test_the_pipeline_has_its_gates_fan_out_retries_resources_and_exit_handler()
     assert all("resources" in e["container"] for e in executors.values())
 
 
-def test_command_line_parameters_are_json_when_they_parse_else_text() -> None:
-    import pytest
+def _executors_of_tasks(spec: dict[str, Any]) -> dict[str, str]:
+    """Every task of every DAG in the spec -> its executor label."""
+    components = spec["components"]
+    return {
+        task: components[t["componentRef"]["name"]]["executorLabel"]
+        for c in components.values()
+        for task, t in c.get("dag", {}).get("tasks", {}).items()
+        if "executorLabel" in components[t["componentRef"]["name"]]
+    }
 
+
+def _cluster_env(config: dict[str, Any]) -> dict[str, str]:
+    """The variables an executor's pod gets from its own annotations (the downward API)."""
+    annotations = config.get("podMetadata", {}).get("annotations", {})
+    env = {}
+    for var in config.get("fieldPathAsEnv", []):
+        match = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", var["fieldPath"])
+        assert match is not None, var
+        env[var["name"]] = annotations[match.group(1)]
+    return env
+
+
+def test_only_the_promote_task_mounts_the_private_key_and_evaluate_the_public_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engage.signing import SigningSettings
+
+    spec, platform = compiled()
+    executors = _executors_of_tasks(spec)
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = {
+        label: {v["secretName"]: v for v in config.get("secretAsVolume", [])}
+        for label, config in kubernetes.items()
+    }
+    # the private key: on the one task that publishes, nowhere else (nor as a variable)
+    assert [label for label, secrets in mounted.items() if "engage-signing-key" in secrets] == [
+        executors["promote"]
+    ]
+    assert not any(c.get("secretAsEnv") for c in kubernetes.values())
+    # the public keys: on the one task that fetches a registry version (the champion)
+    assert [label for label, s in mounted.items() if "engage-signing-public-keys" in s] == [
+        executors["evaluate"]
+    ]
+    assert set(kubernetes) == {executors["promote"], executors["evaluate"]}
+
+    key = mounted[executors["promote"]]["engage-signing-key"]
+    public = mounted[executors["evaluate"]]["engage-signing-public-keys"]
+    for volume in (key, public):
+        # optional: a missing Secret fails the step with a ConfigError instead of a pod left pending
+        assert volume["optional"] is True
+        assert volume["secretNameParameter"] == {"runtimeValue": {"constant": volume["secretName"]}}
+    signs, verifies = (
+        _cluster_env(kubernetes[executors["promote"]]),
+        _cluster_env(kubernetes[executors["evaluate"]]),
+    )
+    assert signs == {
+        "ENGAGE_SIGNING_KEY_FILE": f"{key['mountPath']}/engage-signing.pem",
+        "ENGAGE_SIGNING_REQUIRED": "true",
+    }
+    assert verifies == {
+        "ENGAGE_SIGNING_PUBLIC_KEYS_FILE": public["mountPath"],
+        "ENGAGE_SIGNING_REQUIRED": "true",
+    }
+    # the names are the settings' own, and the values parse
+    known = {f"ENGAGE_SIGNING_{field.upper()}" for field in SigningSettings.model_fields}
+    assert set(signs) | set(verifies) <= known
+    for env in (signs, verifies):
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            settings = SigningSettings()
+        assert settings.required is True
+    assert settings.public_keys_file == Path(public["mountPath"])
+    # nothing in the containers' own env: kfp.local applies that, and a local run signs with the dev key
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert not any(e["name"].startswith("ENGAGE_SIGNING_") for e in executor["container"].get("env", []))
+
+
+def test_command_line_parameters_are_json_when_they_parse_else_text() -> None:
     from engage.errors import ConfigError
     from engage_components.cli import _pair, _value
 
