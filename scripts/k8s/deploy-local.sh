@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # make deploy-local: the production model of the local registry (artifacts/registry, made by `make run`)
 # served by KServe on the kind cluster of `make kind-up`, and one prediction sent to it:
+#   0. check the production version against the development signing key (made when missing: engage keys
+#      generate), as the servers will;
 #   1. build the four images (make images) and load them into kind;
-#   2. apply the kind overlay (namespace, drift detector, the engage-registry PVC, ...);
+#   2. the namespace, the Secret engage-signing-public-keys (that key's public half: every server mounts
+#      it), then the kind overlay (drift detector, the engage-registry PVC, ...);
 #   3. copy the registry onto the engage-registry PVC through a short-lived pod (Pod Security
 #      "restricted"), where the InferenceService's storage initializer reads pvc://engage-registry/...;
 #   4. engage deploy production --kubeconfig ... --context kind-engage, wait until the InferenceService is
 #      Ready, port-forward the predictor and POST one row of the version's drift reference with curl.
 # DRY_RUN=1 prints the commands without running them (see lib.sh).
 # Settings: IMAGE_TAG (default: the engage version), LOCAL_PORT (8080), ENGAGE_REGISTRY_MODEL (customers),
-# ENGAGE_DEPLOY_NAMESPACE / ENGAGE_DEPLOY_NAME / ENGAGE_DEPLOY_MODEL_NAME (as `engage deploy` reads them).
+# ENGAGE_DEPLOY_NAMESPACE / ENGAGE_DEPLOY_NAME / ENGAGE_DEPLOY_MODEL_NAME (as `engage deploy` reads them),
+# ENGAGE_SIGNING_DEV_DIR (artifacts/signing: the development key pair, as engage reads it).
 set -euo pipefail
 # shellcheck source=scripts/k8s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,13 +41,23 @@ fi
 image_tag
 K=(kubectl --context "$CONTEXT")
 
+# 0. the signing key: the servers verify the version before loading it (docs/registry.md "Signed
+# versions"); check it here as they will, rather than wait for an InferenceService that never gets ready
+dev_signing_key
+run env ENGAGE_SIGNING_PUBLIC_KEYS_FILE="$SIGNING_PUBLIC_KEY" ENGAGE_SIGNING_REQUIRED=true \
+  "$UV" run --frozen --no-sync engage registry verify production --registry "$REGISTRY" ||
+  die "the production version does not verify with ${SIGNING_PUBLIC_KEY}: sign it with that key (engage registry sign production --registry ${REGISTRY})"
+
 # 1. images, built here and loaded into the kind nodes (nothing is pushed)
 run make images IMAGE_TAG="$IMAGE_TAG"
 for image in "${IMAGES[@]}"; do
   run kind load docker-image --name "$CLUSTER" "${IMAGE_REPO}/engage-${image}:${IMAGE_TAG}"
 done
 
-# 2. the kind overlay
+# 2. the namespace and the public key every server mounts (the Secret first: no pod waits for it), then
+# the kind overlay
+run "${K[@]}" apply -f manifests/base/namespace.yaml
+apply_secret "$NAMESPACE" engage-signing-public-keys "$SIGNING_PUBLIC_KEY"
 run "${K[@]}" apply -k manifests/overlays/kind
 
 # 3. the registry onto the PVC: a pod of the components image (already in kind, has tar for kubectl cp)

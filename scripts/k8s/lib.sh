@@ -144,6 +144,38 @@ image_tag() {
   [[ "$IMAGE_TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "IMAGE_TAG '${IMAGE_TAG}' is not an image tag"
 }
 
+# the development signing key pair (docs/registry.md "Signed versions"): where `engage` makes it on first
+# publish, so the versions `make run` promoted are signed with it
+SIGNING_DIR="${ENGAGE_SIGNING_DEV_DIR:-artifacts/signing}"
+# shellcheck disable=SC2034  # SIGNING_KEY, SIGNING_PUBLIC_KEY: used by the scripts that source this file
+SIGNING_KEY="${SIGNING_DIR}/dev-signing-key.pem"
+# shellcheck disable=SC2034
+SIGNING_PUBLIC_KEY="${SIGNING_DIR}/dev-signing-key.pub.pem"
+
+# dev_signing_key: make the development key pair when there is none yet (engage keys generate)
+dev_signing_key() {
+  [[ -f "$SIGNING_KEY" ]] && return 0
+  run "$UV" run --frozen --no-sync engage keys generate --out "$SIGNING_DIR" --name dev-signing-key
+}
+
+# apply_secret NAMESPACE NAME FROM_FILE...: create or update a generic Secret from files (each
+# `[ENTRY=]FILE`, as kubectl's --from-file), idempotently: `kubectl create --dry-run=client -o yaml`
+# piped into a server-side apply (a client-side apply would copy the key into the
+# last-applied-configuration annotation, which `kubectl describe` prints); printed as that one pipeline
+apply_secret() {
+  local namespace="$1" name="$2" from
+  shift 2
+  local create=(kubectl --context "$CONTEXT" create secret generic "$name" -n "$namespace")
+  for from in "$@"; do
+    create+=("--from-file=${from}")
+  done
+  create+=(--dry-run=client -o yaml)
+  local apply=(kubectl --context "$CONTEXT" apply --server-side --force-conflicts -f -)
+  echo "$(show "${create[@]}") | $(show "${apply[@]}" | cut -c3-)"
+  dry && return 0
+  "${create[@]}" | "${apply[@]}"
+}
+
 # the kubeconfig `kind create cluster` wrote the context into: the first of $KUBECONFIG, else ~/.kube/config
 kubeconfig_path() {
   local first="${KUBECONFIG:-}"

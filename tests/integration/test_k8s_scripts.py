@@ -65,6 +65,8 @@ def dry_run(script: str, bin_dir: Path, *, dry: bool = True, **env: str) -> subp
         "HOME": str(bin_dir.parent),
         "UV": "uv",
         "IMAGE_TAG": TAG,
+        # a development key folder of its own (empty: the scripts make the pair), not the checkout's
+        "ENGAGE_SIGNING_DEV_DIR": str(bin_dir.parent / "signing"),
         **env,
     }
     if dry:
@@ -177,6 +179,25 @@ def test_kind_up_dry_run_prints_the_pinned_installs(bin_dir: Path) -> None:
     assert json.loads(json.loads(standard)["data"]["deploy"]) == {"defaultDeploymentMode": "Standard"}
 
 
+def secret_from_files(namespace: str, name: str, *files: str) -> list[str]:
+    """The printed pipeline that creates or updates a Secret (idempotent, no key in an annotation)."""
+    create = [*K, "create", "secret", "generic", name, "-n", namespace]
+    create += [f"--from-file={f}" for f in files]
+    return [
+        *create,
+        "--dry-run=client",
+        "-o",
+        "yaml",
+        "|",
+        *K,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+    ]
+
+
 def test_deploy_local_dry_run_prints_images_overlay_registry_deploy_and_curl(bin_dir: Path) -> None:
     printed = commands(dry_run("deploy-local.sh", bin_dir))
     nothing_ran(bin_dir)
@@ -186,9 +207,15 @@ def test_deploy_local_dry_run_prints_images_overlay_registry_deploy_and_curl(bin
     images = [f"ghcr.io/engage-ml/engage-{name}:{TAG}" for name in
               ("components", "predictor", "explainer", "drift-detector")]  # fmt: skip
     home = bin_dir.parent
+    keys = home / "signing"
     expected = [
+        ["uv", "run", "--frozen", "--no-sync", "engage", "keys", "generate", "--out", str(keys), "--name", "dev-signing-key"],
+        ["env", f"ENGAGE_SIGNING_PUBLIC_KEYS_FILE={keys}/dev-signing-key.pub.pem", "ENGAGE_SIGNING_REQUIRED=true",
+         "uv", "run", "--frozen", "--no-sync", "engage", "registry", "verify", "production", "--registry", "artifacts/registry"],
         ["make", "images", f"IMAGE_TAG={TAG}"],
         *(["kind", "load", "docker-image", "--name", "engage", image] for image in images),
+        [*K, "apply", "-f", "manifests/base/namespace.yaml"],
+        secret_from_files("engage", "engage-signing-public-keys", f"{keys}/dev-signing-key.pub.pem"),
         [*K, "apply", "-k", "manifests/overlays/kind"],
         [*K, "delete", "pod", "engage-registry-sync", "-n", "engage", "--ignore-not-found", "--wait=true"],
         [*K, "run", "engage-registry-sync", "-n", "engage", "--restart=Never", f"--image={images[0]}", "--labels=app.kubernetes.io/name=engage-registry-sync,app.kubernetes.io/part-of=engage", "--overrides=…"],
@@ -207,7 +234,11 @@ def test_deploy_local_dry_run_prints_images_overlay_registry_deploy_and_curl(bin
          "http://localhost:8080/v1/models/engage:predict"],
     ]  # fmt: skip
     assert printed == expected
-    # the engage deploy arguments are the real CLI's (a renamed flag fails here)
+    # the engage arguments are the real CLI's (a renamed flag fails here)
+    generate = engage_cli(expected[0][5:])
+    assert (generate.params["out"], generate.params["name"]) == (keys, "dev-signing-key")
+    verify = engage_cli(expected[1][8:])
+    assert (verify.params["refs"], verify.params["registry"]) == (["production"], "artifacts/registry")
     deploy = engage_cli(expected[-5][5:])
     assert deploy.params["kubeconfig"] == home / ".kube/config"
     assert (deploy.params["context"], deploy.params["canary"], deploy.params["ref"]) == (
@@ -249,12 +280,17 @@ def test_pipeline_local_dry_run_installs_kfp_and_submits(bin_dir: Path) -> None:
         )
     )
     nothing_ran(bin_dir)
+    keys = bin_dir.parent / "signing"
     expected = [
         [*K, "apply", "-k", f"{kfp}/cluster-scoped-resources?ref={v['KFP_VERSION']}"],
         [*K, "wait", "--for=condition=Established", "crd/applications.app.k8s.io", "--timeout=60s"],
         [*K, "apply", "-k", f"{kfp}/env/platform-agnostic?ref={v['KFP_VERSION']}"],
         [*K, "wait", "--for=condition=Available", "deployment", "--all", "-n", "kubeflow", "--timeout=900s"],
         ["kind", "load", "docker-image", "--name", "engage", f"ghcr.io/engage-ml/engage-components:{TAG}"],
+        ["uv", "run", "--frozen", "--no-sync", "engage", "keys", "generate", "--out", str(keys), "--name", "dev-signing-key"],
+        # the private key as the entry the promote task's ENGAGE_SIGNING_KEY_FILE names
+        secret_from_files("kubeflow", "engage-signing-key", f"engage-signing.pem={keys}/dev-signing-key.pem"),
+        secret_from_files("kubeflow", "engage-signing-public-keys", f"{keys}/dev-signing-key.pub.pem"),
         [*K, "port-forward", "-n", "kubeflow", "svc/ml-pipeline", "8888:8888", "&"],
         ["uv", "run", "--frozen", "--no-sync", "engage", "pipeline", "compile", "--out",
          "artifacts/kind/engage_pipeline.yaml"],
@@ -262,10 +298,67 @@ def test_pipeline_local_dry_run_installs_kfp_and_submits(bin_dir: Path) -> None:
          "--experiment", "engage", "--param", "rows=20000", "--param", "seed=7", "--schedule", "0 0 2 * * *"],
     ]  # fmt: skip
     assert printed == expected
+    engage_cli(expected[5][5:])
     engage_cli(expected[-2][5:])
     submit = engage_cli(expected[-1][5:])
     assert submit.params["param"] == ["rows=20000", "seed=7"]
     assert submit.params["schedule"] == "0 0 2 * * *"
+
+
+def test_the_secrets_hold_the_existing_development_key_as_the_pipeline_and_servers_read_it(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    """With a development key pair already there (make run made it) it is kept, and the Secrets that
+    real ``kubectl create secret --dry-run=client`` builds from the printed commands, mounted as the
+    pipeline and the chart mount them, give the promote step that key and every verifier its public half."""
+    import base64
+
+    from engage.signing import SigningSettings, generate_keypair, load_keyring, load_signer
+    from engage_components import pipeline_module
+
+    if not KUBECTL.exists():
+        pytest.skip("no kubectl in .tools/bin: python scripts/fetch_k8s_tools.py fetches it")
+    keys = tmp_path / "keys"
+    generate_keypair(keys, name="dev-signing-key")
+    secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+    for script in ("deploy-local.sh", "pipeline-local.sh"):
+        printed = commands(dry_run(script, bin_dir, ENGAGE_SIGNING_DEV_DIR=str(keys)))
+        assert not any(c[5:7] == ["keys", "generate"] for c in printed), script
+        for command in (c for c in printed if "|" in c):
+            create = command[: command.index("|")]
+            assert create[:3] == K
+            built = subprocess.run(
+                [str(KUBECTL), *create[3:]], capture_output=True, text=True, timeout=60, check=True,
+                env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")},
+            )  # fmt: skip
+            secret = yaml.safe_load(built.stdout)
+            data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+            secrets[(secret["metadata"]["namespace"], secret["metadata"]["name"])] = data
+    pipeline = pipeline_module()
+    assert set(secrets) == {
+        ("engage", pipeline.SIGNING_PUBLIC_KEYS_SECRET),
+        ("kubeflow", pipeline.SIGNING_PUBLIC_KEYS_SECRET),
+        ("kubeflow", pipeline.SIGNING_KEY_SECRET),
+    }
+    chart = yaml.safe_load((ROOT / "charts" / "engage" / "values.yaml").read_text())
+    assert chart["signing"]["publicKeysSecret"] == pipeline.SIGNING_PUBLIC_KEYS_SECRET
+
+    def mount(data: dict[str, bytes], folder: Path) -> Path:
+        folder.mkdir()
+        for entry, content in data.items():
+            (folder / entry).write_bytes(content)
+        return folder
+
+    key_dir = mount(secrets[("kubeflow", pipeline.SIGNING_KEY_SECRET)], tmp_path / "signing-key")
+    signer = load_signer(
+        SigningSettings(key_file=key_dir / Path(pipeline.SIGNING_KEY_FILE).name, required=True)
+    )
+    dev = load_signer(SigningSettings(dev_dir=keys))
+    assert signer.key_id == dev.key_id
+    for namespace in ("engage", "kubeflow"):
+        public = mount(secrets[(namespace, pipeline.SIGNING_PUBLIC_KEYS_SECRET)], tmp_path / namespace)
+        keyring = load_keyring(SigningSettings(public_keys_file=public, required=True))
+        assert set(keyring.keys) == {dev.key_id}
 
 
 def test_the_image_tag_defaults_to_the_one_make_images_uses(bin_dir: Path) -> None:
@@ -275,9 +368,8 @@ def test_the_image_tag_defaults_to_the_one_make_images_uses(bin_dir: Path) -> No
     uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
     (bin_dir / "uv").unlink()
     (bin_dir / "uv").symlink_to(uv)
-    environment = {"IMAGE_TAG": ""}
-    printed = commands(dry_run("deploy-local.sh", bin_dir, **environment))
-    assert printed[0] == ["make", "images", f"IMAGE_TAG={image_tag(__version__)}"]
+    printed = commands(dry_run("deploy-local.sh", bin_dir, IMAGE_TAG=""))
+    assert ["make", "images", f"IMAGE_TAG={image_tag(__version__)}"] in printed
     makefile = (ROOT / "Makefile").read_text()
     assert "ghcr.io/engage-ml/engage-predictor:$(IMAGE_TAG)" in makefile
 
