@@ -12,10 +12,12 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_PYTHON ?= python3.11
 
-.PHONY: help run serve images test test-fast lint fmt typecheck check generate bench clean
+.PHONY: help run serve images image-sboms test test-fast test-unit test-integration test-e2e test-ml test-faults \
+	fuzz soak coverage lint fmt typecheck check manifests security sbom licences licence-clean ci generate \
+	bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -44,12 +46,65 @@ images: $(SYNCED)  ## build the server and components images (needs Docker)
 	docker build -f serving/explainer.Dockerfile -t ghcr.io/engage-ml/engage-explainer:$(IMAGE_TAG) .
 	docker build -f serving/drift_detector.Dockerfile -t ghcr.io/engage-ml/engage-drift-detector:$(IMAGE_TAG) .
 
-test: $(SYNCED) $(K8S_TOOLS)  ## every test: unit, integration, e2e, slow
-	$(RUN) pytest
+# each image's own SBOM, taken inside it: cyclonedx-bom (the lock's version) in a throwaway venv of the
+# image's Python inventories /opt/engage, the environment the image runs
+IMAGES := components predictor explainer drift-detector
+CYCLONEDX_VERSION ?= $(shell $(RUN) python -c 'from importlib.metadata import version; print(version("cyclonedx-bom"))' 2>/dev/null)
+image-sboms: $(SYNCED)  ## a CycloneDX SBOM of each built image, taken inside it (needs Docker; after make images)
+	@command -v docker >/dev/null || { echo "make image-sboms: no docker on this machine"; exit 1; }
+	mkdir -p artifacts/sbom/images
+	for image in $(IMAGES); do \
+	  docker run --rm --user 0 --entrypoint /bin/sh -v "$(CURDIR)/artifacts/sbom/images:/out" \
+	    ghcr.io/engage-ml/engage-$$image:$(IMAGE_TAG) -c \
+	    "/usr/local/bin/python3 -m venv /tmp/cdx && /tmp/cdx/bin/pip install --quiet cyclonedx-bom==$(CYCLONEDX_VERSION) \
+	     && /tmp/cdx/bin/cyclonedx-py environment --of JSON -o /out/$$image.cdx.json /opt/engage/bin/python" \
+	  || exit 1; \
+	done
+	ls -l artifacts/sbom/images
+
+# ---- tests ---------------------------------------------------------------------------------------------
+# Coverage of src/engage is measured in the pytest process of every test target (.coveragerc) and enforced
+# over the whole `make test` run: one run, no test executed twice. PYTEST_ARGS: extra pytest arguments.
+COVERAGE_MIN := 80
+COVERAGE_JSON := benchmarks/results/coverage.json
+PYTEST := $(RUN) pytest --cov --cov-report=
+PYTEST_ARGS ?=
+
+test: $(SYNCED) $(K8S_TOOLS)  ## every test (unit, integration, e2e, slow, fault, fuzz, ml); coverage >= 80 %
+	$(PYTEST) $(PYTEST_ARGS)
+	$(RUN) python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) --out $(COVERAGE_JSON) \
+	  --command "make test$(if $(PYTEST_ARGS), PYTEST_ARGS='$(PYTEST_ARGS)')"
 
 test-fast: $(SYNCED)  ## unit tests without the slow ones
 	$(RUN) pytest -m "unit and not slow"
 
+test-unit: $(SYNCED)  ## unit tests, with their coverage of src/engage (reported, enforced by make test)
+	$(PYTEST) -m unit $(PYTEST_ARGS)
+	$(RUN) python scripts/coverage_report.py --fail-under 0 --command "make test-unit$(if $(PYTEST_ARGS), PYTEST_ARGS='$(PYTEST_ARGS)')"
+
+test-integration: $(SYNCED) $(K8S_TOOLS)  ## real processes on loopback: CLI, servers, Prometheus, PostgreSQL...
+	$(PYTEST) -m integration $(PYTEST_ARGS)
+
+test-e2e: $(SYNCED) $(K8S_TOOLS)  ## the main job end to end
+	$(PYTEST) -m e2e $(PYTEST_ARGS)
+
+test-ml: $(SYNCED)  ## model quality: accuracy, overfitting, fairness, explanation consistency
+	$(PYTEST) -m ml $(PYTEST_ARGS)
+
+test-faults: $(SYNCED)  ## fault injection on real processes (SIGTERM, kill -9, corrupt model, disk full...)
+	$(RUN) pytest -m fault $(PYTEST_ARGS)
+
+fuzz: $(SYNCED)  ## schemathesis against each server's OpenAPI, hypothesis on the contract and payload parsers
+	$(RUN) pytest -m fuzz $(PYTEST_ARGS)
+
+coverage: $(SYNCED)  ## coverage of the last test run(s): per package, JSON, fails under 80 %
+	$(RUN) python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) --out $(COVERAGE_JSON) \
+	  --command "$(or $(COVERAGE_COMMAND),make coverage)"
+
+soak: $(SYNCED)  ## 100 RPS for 10 minutes against the predictor: errors, p95, memory and open files (not in CI)
+	$(RUN) python benchmarks/soak.py --out benchmarks/results/soak.json
+
+# ---- checks ----------------------------------------------------------------------------------------------
 lint: $(SYNCED)  ## ruff lint and format check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
@@ -67,6 +122,38 @@ generate: $(SYNCED) $(K8S_TOOLS)  ## regenerate committed generated files
 check: lint typecheck $(K8S_TOOLS)  ## lint + typecheck + architecture contracts (import-linter) + generated files up to date
 	$(RUN) lint-imports
 	$(RUN) python scripts/generate.py --check
+
+# the chart with each ci/ values file and every kustomize overlay, by the tests that hold them: helm lint
+# --strict, helm template, kubectl kustomize, kubernetes-validate (strict), the KServe SDK's models, checkov
+MANIFEST_TESTS := $(sort $(wildcard tests/integration/test_chart*.py))
+manifests: $(SYNCED) $(K8S_TOOLS)  ## manifest validation: helm lint/template, kustomize, Kubernetes schemas, checkov
+	$(RUN) pytest $(MANIFEST_TESTS)
+
+# ---- supply chain (scripts/security.py; results in benchmarks/results/, docs/security.md) --------------
+security: $(SYNCED)  ## bandit, secret scan, pip-audit (where its database answers)
+	$(RUN) python scripts/security.py scan
+
+sbom: $(SYNCED)  ## a CycloneDX SBOM of each image's package set (no Docker needed)
+	$(RUN) python scripts/security.py sbom
+
+licences: $(SYNCED)  ## licence of every installed package; BSL-1.1 ones named with what they are used for
+	$(RUN) python scripts/security.py licences
+
+licence-clean: $(SYNCED)  ## the install without alibi / alibi-detect (a venv of its own) works
+	$(RUN) python scripts/security.py licence-clean
+
+# ---- CI ----------------------------------------------------------------------------------------------------
+# Every stage that runs without Docker, in this order, each timed; a failed stage does not stop the next
+# ones, the run fails at the end. The manifest tests run in their own stage, so `test` skips them.
+CI_STAGES := check security manifests licences sbom licence-clean test
+ci:  ## every stage that runs without Docker (what .ci/run runs after installing system packages)
+	@failed=(); for stage in $(CI_STAGES); do \
+	  echo "== $$stage"; start=$$SECONDS; \
+	  $(MAKE) --no-print-directory $$stage PYTEST_ARGS="$(MANIFEST_TESTS:%=--ignore=%)" || failed+=($$stage); \
+	  echo "== $$stage: $$((SECONDS - start)) s"; \
+	done; \
+	echo "== skipped here (need Docker): images, image-sboms, kind-up, deploy-local, pipeline-local"; \
+	if (( $${#failed[@]} )); then echo "== FAILED: $${failed[*]}"; exit 1; fi; echo "== every stage passed"
 
 bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_data.py --out benchmarks/results/data.json
