@@ -18,6 +18,10 @@ It does three things before KServe sees a request:
   ``{"error", "reason", "details"}``; anything else becomes a 500 with a log line (never a traceback to
   the caller). Every request is timed into ``engage_request_duration_seconds`` and every refusal
   counted in ``engage_request_rejected_total``.
+* **Draining** (after SIGTERM, :class:`Drain`, started by ``engage_serving._server``): the readiness
+  routes answer 503 ``shutting_down`` (liveness stays 200), every answer carries ``connection: close``
+  so keep-alive connections end after an answer rather than being closed idle under a client about to
+  send on them, and requests go on being answered until the listener closes (docs/reliability.md).
 * **Traces** (when :mod:`engage.telemetry.tracing` is on, decided once at start-up): one server span a
   request, fast route or KServe's, continuing the caller's W3C ``traceparent``; attributes: method,
   route, status, model name and version, rows (set by the model), the rejection reason of a 4xx; status
@@ -43,7 +47,7 @@ from ._metrics import serving_metrics
 if TYPE_CHECKING:
     from engage.telemetry.tracing import Tracing
 
-__all__ = ["FastRoute", "HTTPLayer", "error_body", "install_error_handlers"]
+__all__ = ["Drain", "FastRoute", "HTTPLayer", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("engage_serving")
 
@@ -104,6 +108,20 @@ def http_route(path: str) -> str:
 
 
 @dataclass
+class Drain:
+    """A graceful stop in progress, shared by the SIGTERM handler and the middleware."""
+
+    #: monotonic time the drain began (SIGTERM); None while the server serves normally
+    since: float | None = None
+    #: monotonic time the last request (other than a probe or a scrape) arrived
+    last_request: float = 0.0
+
+    @property
+    def draining(self) -> bool:
+        return self.since is not None
+
+
+@dataclass
 class HTTPLayer:
     """Configuration of the middleware; ``app.add_middleware(Middleware, layer=...)`` installs it."""
 
@@ -115,6 +133,7 @@ class HTTPLayer:
     #: spans of every request when tracing is on (None: off, decided at start-up)
     tracing: Tracing | None = None
     model_version: str = ""
+    drain: Drain = field(default_factory=Drain)
 
     def ready_paths(self) -> tuple[str, ...]:
         """The readiness routes answered here while the model is not ready (503 with the reason, rather
@@ -134,11 +153,21 @@ class Middleware:
         self.metrics = serving_metrics()
         self.tracing = layer.tracing
         self.untraced = UNTRACED_GETS | set(layer.ready_paths())
+        self.readiness = frozenset(layer.ready_paths())
+        self.drain = layer.drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        probe = scope["method"] == "GET" and scope["path"] in self.untraced
+        if not probe:
+            self.drain.last_request = time.monotonic()
+        if self.drain.since is not None:
+            if probe and scope["path"] in self.readiness:
+                await _answer(send, 503, _SHUTTING_DOWN, close=True)
+                return
+            send = _closing(send)
         if self.tracing is None or (scope["method"] == "GET" and scope["path"] in self.untraced):
             await self._handle(scope, receive, send)
             return
@@ -402,6 +431,21 @@ class Middleware:
         self.metrics.duration.labels(self.layer.model_name, label, str(code)).observe(elapsed)
 
 
+_SHUTTING_DOWN = orjson.dumps({"error": "the server is shutting down", "reason": "shutting_down"})
+_CLOSE = (b"connection", b"close")
+
+
+def _closing(send: Send) -> Send:
+    """``send`` with ``connection: close`` added to the answer's headers: the connection ends after it."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+        await send(message)
+
+    return closing
+
+
 def _not_ready_body(model: str, reason: str) -> bytes:
     return orjson.dumps({"error": f"model {model} is not ready: {reason}", "reason": "not_ready"})
 
@@ -435,14 +479,11 @@ def _takes(route: FastRoute, headers: Mapping[str, str]) -> bool:
     return kind == "application/json" and not _binary_cloudevent(headers)
 
 
-async def _answer(send: Send, status: int, payload: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON, (b"content-length", str(len(payload)).encode())],
-        }
-    )
+async def _answer(send: Send, status: int, payload: bytes, *, close: bool = False) -> None:
+    headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append(_CLOSE)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 

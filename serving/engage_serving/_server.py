@@ -8,24 +8,37 @@ A server whose model cannot be loaded or fails its SHA-256 check still starts, a
 ``/v2/health/ready``, ``/v2/models/<m>/ready`` and every inference route answer 503 with the reason,
 and one ``ERROR`` log line says what is wrong. Kubernetes then never routes traffic to it, and the
 reason is one ``kubectl logs`` away (KServe's own servers exit instead, which shows as a crash loop).
+
+SIGTERM drains before it stops (:class:`GracefulStop`). KServe's ModelServer leaves SIGTERM to uvicorn,
+which stops listening and closes every idle keep-alive connection within 0.1 s: a client that had just
+sent a request on one (a load balancer that has not yet seen the pod go) gets the connection reset, no
+answer. Here SIGTERM first makes readiness answer 503 and every answer close its connection, goes on
+answering until no request has come for ``ENGAGE_SERVING_DRAIN_QUIET_SECONDS`` (at most
+``ENGAGE_SERVING_DRAIN_SECONDS``), and only then hands over to uvicorn's graceful stop, which waits up
+to ``ENGAGE_SERVING_SHUTDOWN_TIMEOUT_SECONDS`` for the requests in flight (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from engage.errors import ArtifactError, EngageError
 
-from ._http import FastRoute, HTTPLayer, Middleware, install_error_handlers
+from ._http import Drain, FastRoute, HTTPLayer, Middleware, install_error_handlers
 from ._settings import ServingSettings
 
 __all__ = [
+    "GracefulStop",
     "ModelFiles",
     "flag",
     "load_or_explain",
@@ -142,6 +155,7 @@ def serve(
 
     from engage.telemetry.tracing import start_tracing
 
+    settings = ServingSettings()
     version = model_version(model)
     # decided once: None (off) leaves the HTTP layer and the model without a single span call
     tracing = start_tracing(service_name(model), model=model.name, model_version=version or None)
@@ -149,6 +163,7 @@ def serve(
     layer = HTTPLayer(
         model.name, args.max_body_bytes, not_ready=not_ready, tracing=tracing, model_version=version
     )
+    graceful = GracefulStop(layer.drain, settings.drain_seconds, settings.drain_quiet_seconds)
     for route in routes:
         layer.add(route)
     ks.app.add_middleware(Middleware, layer=layer)
@@ -162,6 +177,15 @@ def serve(
                 if m.ready:  # kserve's Model.start() sets ready: only for a model that loaded
                     m.start()
 
+        async def _serve(self) -> None:
+            servers = [asyncio.ensure_future(s) for s in self.servers]
+            rest = getattr(getattr(self, "_rest_server", None), "_server", None)  # uvicorn.Server
+            if rest is not None:
+                await graceful.install(rest.handle_exit)
+            else:  # --workers > 1: KServe's multi-process server stops the workers itself
+                log.warning("SIGTERM is not drained with --workers > 1: uvicorn's own graceful stop")
+            await asyncio.gather(*servers)
+
     _Server(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -171,7 +195,67 @@ def serve(
         access_log_format=args.access_log_format,
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
+        grace_period=settings.shutdown_timeout_seconds,
     ).start([model])
+
+
+class GracefulStop:
+    """SIGTERM: drain (:class:`~engage_serving._http.Drain`), then uvicorn's graceful stop.
+
+    While draining, readiness answers 503 and every answer carries ``connection: close``; requests go on
+    being answered. The drain ends when no request has arrived for ``quiet`` seconds, or after
+    ``seconds`` at most; then ``stop`` (uvicorn's own signal handler) closes the listener and waits for the
+    requests in flight. A second SIGTERM, or SIGINT, stops at once.
+    """
+
+    def __init__(self, drain: Drain, seconds: float, quiet: float) -> None:
+        self.drain = drain
+        self.seconds = seconds
+        self.quiet = quiet
+        self._stop: Callable[[int, FrameType | None], None] = lambda sig, frame: None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def install(self, stop: Callable[[int, FrameType | None], None]) -> None:
+        """Take SIGTERM over from ``stop`` (uvicorn's handler), once uvicorn has installed it: uvicorn
+        captures the signals in the first step of its ``serve()``, which the caller has just scheduled."""
+        self._stop = stop
+        self._loop = asyncio.get_running_loop()
+        if self.seconds <= 0:
+            return  # no drain: uvicorn's handler stays
+        for _ in range(500):  # 5 s at most; in practice the first turn of the loop
+            if signal.getsignal(signal.SIGTERM) == stop:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            log.warning("uvicorn did not take SIGTERM over: draining anyway, then stopping it")
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain.since is not None or self._loop is None:
+            self._stop(sig, frame)  # a second SIGTERM: stop now
+            return
+        self.drain.since = time.monotonic()
+        log.info(
+            "SIGTERM: draining (readiness 503, connections closed after each answer) until no request has "
+            "come for %.1f s, at most %.1f s; then in-flight requests are finished and the server stops",
+            self.quiet, self.seconds,
+        )  # fmt: skip
+        self._loop.call_soon_threadsafe(self._start, sig)
+
+    def _start(self, sig: int) -> None:
+        self._task = asyncio.ensure_future(self._wait_then_stop(sig))
+
+    async def _wait_then_stop(self, sig: int) -> None:
+        since = self.drain.since or time.monotonic()
+        while True:
+            now = time.monotonic()
+            # quiet counts from the last request: a server idle that long already stops at once
+            if now - since >= self.seconds or now - self.drain.last_request >= self.quiet:
+                break
+            await asyncio.sleep(0.05)
+        log.info("drained after %.1f s: closing the listener, finishing requests in flight", now - since)
+        self._stop(sig, None)
 
 
 def service_name(model: Any) -> str:

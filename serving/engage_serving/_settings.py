@@ -35,3 +35,22 @@ class ServingSettings(BaseSettings):
     access_log: bool = Field(
         default=False, description="One log line per HTTP request (uvicorn's access log); off for speed"
     )
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="After SIGTERM, keep answering this long at most before the listener closes: readiness "
+        "answers 503 and every answer closes its connection, so the load balancer stops sending first "
+        "(0: stop at once, uvicorn's own graceful stop)",
+    )
+    drain_quiet_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="End the drain sooner once no request has arrived for this long (set it to "
+        "drain_seconds for a fixed drain)",
+    )
+    shutdown_timeout_seconds: int = Field(
+        default=20,
+        ge=1,
+        description="Then wait this long at most for the requests in flight to be answered; drain plus "
+        "this must stay under the pod's terminationGracePeriodSeconds (30 by default)",
+    )

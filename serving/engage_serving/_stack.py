@@ -133,9 +133,9 @@ def run_stack(
                     args, stdout=log, stderr=subprocess.STDOUT, env=env
                 )
             stack.urls[server] = f"http://127.0.0.1:{port}"
-        _wait_ready(stack, timeout)
-        if prometheus:
+        if prometheus:  # started with the servers: its start-up overlaps theirs, it scrapes them once up
             _start_prometheus(stack, out / "prometheus", ports, say, rule_files, pushgateway)
+        _wait_ready(stack, timeout)
         yield stack
     finally:
         stack.stop()
@@ -145,7 +145,7 @@ def _wait_ready(stack: Stack, timeout: float) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
-    waiting = dict(stack.urls)
+    waiting = {server: stack.urls[server] for server in SERVERS}
     while waiting:
         for server, url in list(waiting.items()):
             process = stack.processes[server]
