@@ -3,17 +3,57 @@
 Everything Engage writes (tables, reports, models) goes through :func:`atomic_path`: the writer fills a
 temporary file beside the destination, and only a successful write is renamed into place (``os.replace``
 is atomic on one filesystem). A failure removes the temporary file and leaves any previous version alone.
+Folders are built in a :func:`staging_dir` beside their destination and moved into place whole.
+
+A write that fails because the storage is full (``ENOSPC``, ``EDQUOT``, ``EFBIG``) becomes a
+:class:`~engage.errors.StorageError` naming the destination, after the partial file is removed: a
+user's problem with one line to read, not a bug with a traceback (tests/integration/test_faults.py fills
+a real tmpfs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "replace_dir", "sha256_file", "shipped_file", "staging_dir", "write_text_atomic"]
+from engage.errors import StorageError
+
+__all__ = [
+    "DISK_FULL",
+    "atomic_path",
+    "disk_full_errors",
+    "replace_dir",
+    "sha256_file",
+    "shipped_file",
+    "staging_dir",
+    "write_text_atomic",
+]
+
+#: what a write raises when the storage cannot take it: the user's to fix, never a bug
+DISK_FULL = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (the filesystem's or the process's file-size limit)",
+}
+
+
+@contextlib.contextmanager
+def disk_full_errors(destination: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` of a full storage raised in the block into a :class:`StorageError` naming
+    ``destination``; any other error passes unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise StorageError(
+            f"cannot write {destination}: {DISK_FULL[e.errno]}; nothing was written there "
+            "(free some space, or write elsewhere)"
+        ) from e
 
 
 @contextlib.contextmanager
@@ -23,8 +63,9 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, dest)
+        with disk_full_errors(dest):
+            yield tmp
+            os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -70,7 +111,8 @@ def staging_dir(target: str | Path) -> Iterator[Path]:
     os.umask(mask)
     staging.chmod(0o777 & ~mask)  # mkdtemp makes it private; the finished folder gets the usual mode
     try:
-        yield staging
+        with disk_full_errors(dest):
+            yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

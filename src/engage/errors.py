@@ -19,6 +19,7 @@ __all__ = [
     "RegistryError",
     "RequestRejected",
     "SchemaError",
+    "StorageError",
     "TableRefused",
     "TrainingError",
 ]
@@ -106,6 +107,16 @@ class ExplainError(EngageError):
     """
 
     http_status = 400
+
+
+class StorageError(EngageError):
+    """A write failed because the storage is full (no space left, quota exceeded, or a file-size limit).
+
+    The message names the destination; nothing was left half-written there (engage._io). Not a bug: the
+    CLI prints the line and exits 2; a server answers 507.
+    """
+
+    http_status = 507
 
 
 class RegistryError(EngageError):

@@ -6,6 +6,10 @@ else is the same here. Listings and existence checks always go to the storage it
 listing cache: another process (a pipeline step, a second publisher) may have written since.
 
 fsspec (and s3fs for ``s3://``) is imported when a store is opened, never when this module is imported.
+
+A write that fails because the storage is full becomes a :class:`~engage.errors.StorageError` naming the
+path (:func:`engage._io.disk_full_errors`); the registry then removes what the publish staged, so no
+half-written version is left, let alone visible.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from engage._io import disk_full_errors
 from engage.errors import RegistryError
 
 __all__ = ["Store"]
@@ -106,22 +111,25 @@ class Store:
         Local: a temporary file beside it, renamed into place. Object stores: one PUT, which is atomic.
         """
         if not self.local:
-            self.fs.pipe_file(path, data)
+            with disk_full_errors(self.url(path)):
+                self.fs.pipe_file(path, data)
             return
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            with disk_full_errors(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
 
     def put_file(self, source: Path, path: str) -> None:
         """Upload one local file to ``path``."""
-        if self.local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.fs.put_file(str(source), path)
+        with disk_full_errors(self.url(path)):
+            if self.local:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.fs.put_file(str(source), path)
 
     def put_tree(self, source: Path, path: str) -> list[str]:
         """Upload a local file, or every file of a local folder (recursively), to ``path``.
@@ -144,8 +152,9 @@ class Store:
         rels = self.files(path)
         for rel in rels:
             target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.fs.get_file(f"{path}/{rel}", str(target))
+            with disk_full_errors(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(f"{path}/{rel}", str(target))
         return rels
 
     def move_tree(self, source: str, path: str) -> None:
@@ -156,10 +165,12 @@ class Store:
         the registry commits a version with a marker written after the move.
         """
         if self.local:
-            self._move_local(Path(source), Path(path))
+            with disk_full_errors(path):
+                self._move_local(Path(source), Path(path))
             return
         for rel in self.files(source):
-            self.fs.cp_file(f"{source}/{rel}", f"{path}/{rel}")
+            with disk_full_errors(self.url(f"{path}/{rel}")):
+                self.fs.cp_file(f"{source}/{rel}", f"{path}/{rel}")
         self.remove_tree(source)
 
     def _move_local(self, source: Path, target: Path) -> None:
