@@ -266,10 +266,15 @@ def pip_audit(pins: list[str]) -> dict[str, Any]:
             attempts.append(audit_with(service, requirements))
             if attempts[-1]["reachable"]:
                 break
+    return audit_result(attempts, len(pins))
+
+
+def audit_result(attempts: list[dict[str, Any]], pinned: int) -> dict[str, Any]:
+    """The ``pip_audit`` section from the attempts (see :func:`audit_with`): the last one decides."""
     last = attempts[-1]
     common = {
         "requirements": "uv export --frozen --all-packages --all-extras --no-emit-workspace",
-        "pinned": len(pins),
+        "pinned": pinned,
         "attempts": [{k: v for k, v in a.items() if k != "report"} for a in attempts],
     }
     if not last["reachable"]:
@@ -398,7 +403,7 @@ class Install:
     @property
     def pyproject(self) -> str:
         folder = next(path for path, name in WORKSPACE.items() if name == self.package)
-        return f"{folder}/pyproject.toml"
+        return (Path(folder) / "pyproject.toml").as_posix()
 
 
 @functools.cache
