@@ -32,11 +32,12 @@ def percent(covered: int, statements: int) -> float:
     return round(100 * covered / statements, 1) if statements else 100.0
 
 
-def measure() -> dict[str, Any]:
-    """Per-package and total statement coverage of the data in artifacts/coverage/."""
+def measure(data_file: Path | None = None) -> dict[str, Any]:
+    """Per-package and total statement coverage of ``data_file`` (default: .coveragerc's), after combining
+    the ``<data_file>.*`` files beside it if there are any."""
     import coverage
 
-    cov = coverage.Coverage(config_file=str(CONFIG))
+    cov = coverage.Coverage(data_file=str(data_file) if data_file else None, config_file=str(CONFIG))
     data_file = Path(cov.config.data_file)
     if list(data_file.parent.glob(data_file.name + ".*")):
         cov.combine(strict=True)
@@ -47,7 +48,7 @@ def measure() -> dict[str, Any]:
         )
     cov.load()
     report = data_file.parent / "coverage.json"
-    cov.json_report(outfile=str(report))
+    cov.json_report(outfile=str(report), include=[str(PACKAGE / "*")])
     files = json.loads(report.read_text(encoding="utf-8"))["files"]
     packages: dict[str, dict[str, int]] = {}
     for path, figures in files.items():
@@ -69,10 +70,11 @@ def main(
     command: Annotated[str, typer.Option(help="The command that produced the data (recorded)")],
     fail_under: Annotated[float, typer.Option(help="Minimum total percent")] = 80.0,
     out: Annotated[Path, typer.Option(help="Where the JSON goes")] = ROOT / "artifacts/coverage/summary.json",
+    data_file: Annotated[Path | None, typer.Option(help="Coverage data (default: .coveragerc's)")] = None,
 ) -> None:
     import coverage
 
-    figures = measure()
+    figures = measure(data_file)
     total = figures["total"]["percent"]
     passed = total >= fail_under
     result = {
