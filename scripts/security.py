@@ -692,11 +692,14 @@ ALIBI_MODULES = ("alibi", "alibi_detect")
 
 @app.command("licence-clean")
 def licence_clean(
-    venv: Annotated[Path, typer.Option(help="The venv to install into (git-ignored)")] = LICENCE_CLEAN_VENV,
+    venv: Annotated[Path, typer.Option(help="The venv to (re)create (git-ignored)")] = LICENCE_CLEAN_VENV,
     out: Annotated[Path, typer.Option(help="Where the JSON goes")] = RESULTS / "licence_clean.json",
 ) -> None:
     """Install with `scripts/install.sh --licence-clean` into a venv of its own, then check there that
     alibi and alibi-detect are absent and that the licence-clean explanations and scipy drift tests work."""
+    if venv.resolve() == Path(sys.prefix).resolve() or (venv.exists() and not (venv / "pyvenv.cfg").exists()):
+        raise typer.BadParameter(f"{venv} is not a throwaway venv: it would be deleted", param_hint="--venv")
+    shutil.rmtree(venv, ignore_errors=True)  # a fresh install each time (seconds, from uv's cache)
     started = time.perf_counter()
     env = uv_env(UV_PROJECT_ENVIRONMENT=str(venv))
     proc = run(["bash", str(ROOT / "scripts" / "install.sh"), "--licence-clean"], cwd=ROOT, env=env)
