@@ -408,3 +408,21 @@ def test_a_missing_or_broken_reference_folder_is_an_artifact_error(tmp_path: Pat
     bad["age"] = "old"
     with pytest.raises(ArtifactError, match="cannot be encoded"):
         Reference.load(write_reference(tmp_path / "bad", bad))
+
+
+def test_auto_backend_is_alibi_detect_when_installed_else_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from engage.drift._detector import resolve_backend
+    from engage.errors import ConfigError
+
+    assert DriftSettings().backend == "auto"
+    assert resolve_backend("auto") == "alibi-detect"  # the development set installs it
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "alibi_detect" else real(name, *a)
+    )
+    assert resolve_backend("auto") == "scipy"  # a licence-clean install
+    assert resolve_backend("scipy") == "scipy"
+    with pytest.raises(ConfigError, match=r"alibi-detect is not installed.*ENGAGE_DRIFT_BACKEND=scipy"):
+        resolve_backend("alibi-detect")

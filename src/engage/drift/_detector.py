@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engage.errors import RequestRejected
+from engage.errors import ConfigError, RequestRejected
 
 from ._reference import Reference
 from ._settings import DriftSettings
@@ -102,6 +102,22 @@ class _Ring:
         return np.concatenate((self.data[self.pos :], self.data[: self.pos]))
 
 
+def resolve_backend(backend: str) -> str:
+    """The backend that runs: ``auto`` is alibi-detect when it is installed, else scipy (the same tests);
+    an explicit ``alibi-detect`` that is not installed is a :class:`ConfigError` saying what to do."""
+    import importlib.util
+
+    installed = importlib.util.find_spec("alibi_detect") is not None
+    if backend == "auto":
+        return "alibi-detect" if installed else "scipy"
+    if backend == "alibi-detect" and not installed:
+        raise ConfigError(
+            "drift backend alibi-detect is not installed (a licence-clean install leaves it out): install "
+            "'engage[alibi]', or set ENGAGE_DRIFT_BACKEND=scipy or auto (the same tests with scipy)"
+        )
+    return backend
+
+
 class DriftDetector:
     """Tests a sliding window of traffic (or given rows) against a :class:`Reference`.
 
@@ -120,7 +136,7 @@ class DriftDetector:
     ) -> None:
         self.reference = reference
         self.settings = settings or DriftSettings()
-        self.backend = self.settings.backend
+        self.backend = resolve_backend(self.settings.backend)
         self.name = BACKEND_NAMES[self.backend]
         self.p_value = self.settings.p_value if self.settings.p_value is not None else reference.p_value
         self.features = list(reference.features)

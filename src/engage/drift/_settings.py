@@ -20,9 +20,10 @@ class DriftSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ENGAGE_DRIFT_", extra="forbid", frozen=True)
 
-    backend: Literal["alibi-detect", "scipy"] = Field(
-        default="alibi-detect",
-        description="alibi-detect: its TabularDrift (BSL 1.1); scipy: the same tests, licence-clean",
+    backend: Literal["auto", "alibi-detect", "scipy"] = Field(
+        default="auto",
+        description="alibi-detect: its TabularDrift (BSL 1.1); scipy: the same tests, licence-clean; auto: "
+        "alibi-detect when it is installed, else scipy (a licence-clean install needs no setting)",
     )
     window_size: int = Field(
         default=1000, ge=10, le=1_000_000, description="Most recent rows a test looks at"
