@@ -130,7 +130,12 @@ def load_or_explain(name: str, load: Callable[[], Any]) -> str | None:
     try:
         load()
     except EngageError as e:
-        status = "corrupt or changed model files" if isinstance(e, ArtifactError) else type(e).__name__
+        if type(e).__name__ == "SignatureError":  # engage.signing stays unimported until a load needs it
+            status = "unsigned or untrusted model"
+        elif isinstance(e, ArtifactError):
+            status = "corrupt or changed model files"
+        else:
+            status = type(e).__name__
         log.error("model %s is NOT READY (%s): %s", name, status, e.message)
         return e.message
     except (

@@ -100,6 +100,6 @@ def test_an_unsigned_or_tampered_bundle_never_becomes_ready(
         assert httpx.post(s.url + "/v1/models/engage:predict", json={"instances": []}).status_code == 503
         errors = [json.loads(line) for line in s.log().splitlines() if '"ERROR"' in line]
         assert len(errors) == 1
-        assert "NOT READY" in errors[0]["message"]
+        assert "NOT READY (unsigned or untrusted model)" in errors[0]["message"]
         assert says in errors[0]["message"]
         assert s.process.poll() is None  # up, and never ready: Kubernetes routes nothing to it
