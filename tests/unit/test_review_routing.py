@@ -158,3 +158,28 @@ def test_routing_while_the_database_is_down_answers_unchecked_and_warns_once(
     assert len(warnings) == 1
     assert "governance database unavailable" in warnings[0].getMessage()
     assert "secret-id" not in caplog.text
+
+
+def test_flush_waits_until_the_writer_has_stored_everything_queued(tmp_path: Path) -> None:
+    """A normal stop (SIGTERM) flushes the writer's queue (registered with atexit when it starts)."""
+    from engage.governance import ReviewQueue, open_database
+    from engage.governance._review import NewReviewItem
+    from engage_serving.predictor._review import ReviewRouting
+
+    url = f"sqlite:///{tmp_path}/governance.db"
+    routing = ReviewRouting(
+        "unit",
+        url,
+        band=0.05,
+        z=6.0,
+        thresholds={"churn_probability": 0.5},
+        outliers=None,
+        encoder=None,
+        id_column="customer_id",
+        model_version="sha256:x",
+    )
+    assert routing.flush(0.1)  # nothing queued yet
+    for i in range(50):
+        routing._enqueue([NewReviewItem(source="edge", reason="near_threshold", customer_id=f"c{i}")])
+    assert routing.flush(10.0)
+    assert len(ReviewQueue(open_database(url)).list(limit=100)) == 50
