@@ -208,6 +208,9 @@ class RuleOutcome(BaseModel):
     passed: bool
     #: the policy section the rule comes from: heads, overfitting, quality, fairness, champion, drift
     section: str = "heads"
+    #: whose figures a head or overfitting rule judged: the trained model's (evaluation.json) or, when the
+    #: fairness gate ships a mitigated candidate, that candidate's (None: not a model figure)
+    judged_on: str | None = None
 
 
 class PolicyVerdict(BaseModel):

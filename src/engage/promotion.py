@@ -2,7 +2,10 @@
 
 :func:`judge` reads a run's artifacts (the quality gate's ``report.json``, training's
 ``evaluation.json``, the fairness gate's ``fairness.json``, the drift reference's ``summary.json``) and
-lists every rule of every policy section with its observed value and threshold. :func:`promote` then
+lists every rule of every policy section with its observed value and threshold. The head and
+overfitting rules judge the model that ships: where the fairness gate ships a mitigated candidate,
+that candidate's figures (from ``fairness.json``), not the trained model's; each such rule, and each
+failure line of the audit record, says whose figures it judged. :func:`promote` then
 publishes a passing model to the registry (content-addressed, with its reports, card and drift
 reference), moves the aliases (``candidate``, ``production``, ``previous``) and has the
 InferenceService rendered (by the ``render`` it is given: KServe's models are ``engage-serving``'s); a failing run moves nothing and leaves an audit record of why. Either audit record (``promotion``,
@@ -21,7 +24,17 @@ from typing import Any
 from engage.errors import ArtifactError
 from engage.policy import PolicyVerdict, PromotionPolicy, RuleOutcome, evaluate
 
-__all__ = ["PromotionResult", "Render", "RunArtifacts", "fairness_decision", "judge", "promote"]
+__all__ = [
+    "PromotionResult",
+    "Render",
+    "RunArtifacts",
+    "Shipped",
+    "describe",
+    "fairness_decision",
+    "judge",
+    "promote",
+    "shipped_figures",
+]
 
 #: ``render(version, canary_percent)``: the InferenceService YAML of a promoted registry version
 #: (``engage_serving.deploy.render_version``; this library does not import KServe)
@@ -70,7 +83,7 @@ def judge(policy: PromotionPolicy, run: RunArtifacts, *, champion: bool = True) 
     evaluation = _read(run.training / "evaluation.json")
     if evaluation is None:
         raise ArtifactError(f"{run.training / 'evaluation.json'}: missing: not the output of a training step")
-    rules += _training_rules(policy, evaluation)
+    rules += _training_rules(policy, evaluation, shipped_figures(run))
     if policy.promotion.require_fairness:
         rules += _fairness_rules(_read(run.fairness / "fairness.json" if run.fairness else None))
     if policy.promotion.require_champion_win and champion:
@@ -113,14 +126,76 @@ def _quality_rules(policy: PromotionPolicy, report: dict[str, Any] | None) -> li
     ]
 
 
-def _training_rules(policy: PromotionPolicy, evaluation: dict[str, Any]) -> list[RuleOutcome]:
-    """The head and overfitting rules, re-judged by this policy from the recorded metrics."""
+#: whose figures a head's rules judge when the trained model ships (see :func:`shipped_figures`)
+TRAINED = "trained model (evaluation.json)"
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """The figures of the model one head ships, when the fairness gate ships a mitigated candidate."""
+
+    candidate: str
+    test: dict[str, Any]
+    train: dict[str, Any]
+    test_rows: int | None
+
+    @property
+    def judged_on(self) -> str:
+        rows = f" on {self.test_rows:,} test rows" if self.test_rows else ""
+        return f"mitigated model {self.candidate} (fairness gate's figures{rows})"
+
+
+def shipped_figures(run: RunArtifacts) -> dict[str, Shipped]:
+    """Per head whose shipped model is a mitigated candidate, that candidate's figures.
+
+    Only when the fairness gate's model is the one that ships (``run.model``); the gate measures each
+    candidate on the test rows training measured, and the chosen one on the training rows too. A gate
+    output without train figures (written before they were recorded) leaves ``train`` empty, so the
+    overfitting rule fails rather than judging the trained model in the shipped one's place."""
+    if run.fairness is None or run.model != run.fairness / "model":
+        return {}
+    fairness = _read(run.fairness / "fairness.json") or {}
+    out: dict[str, Shipped] = {}
+    for name, head in fairness.get("heads", {}).items():
+        chosen = head.get("chosen")
+        if chosen in (None, "unmitigated"):
+            continue
+        shipped = head.get("shipped") or {}
+        candidate: dict[str, Any] = next(
+            (c for c in head.get("candidates", []) if c.get("name") == chosen), {}
+        )
+        out[name] = Shipped(
+            candidate=str(chosen),
+            test=shipped.get("test") or candidate.get("accuracy") or {},
+            train=shipped.get("train") or candidate.get("train_accuracy") or {},
+            test_rows=shipped.get("test_rows") or head.get("test_rows"),
+        )
+    return out
+
+
+def _training_rules(
+    policy: PromotionPolicy, evaluation: dict[str, Any], shipped: dict[str, Shipped]
+) -> list[RuleOutcome]:
+    """The head and overfitting rules, re-judged by this policy on the figures of the model that ships:
+    the trained model's (evaluation.json), or the fairness gate's mitigated candidate's for a head where
+    the gate ships one. Each rule says whose figures it judged (``judged_on``)."""
     heads = evaluation.get("heads", {})
-    test, train, tasks = {}, {}, {}
+    test, train, tasks, judged_on = {}, {}, {}, {}
     for name, head in heads.items():
         model = head["models"]["xgboost"]
         test[name], train[name], tasks[name] = model["test"], model["train"], head["task"]
-    return evaluate(policy, test, train_metrics=train, tasks=tasks).rules
+        judged_on[name] = TRAINED
+        if name in shipped:
+            test[name], train[name] = shipped[name].test, shipped[name].train
+            judged_on[name] = shipped[name].judged_on
+    rules = evaluate(policy, test, train_metrics=train, tasks=tasks).rules
+    return [r.model_copy(update={"judged_on": judged_on.get(r.head)}) for r in rules]
+
+
+def describe(rule: RuleOutcome) -> str:
+    """One failed rule in a line: section, head, rule, observed value and, for a model figure, whose."""
+    whose = f"; judged on the {rule.judged_on}" if rule.judged_on else ""
+    return f"{rule.section}/{rule.head}: {rule.rule} (observed {rule.observed}{whose})"
 
 
 def _fairness_rules(fairness: dict[str, Any] | None) -> list[RuleOutcome]:
@@ -146,6 +221,8 @@ def fairness_decision(run: RunArtifacts) -> dict[str, Any] | None:
         "verdict": fairness.get("verdict"),
         "applicable": fairness.get("applicable", True),
         "reason": fairness.get("reason"),
+        # per head, the candidate that ships (unmitigated: the trained model); None: the head failed
+        "shipped": {name: head.get("chosen") for name, head in fairness.get("heads", {}).items()},
     }
 
 
@@ -218,11 +295,15 @@ class PromotionResult:
             else f"**Not promoted**: {len(self.verdict.failures)} rule(s) failed"
         )
         lines = [f"# Promotion: {self.verdict.policy} {self.verdict.version}", "", head, ""]
-        lines += ["| section | head | rule | observed | threshold | result |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| section | head | rule | observed | threshold | result | judged on |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in self.verdict.rules:
             shown = f"{r.observed:.4g}" if isinstance(r.observed, float) else str(r.observed)
             lines.append(
-                f"| {r.section} | {r.head} | {r.rule} | {shown} | {r.threshold} | {'pass' if r.passed else 'FAIL'} |"
+                f"| {r.section} | {r.head} | {r.rule} | {shown} | {r.threshold} | {'pass' if r.passed else 'FAIL'} "
+                f"| {r.judged_on or ''} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -266,7 +347,7 @@ def promote(
             for section in dict.fromkeys(r.section for r in verdict.rules)
         },
         "fairness_gate": None if fairness is None else fairness.get("verdict"),
-        "failures": [f"{r.section}/{r.head}: {r.rule} (observed {r.observed})" for r in verdict.failures],
+        "failures": [describe(r) for r in verdict.failures],
     }
     if not verdict.passed:
         registry.record(
@@ -337,8 +418,14 @@ def _metadata(run: RunArtifacts, verdict: PolicyVerdict, run_id: str) -> dict[st
     evaluation = _read(run.training / "evaluation.json") or {}
     quality = _read(run.quality / "report.json" if run.quality else None) or {}
     fairness = _read(run.fairness / "fairness.json" if run.fairness else None) or {}
+    shipped = shipped_figures(run)
+    # the figures of the model that ships: a mitigated candidate's where the fairness gate ships one
     metrics = {
-        name: {k: v for k, v in head["models"]["xgboost"]["test"].items() if isinstance(v, int | float)}
+        name: {
+            k: v
+            for k, v in (shipped[name].test if name in shipped else head["models"]["xgboost"]["test"]).items()
+            if isinstance(v, int | float)
+        }
         for name, head in evaluation.get("heads", {}).items()
     }
     return {
@@ -347,6 +434,7 @@ def _metadata(run: RunArtifacts, verdict: PolicyVerdict, run_id: str) -> dict[st
         "contract": evaluation.get("contract"),
         "trained_at": evaluation.get("trained_at"),
         "metrics": metrics,
+        "metrics_of": {name: shipped[name].judged_on if name in shipped else TRAINED for name in metrics},
         "fairness_verdict": fairness.get("verdict"),
         "fairness_applicable": fairness.get("applicable", True) if fairness else None,
         "fairness_reason": fairness.get("reason"),

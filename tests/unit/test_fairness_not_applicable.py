@@ -189,7 +189,12 @@ def test_promotion_does_not_block_and_the_audit_record_carries_the_reason(run: d
     fairness_rules = [r for r in result.verdict.rules if r.section == "fairness"]
     assert [(r.head, r.observed, r.passed) for r in fairness_rules] == [("churn", "not_applicable", True)]
     assert result.promoted, result.verdict.failures
-    decision = {"verdict": "not_applicable", "applicable": False, "reason": REASON}
+    decision = {
+        "verdict": "not_applicable",
+        "applicable": False,
+        "reason": REASON,
+        "shipped": {"churn": "unmitigated"},
+    }
     record = next(r for r in registry.audit() if r["event"] == "promotion")
     assert record["fairness"] == decision
     assert record["version"] == result.version

@@ -133,3 +133,59 @@ def test_cost_prices_each_step_as_its_share_of_a_node() -> None:
     assert cost["below_target_by"] == pytest.approx(4.42 / cost["on_demand_usd"])
     assert estimate_cost([])["on_demand_usd"] == 0
     assert set(RESOURCES) >= {"load-data", "validate", "train-head", "promote", "record-outcome"}
+
+
+def _mitigated(run: RunArtifacts, test: dict[str, float], train: dict[str, float] | None) -> None:
+    """The fairness gate ships group offsets for churn: its model folder and figures (test, and train
+    when given) as the gate writes them; the trained model's figures stay those of the fixture."""
+    assert run.fairness is not None
+    shipped = {"candidate": "group_offsets", "mitigated": True, "test_rows": 1200, "test": test}
+    shipped["train"] = train or {}
+    head = {"verdict": "pass_after_mitigation", "chosen": "group_offsets", "shipped": shipped}
+    _write(run.fairness, "fairness.json", {"verdict": "pass_after_mitigation", "heads": {"churn": head}})
+    _write(run.fairness / "model", "manifest.json", {"files": {}})
+
+
+def test_a_mitigated_model_below_the_floor_is_refused_on_its_own_figures(
+    run: RunArtifacts, tmp_path: Path
+) -> None:
+    """The trained churn model meets the AUC floor (0.85), the mitigated one the gate ships does not
+    (0.708): the verdict judges the one that ships, and the refusal says whose figures failed."""
+    from engage.promotion import promote
+    from engage.registry import Registry
+
+    _mitigated(run, {"auc_roc": 0.708, "ece": 0.02}, {"auc_roc": 0.74, "ece": 0.02})
+    verdict = judge(load_policy(), run)
+    failures = {(r.section, r.head, r.rule): r for r in verdict.failures}
+    assert set(failures) == {("heads", "churn", "auc_roc >= 0.8")}
+    auc = failures[("heads", "churn", "auc_roc >= 0.8")]
+    assert (auc.observed, auc.threshold) == (0.708, 0.8)
+    assert auc.judged_on == "mitigated model group_offsets (fairness gate's figures on 1,200 test rows)"
+    ratio = next(r for r in verdict.rules if r.section == "overfitting" and r.head == "churn")
+    assert ratio.observed == pytest.approx(0.708 / 0.74)
+    assert ratio.judged_on == auc.judged_on
+    others = {r.judged_on for r in verdict.rules if r.head in ("engagement_score", "ltv")}
+    assert others == {"trained model (evaluation.json)"}
+
+    registry = Registry(str(tmp_path / "registry"))
+    result = promote(load_policy(), run, registry=registry, run_id="r1", out_dir=tmp_path / "promotion")
+    assert not result.promoted
+    (record,) = [r for r in registry.audit() if r["event"] == "promotion_refused"]
+    (line,) = record["failures"]
+    assert line.startswith("heads/churn: auc_roc >= 0.8 (observed 0.708; judged on the mitigated model")
+    assert record["fairness"]["shipped"] == {"churn": "group_offsets"}
+    assert "mitigated model group_offsets" in (tmp_path / "promotion" / "promotion.md").read_text()
+
+
+def test_a_mitigated_model_is_judged_only_when_it_ships(run: RunArtifacts) -> None:
+    """Without train figures of the shipped model the overfitting rule fails (the trained model's are not
+    its); without the gate's model folder the trained model ships, and its figures are judged."""
+    _mitigated(run, {"auc_roc": 0.83, "ece": 0.02}, None)
+    failures = {(r.section, r.head): r.observed for r in judge(load_policy(), run).failures}
+    assert failures == {("overfitting", "churn"): None}
+    assert run.fairness is not None
+    (run.fairness / "model" / "manifest.json").unlink()
+    verdict = judge(load_policy(), run)
+    assert verdict.passed, verdict.failures
+    auc = next(r for r in verdict.rules if r.rule == "auc_roc >= 0.8")
+    assert (auc.observed, auc.judged_on) == (0.85, "trained model (evaluation.json)")

@@ -30,7 +30,7 @@ from engage.policy import OPS, PromotionPolicy, RuleOutcome, load_policy
 from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
 
 from ._metrics import AttributeFairness, classification_fairness, regression_fairness
-from ._mitigate import Candidate, HeadData, Select, candidates_for, unmitigated
+from ._mitigate import Candidate, HeadData, Select, candidates_for, predict_rows, unmitigated
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -55,6 +55,9 @@ class CandidateResult:
     rules: list[RuleOutcome]
     eligible: bool
     why_not: str | None = None
+    #: the head's figures on the training rows (what the overfitting rule compares the test figures
+    #: with); measured for the chosen candidate only, the model that ships
+    train_accuracy: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -74,6 +77,8 @@ class HeadFairness:
     chosen: str | None
     verdict: Verdict
     reason: str
+    #: labelled test rows every candidate's accuracy and fairness figures were measured on
+    test_rows: int = 0
     #: labels and group labels of the test rows (for the per-group reliability curves of the report)
     y_test: npt.NDArray[np.float64] | None = None
     groups: dict[str, npt.NDArray[np.object_]] = field(default_factory=dict)
@@ -375,7 +380,9 @@ def assess(
                     None,
                     minimum,
                 )
-        decided.y_test, decided.groups = y[test], groups
+        if decided.chosen is not None:
+            _measure_train(decided.candidate(decided.chosen), data)
+        decided.y_test, decided.groups, decided.test_rows = y[test], groups, len(test)
         heads[name] = decided
     return FairnessResult(
         contract=contract,
@@ -386,6 +393,20 @@ def assess(
         seconds=time.perf_counter() - started,
         base=bundle,
     )
+
+
+def _measure_train(chosen: CandidateResult, data: HeadData) -> None:
+    """The chosen candidate's figures on the training rows (the same seeded sample training measures
+    when there are more than ``TRAIN_METRIC_ROWS``): the overfitting rule judges the model that ships."""
+    from engage.training._train import TRAIN_METRIC_ROWS
+
+    rows = data.train
+    if len(rows) > TRAIN_METRIC_ROWS:
+        rng = np.random.default_rng(data.config.seed)
+        rows = np.sort(rng.choice(rows, TRAIN_METRIC_ROWS, replace=False))
+    predictions = predict_rows(data, chosen.candidate, rows)
+    if predictions is not None and len(rows):
+        chosen.train_accuracy = head_metrics(data.model.head, data.y[rows], predictions)
 
 
 def _policy_judge(
@@ -434,8 +455,9 @@ def _not_applicable(
         scored = CandidateResult(base, head_metrics(head, y[test], predictions), {}, [], True)
         primary = policy.primary_metric(head.task.value)
         heads[name] = HeadFairness(
-            name, head.task.value, primary, [scored], "unmitigated", NOT_APPLICABLE, reason, y_test=y[test]
-        )
+            name, head.task.value, primary, [scored], "unmitigated", NOT_APPLICABLE, reason,
+            test_rows=len(test), y_test=y[test],
+        )  # fmt: skip
     return FairnessResult(
         contract=contract,
         policy=policy,

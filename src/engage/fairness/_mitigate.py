@@ -39,7 +39,7 @@ from engage.model import GroupOffsets, HeadModel, TrainConfig
 from engage.model._groups import AttributeSpec
 from engage.model._learners import fit_primary
 
-__all__ = ["Candidate", "GroupOffsets", "HeadData", "Select", "candidates_for"]
+__all__ = ["Candidate", "GroupOffsets", "HeadData", "Select", "candidates_for", "predict_rows"]
 
 F64 = npt.NDArray[np.float64]
 IDX = npt.NDArray[np.intp]
@@ -284,6 +284,17 @@ def fit_offsets(d: HeadData, attributes: list[AttributeSpec], min_ratio: float) 
         # shift so that a share `target` of this cell's scores lands at or above the threshold
         offsets[c] = round(cut - float(np.quantile(mine, 1.0 - target)), 6)
     return GroupOffsets(attributes=attributes, offsets=offsets)
+
+
+def predict_rows(d: HeadData, candidate: Candidate, rows: IDX) -> F64 | None:
+    """A shippable candidate's predictions on any rows of ``d.X`` (as its bundle would score them);
+    None for a candidate that does not ship (fairlearn's threshold optimizer) or failed to train."""
+    if candidate.problem is not None or not candidate.shippable:
+        return None
+    if candidate.model is not None:
+        return candidate.model.predict(d.X.iloc[rows])
+    base = d.model.predict(d.X.iloc[rows])
+    return base if candidate.offsets is None else candidate.offsets.apply(base, d.cells[rows])
 
 
 def unmitigated(d: HeadData) -> Candidate:

@@ -3,7 +3,8 @@
 ``out_dir/``::
 
     fairness.json   verdict, reasons, per head: every candidate with accuracy, fairness figures (with 95 %
-                    intervals) per attribute and group, rule outcomes, eligibility, and the choice
+                    intervals) per attribute and group, rule outcomes, eligibility, and the choice; the
+                    model that ships with its test and train figures (``shipped``: what promotion judges)
     report.html     per head: the accuracy-fairness Pareto plot and the candidates table; groups per attribute
     summary.md      the verdict and the trade-off table, for a KFP Markdown visualization
     model/          the model to promote (each head's chosen candidate); absent when the verdict is fail
@@ -51,9 +52,26 @@ def _candidate_json(c: CandidateResult, h: HeadFairness) -> dict[str, Any]:
         "seconds": round(c.candidate.seconds, 3),
         "meets_policy": c.meets_policy,
         "accuracy": {k: _num(v) for k, v in c.accuracy.items()},
+        "train_accuracy": {k: _num(v) for k, v in c.train_accuracy.items()},
         "rules": [r.model_dump() for r in c.rules],
         "fairness": {a: f.to_json() for a, f in c.fairness.items()},
         "offsets": c.candidate.offsets.to_json() if c.candidate.offsets else None,
+    }
+
+
+def _shipped_json(h: HeadFairness) -> dict[str, Any] | None:
+    """The head's model that ships and its figures, which the promotion policy's head and overfitting
+    rules judge (``test`` on the gate's test rows, the same rows training measured; ``train`` on the
+    training rows); None when the head fails and nothing ships."""
+    if h.chosen is None:
+        return None
+    c = h.candidate(h.chosen)
+    return {
+        "candidate": c.name,
+        "mitigated": c.name != "unmitigated",
+        "test_rows": h.test_rows,
+        "test": {k: _num(v) for k, v in c.accuracy.items()},
+        "train": {k: _num(v) for k, v in c.train_accuracy.items()},
     }
 
 
@@ -79,6 +97,8 @@ def fairness_json(result: FairnessResult) -> dict[str, Any]:
                 "reason": h.reason,
                 "chosen": h.chosen,
                 "primary_metric": h.primary_metric,
+                "test_rows": h.test_rows,
+                "shipped": _shipped_json(h),
                 "candidates": [_candidate_json(c, h) for c in h.candidates],
             }
             for n, h in result.heads.items()
