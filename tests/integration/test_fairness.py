@@ -276,16 +276,21 @@ def test_the_saved_member_reloads_verifies_and_predicts_as_in_memory(
 def test_the_predictor_serves_the_member_as_the_library_predicts(
     only_reduction_meets: tuple[Any, Any, Path], tmp_path: Path
 ) -> None:
+    import shutil
+
     import httpx
 
+    from engage.registry import RegistrySettings
+    from engage.signing import sign_bundle
     from tests.serving_support import rows, run_server
 
     _, _, out = only_reduction_meets
-    bundle = load_bundle(out / "model")
+    # the servers load signed versions only: signed as the registry signs the version it publishes
+    model = shutil.copytree(out / "model", tmp_path / "model")
+    sign_bundle(model, model=RegistrySettings().model)
+    bundle = load_bundle(model)
     sample = _table(1.0).tail(20)[bundle.features.columns]
-    with run_server(
-        "engage_serving.predictor", ["--model_dir", str(out / "model")], tmp_path / "log"
-    ) as server:
+    with run_server("engage_serving.predictor", ["--model_dir", str(model)], tmp_path / "log") as server:
         answer = httpx.post(
             server.url + "/v1/models/engage:predict", json={"instances": rows(sample, 20)}, timeout=30
         )
