@@ -35,6 +35,7 @@ from engage_serving._events import REQUEST_TYPE, RESPONSE_TYPE
 from engage_serving._http import FastRoute
 from engage_serving._metrics import serving_metrics
 from engage_serving._server import load_or_explain, resolve_model_files, serve, server_parser, setup_logging
+from engage_serving.protocol import not_served
 from engage_serving.protocol import predictions as prediction_columns
 from engage_serving.protocol.v1 import bad_request
 
@@ -412,6 +413,12 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
                 'the drift detector answers v1 :predict with {"instances": [...]} (no v2 infer)'
             )
         return self.test_rows(payload)
+
+    def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """``:explain`` is the explainer's (KServe's base model would answer 501 here)."""
+        raise not_served(
+            ":explain", "drift detector", "explanations come from the explainer (engage-explainer)"
+        )
 
     def _publish(self, result: dict[str, Any]) -> None:
         """A window test finished: gauges, and one log line."""

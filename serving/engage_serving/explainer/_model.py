@@ -42,6 +42,7 @@ from engage_serving._server import (
     server_parser,
     setup_logging,
 )
+from engage_serving.protocol import not_served
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
@@ -312,6 +313,14 @@ class ExplainerModel(Model):  # type: ignore[misc,unused-ignore]
                 )
         self.metrics.duration.labels(self.name, request.method).observe(time.perf_counter() - started)
         return result.to_dict()
+
+    def predict(
+        self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None
+    ) -> Any:
+        """``:predict`` and ``/infer`` are the predictor's (KServe's base model would answer 501 here)."""
+        raise not_served(
+            ":predict or /infer", "explainer", "predictions come from the predictor (engage-predictor)"
+        )
 
     def _is_slow(self, explainer: Explainer, request: ExplainRequest) -> bool:
         """Check the request against the model (the errors a slow call would raise, before it takes a

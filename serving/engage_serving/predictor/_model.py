@@ -33,7 +33,7 @@ from engage.errors import RequestRejected
 from engage.telemetry.tracing import ROWS, Phases, Tracing
 from engage_serving._http import FastRoute
 from engage_serving._metrics import observe_many, serving_metrics
-from engage_serving.protocol import Batch, Decoder
+from engage_serving.protocol import Batch, Decoder, not_served
 
 from ._forest import CompiledForest
 
@@ -389,6 +389,10 @@ class PredictorModel(Model):  # type: ignore[misc]
         if isinstance(payload, bytes | bytearray):
             payload = _loads(bytes(payload))
         return self.answer_v1(self.decoder.v1(payload))
+
+    def explain(self, payload: Any, headers: Mapping[str, str] | None = None) -> Any:
+        """``:explain`` is the explainer's (KServe's base model would answer 501 here)."""
+        raise not_served(":explain", "predictor", "explanations come from the explainer (engage-explainer)")
 
 
 def _loads(body: bytes) -> Any:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from engage.contract import Contract
     from engage.encoding import Encoder
 
-__all__ = ["EXPECTED_ROWS", "MISSING_TENSOR", "Batch", "Decoder", "predictions", "v1", "v2"]
+__all__ = ["EXPECTED_ROWS", "MISSING_TENSOR", "Batch", "Decoder", "not_served", "predictions", "v1", "v2"]
 
 MISSING_TENSOR = "missing: send one tensor per model feature"
 EXPECTED_ROWS = (
@@ -162,6 +162,13 @@ def predictions(payload: Any, heads: Sequence[str]) -> dict[str, list[float]]:
                 problems.add(i, head, "wrong_type", "prediction is not a number")
     problems.raise_if_any()
     return {h: [math.nan if v is None else float(v) for v in values] for h, values in out.items()}
+
+
+def not_served(verb: str, server: str, where: str) -> RequestRejected:
+    """The refusal of a KServe verb this server does not answer (the predictor's and the drift detector's
+    ``:explain``, the explainer's ``:predict`` and ``/infer``): KServe's base model would answer 501, a
+    5xx for a request sent to the wrong server. 404, saying which server answers it."""
+    return RequestRejected(f"the {server} does not answer {verb}: {where}", status=404, reason="not_served")
 
 
 def _present(extras: dict[str, list[Any]]) -> dict[str, list[Any]]:
