@@ -55,8 +55,10 @@ class ModelInputs(Protocol):
 
 
 __all__ = [
+    "BEYOND_FLOAT32",
     "COLUMNAR_FROM",
     "EXPECTED_FINITE",
+    "FLOAT32_MAX",
     "MAX_DETAILS",
     "MISSING_FEATURE",
     "NOT_A_ROW",
@@ -82,6 +84,9 @@ COLUMNAR_FROM = 32
 # the messages tests match (each problem's ``error``); the rest say the value they got
 MISSING_FEATURE = "missing: the model needs this feature"
 EXPECTED_FINITE = "expected a finite number"
+#: the largest magnitude a model input can have: the models compute in float32, where more is infinite
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+BEYOND_FLOAT32 = "expected a finite number within ±3.4e38 (the models compute in float32)"
 NULL_NOT_ALLOWED = "empty, and the contract does not allow it"
 NOT_A_ROW = "a row must be an object{lists}, not {kind}"
 
@@ -311,8 +316,8 @@ class Encoder:
         if (
             isinstance(v, bool)
             or not isinstance(v, int | float)
-            or not float(v).is_integer()
             or not 0 <= v < levels
+            or not float(v).is_integer()
         ):
             problems.add(
                 i, spec.name, "unknown_category", f"expected a level code 0..{levels - 1}, got {v!r}"
@@ -380,11 +385,17 @@ class Encoder:
             expected = "true or false" if kind == Kind.BOOLEAN else "a number"
             problems.add(i, spec.name, "wrong_type", f"expected {expected}, got {describe(v)}")
             return math.nan
-        x = float(v)
+        try:
+            x = float(v)
+        except OverflowError:  # an integer no float can hold
+            x = math.inf if v > 0 else -math.inf
         if x != x:  # NaN: how a binary (gRPC, V2 binary) FP tensor carries a missing value
             return self._strict(i, spec, None, problems)
-        if not math.isfinite(x):
+        if isinstance(v, float) and math.isinf(v):
             problems.add(i, spec.name, "not_finite", f"{v!r} is not a finite number")
+            return math.nan
+        if abs(x) > FLOAT32_MAX:
+            problems.add(i, spec.name, "not_finite", f"{_short(v)} is too large: {BEYOND_FLOAT32}")
             return math.nan
         if kind == Kind.INTEGER and not x.is_integer():
             problems.add(i, spec.name, "wrong_type", f"expected an integer, got {v!r}")
@@ -404,7 +415,8 @@ class Encoder:
             return math.nan if code is None else float(code)
         number = lenient_number(v)
         if isinstance(number, str):
-            problems.add(i, spec.name, "not_finite" if number == EXPECTED_FINITE else "wrong_type", number)
+            finite = number in (EXPECTED_FINITE, BEYOND_FLOAT32)
+            problems.add(i, spec.name, "not_finite" if finite else "wrong_type", number)
             return math.nan
         return number
 
@@ -421,9 +433,12 @@ class Encoder:
         import pandas as pd
 
         problems = self.problems()
+        repeated = set(frame.columns[frame.columns.duplicated()])
         for name in self.names:
             if name not in frame.columns:
                 problems.add(None, name, "missing_feature", MISSING_FEATURE)
+            elif name in repeated:
+                problems.add(None, name, "repeated_column", "the table has this column more than once")
         problems.raise_if_any()
         if self.strict:
             return self.columns(
@@ -452,6 +467,8 @@ class Encoder:
             else:
                 for i in np.flatnonzero(np.isinf(values)):
                     problems.add(int(i), spec.name, "not_finite", EXPECTED_FINITE)
+                for i in np.flatnonzero(np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)):
+                    problems.add(int(i), spec.name, "not_finite", BEYOND_FLOAT32)
             X[:, j] = values
         problems.raise_if_any()
         return X
@@ -549,14 +566,17 @@ def _column(spec: Field, column: list[Any], strict: bool) -> F64 | None:
     )
     if not kinds <= allowed:
         return None
-    values = np.asarray(
-        [np.nan if v is None else v for v in column] if has_null else column, dtype=np.float64
-    )
+    try:
+        values = np.asarray(
+            [np.nan if v is None else v for v in column] if has_null else column, dtype=np.float64
+        )
+    except OverflowError:  # an integer no float can hold: named one by one
+        return None
     missing = np.isnan(values)
     if strict and not spec.nullable and missing.any():
         return None  # a NaN sent as a number is empty: named one by one
     present = values[~missing]
-    if not np.isfinite(present).all():
+    if not (np.abs(present) <= FLOAT32_MAX).all():  # infinite, or infinite in float32
         return None
     if strict:
         if spec.kind == Kind.INTEGER and (present != np.floor(present)).any():
@@ -577,7 +597,10 @@ def lenient_number(value: Any) -> float | str:
     if isinstance(value, bool | np.bool_):
         return f"expected a number, got {describe(bool(value))}"
     if isinstance(value, int | float | np.integer | np.floating):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer no float can hold
+            return BEYOND_FLOAT32
     elif isinstance(value, str):
         if not value.strip():
             return math.nan
@@ -587,7 +610,14 @@ def lenient_number(value: Any) -> float | str:
             return f"expected a number, got {describe(value)}"
     else:
         return f"expected a number, got {describe(value)}"
-    return number if not math.isinf(number) else EXPECTED_FINITE
+    if math.isinf(number):
+        return EXPECTED_FINITE
+    return number if abs(number) <= FLOAT32_MAX else BEYOND_FLOAT32
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text)} digits)"
 
 
 def is_empty(v: Any) -> bool:
