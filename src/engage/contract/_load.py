@@ -45,6 +45,8 @@ _UNREADABLE = "cannot be read: {error}"
 _NOT_YAML = "{where}not valid YAML: {problem}"
 _POSITION = "line {line}, column {column}: "
 _DUPLICATE_KEY = "duplicate key {key!r}"
+_UNHASHABLE_KEY = "a key must be a plain value (text, a number), not a {kind}"
+_TOO_DEEP = "not valid YAML: nested too deeply"
 _NOT_A_MAPPING = "(top level): expected a mapping of contract keys, got {got}"
 # problems of one key (``path`` is its dotted key path, as ``columns.age.role``)
 _UNKNOWN_KEY = "{path}: unknown key (not part of the contract schema, see docs/contract.md)"
@@ -98,6 +100,8 @@ def parse_contract(text: str, source: str = "<contract>") -> Contract:
         raise ContractError(source, [_NOT_YAML.format(where=where, problem=e.problem)]) from None
     except yaml.YAMLError as e:
         raise ContractError(source, [_NOT_YAML.format(where="", problem=e)]) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively: thousands of "[" exhaust it
+        raise ContractError(source, [_TOO_DEEP]) from None
     if not isinstance(data, dict):
         got = type(data).__name__ if data is not None else "an empty file"
         raise ContractError(source, [_NOT_A_MAPPING.format(got=got)])
@@ -122,6 +126,13 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:  # "? [a, b]": a complex key, which no contract key is
+            kind = "list" if isinstance(key, list) else "mapping"
+            raise yaml.constructor.ConstructorError(
+                None, None, _UNHASHABLE_KEY.format(kind=kind), key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, _DUPLICATE_KEY.format(key=key), key_node.start_mark
