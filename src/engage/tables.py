@@ -149,10 +149,13 @@ class Conformed:
 def conform(frame: pd.DataFrame, contract: Contract) -> Conformed:
     """Give every contract column its canonical dtype.
 
-    Raises :class:`~engage.errors.SchemaError` when the table has no rows or lacks contract columns
-    (nothing else can be judged then). Values that cannot be read as their type become empty and are
-    listed in :attr:`Conformed.type_errors`; the input frame is not modified.
+    Raises :class:`~engage.errors.SchemaError` when the table has no rows, lacks contract columns or
+    repeats a column name (nothing else can be judged then). Values that cannot be read as their type
+    become empty and are listed in :attr:`Conformed.type_errors`; the input frame is not modified.
     """
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise SchemaError(f"table repeats column(s) {', '.join(repeated)}: each column must appear once")
     missing = [name for name in contract.columns if name not in frame.columns]
     if missing:
         raise SchemaError(
@@ -164,7 +167,7 @@ def conform(frame: pd.DataFrame, contract: Contract) -> Conformed:
     out: dict[str, pd.Series] = {}
     errors: dict[str, BoolArray] = {}
     for name, spec in contract.columns.items():
-        series, bad = _coerce(frame[name].reset_index(drop=True), spec)
+        series, bad = _coerce(_plain(frame[name].reset_index(drop=True)), spec)
         out[name] = series
         if bad is not None and bad.any():
             errors[name] = bad
@@ -172,6 +175,24 @@ def conform(frame: pd.DataFrame, contract: Contract) -> Conformed:
     for name in extra:
         out[str(name)] = frame[name].reset_index(drop=True)
     return Conformed(pd.DataFrame(out), errors, [str(c) for c in extra])
+
+
+#: what pandas infers of an object column that may hold bytes, lists or mappings
+_MAYBE_ODD = frozenset({"bytes", "mixed", "mixed-integer"})
+
+
+def _plain(s: pd.Series) -> pd.Series:
+    """Cells pandas can neither hash nor read as text (bytes that are not UTF-8, lists, mappings: what
+    Parquet binary and list columns hold) as their text, so that they are judged like any other value."""
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in _MAYBE_ODD:
+        return s
+    odd = s.map(lambda v: isinstance(v, bytes | list | dict | set | tuple | np.ndarray)).to_numpy(dtype=bool)
+    if not odd.any():
+        return s
+    text = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in s[odd]]
+    out = s.copy()
+    out[odd] = text
+    return out
 
 
 def _blank_to_na(s: pd.Series) -> pd.Series:
@@ -226,8 +247,9 @@ def _to_integer(s: pd.Series) -> tuple[pd.Series, BoolArray]:
     arr = values.to_numpy()
     with np.errstate(invalid="ignore"):
         fractional = np.isfinite(arr) & (np.floor(arr) != arr)
-    bad = bad | fractional | np.isinf(arr)
-    clean = values.mask(bad | np.isinf(arr))
+        beyond = np.abs(arr) >= 2.0**63  # a whole number no integer column holds (1e300)
+    bad = bad | fractional | np.isinf(arr) | beyond
+    clean = values.mask(bad)
     return clean.round().astype("Int64"), bad
 
 

@@ -49,6 +49,9 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
 
 def _correlation_ratio(categories: pd.Series, values: pd.Series) -> float:
     v = values.to_numpy(dtype=float)
+    scale = float(np.abs(v).max()) if len(v) else 0.0
+    if 0 < scale < np.inf:
+        v = v / scale  # eta does not change, and values near 1e300 no longer overflow when squared
     codes, _ = pd.factorize(categories.astype("string"))
     total = float(((v - v.mean()) ** 2).sum())
     if total == 0:

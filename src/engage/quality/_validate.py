@@ -206,8 +206,9 @@ def _unreadable(raw: pd.DataFrame | None, name: str, spec: Column, bad: BoolArra
     if spec.role is Role.pii:
         seen = "values withheld: a PII column"
     else:
-        values = pd.unique(raw[name].to_numpy(dtype=object)[bad])
-        seen = ", ".join(repr(str(v)[:40]) for v in values[:3]) + (" …" if len(values) > 3 else "")
+        # as text first: a cell may be a list or a mapping, which cannot be hashed
+        values = list(dict.fromkeys(str(v)[:40] for v in raw[name].to_numpy(dtype=object)[bad]))
+        seen = ", ".join(repr(v) for v in values[:3]) + (" …" if len(values) > 3 else "")
     if spec.type.value == "boolean":
         allowed = (
             f"true: {', '.join(spec.true_values)}; false: {', '.join(spec.false_values)}, case-insensitive"
