@@ -172,10 +172,9 @@ def create_app(
             _LOG.error("%s", error.message)
         return JSONResponse({"error": error.message}, status_code=status, headers=headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI validates a body before the route's dependencies run: without a valid token the
-        # answer is still 401 / 403, never a description of what the route takes
+    async def _unauthorized(request: Request) -> JSONResponse | None:
+        """FastAPI reads and validates a body before the route's dependencies run: without a valid token
+        the answer is still 401 / 403, never a description of what the route takes."""
         matched = request.scope.get("route")
         permission = app.state.permissions.get((request.method, getattr(matched, "path", "")))
         if permission is not None:
@@ -183,6 +182,13 @@ def create_app(
                 authorize(permission)(request)
             except EngageError as e:
                 return await _engage_error(request, e)
+        return None
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        refused = await _unauthorized(request)
+        if refused is not None:
+            return refused
         details = [
             {"field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg", "")}
             for e in error.errors()
@@ -190,7 +196,11 @@ def create_app(
         return JSONResponse({"error": "the request is not what this route takes", "details": details}, 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # a body that does not parse (400) is a route's refusal too: the token is checked first
+        refused = await _unauthorized(request) if error.status_code == 400 else None
+        if refused is not None:
+            return refused
         return JSONResponse({"error": str(error.detail)}, error.status_code, headers=error.headers)
 
     # --- authentication and the role check -------------------------------------------------------------
