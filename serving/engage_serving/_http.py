@@ -524,7 +524,19 @@ def install_error_handlers(app: Any, model_name: str, *, traced: bool = False) -
             )
         return await engage_error(request, refusal)
 
+    async def unknown_model(request: Any, error: Exception) -> Response:
+        # KServe logs these with a traceback: any caller could flood the log with a wrong model name
+        return await engage_error(request, RequestRejected(str(error), status=404, reason="unknown_model"))
+
+    async def invalid_input(request: Any, error: Exception) -> Response:
+        return await engage_error(
+            request, RequestRejected(str(error), status=400, reason="malformed_request")
+        )
+
     from fastapi.exceptions import RequestValidationError
+    from kserve.errors import InvalidInput, ModelNotFound
 
     app.add_exception_handler(EngageError, engage_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(ModelNotFound, unknown_model)
+    app.add_exception_handler(InvalidInput, invalid_input)

@@ -183,8 +183,19 @@ def serve(
                     m.start()
 
         async def _serve(self) -> None:
+            rest_server = getattr(self, "_rest_server", None)
+            if rest_server is not None:
+                # KServe adds its exception handlers when the server starts (they log a 404 for an
+                # unknown model or a 400 with a traceback): ours go on top of them, then
+                build = rest_server.create_application
+
+                def create_application() -> None:
+                    build()
+                    install_error_handlers(ks.app, model.name, traced=tracing is not None)
+
+                rest_server.create_application = create_application
             servers = [asyncio.ensure_future(s) for s in self.servers]
-            rest = getattr(getattr(self, "_rest_server", None), "_server", None)  # uvicorn.Server
+            rest = getattr(rest_server, "_server", None)  # uvicorn.Server
             if rest is not None:
                 await graceful.install(rest.handle_exit)
             else:  # --workers > 1: KServe's multi-process server stops the workers itself

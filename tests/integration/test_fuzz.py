@@ -225,6 +225,8 @@ class Target:
         alive = self.server.process.poll() is None and self.client.get(self.ready_path).status_code == 200
         self.tally.alive_after = alive
         assert alive, f"{self.name} is down or not ready after fuzzing:\n{self.server.log()[-3000:]}"
+        # a client's mistake is a 4xx and one counted line, never a logged traceback (a log flood)
+        assert self.tally.tracebacks() == {}, f"{self.name} logged tracebacks: {self.tally.tracebacks()}"
 
     def close(self) -> None:
         self.client.close()
