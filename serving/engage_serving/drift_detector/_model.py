@@ -85,9 +85,10 @@ def drift_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=["alibi-detect", "scipy"],
+        choices=["auto", "alibi-detect", "scipy"],
         default=None,
-        help=f"alibi-detect (TabularDrift, BSL 1.1) or scipy (the same tests, licence-clean); default "
+        help=f"alibi-detect (TabularDrift, BSL 1.1), scipy (the same tests, licence-clean) or auto (alibi-detect "
+        f"when installed, else scipy); default "
         f"ENGAGE_DRIFT_BACKEND or {fields['backend'].default}",
     )
     parser.add_argument(
@@ -298,7 +299,7 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
             len(reference.features),
             detector.p_value,
             settings.correction,
-            settings.backend,
+            detector.backend,
             settings.window_size,
             settings.test_every_rows,
             settings.test_every_seconds,
