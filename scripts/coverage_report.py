@@ -37,7 +37,9 @@ def measure(data_file: Path | None = None) -> dict[str, Any]:
     the ``<data_file>.*`` files beside it if there are any."""
     import coverage
 
-    cov = coverage.Coverage(data_file=str(data_file) if data_file else None, config_file=str(CONFIG))
+    # (data_file=None would mean "no data file" to coverage: leave the argument out instead)
+    where = {"data_file": str(data_file)} if data_file else {}
+    cov = coverage.Coverage(config_file=str(CONFIG), **where)  # type: ignore[arg-type]
     data_file = Path(cov.config.data_file)
     if list(data_file.parent.glob(data_file.name + ".*")):
         cov.combine(strict=True)
@@ -71,6 +73,7 @@ def main(
     fail_under: Annotated[float, typer.Option(help="Minimum total percent")] = 80.0,
     out: Annotated[Path, typer.Option(help="Where the JSON goes")] = ROOT / "artifacts/coverage/summary.json",
     data_file: Annotated[Path | None, typer.Option(help="Coverage data (default: .coveragerc's)")] = None,
+    note: Annotated[str, typer.Option(help="What else a reader should know about the run (recorded)")] = "",
 ) -> None:
     import coverage
 
@@ -87,6 +90,7 @@ def main(
             "coverage": coverage.__version__,
         },
         "command": command,
+        **({"note": note} if note else {}),
         "scope": "statements of src/engage run inside the pytest process; the subprocesses the tests start "
         "(the engage CLI, the servers, kfp.local steps) are not measured (docs/ci.md says why)",
         "fail_under_percent": fail_under,

@@ -258,6 +258,22 @@ def test_the_report_writes_its_json_and_fails_under_the_threshold(tmp_path: Path
     assert json.loads(out.read_text(encoding="utf-8"))["passed"] is True
 
 
+def test_by_default_the_report_reads_the_data_file_coveragerc_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coverage import CoverageData
+
+    report = coverage_report()
+    config = tmp_path / ".coveragerc"
+    config.write_text(f"[run]\nsource_pkgs = engage\ndata_file = {tmp_path / 'data' / '.coverage'}\n")
+    monkeypatch.setattr(report, "CONFIG", config)
+    (tmp_path / "data").mkdir()
+    data = CoverageData(basename=str(tmp_path / "data" / ".coverage"))
+    data.add_lines({str(ROOT / "src" / "engage" / "tables.py"): set(imports(ROOT / "src/engage/tables.py"))})
+    data.write()
+    assert report.measure()["total"]["covered"] == len(imports(ROOT / "src/engage/tables.py"))
+
+
 def test_packages_are_the_first_folder_under_engage() -> None:
     report = coverage_report()
     assert report.package_of(str(ROOT / "src/engage/governance/_store.py")) == "governance"
