@@ -50,7 +50,12 @@ def measure(data_file: Path | None = None) -> dict[str, Any]:
         )
     cov.load()
     report = data_file.parent / "coverage.json"
-    cov.json_report(outfile=str(report), include=[str(PACKAGE / "*")])
+    try:
+        cov.json_report(outfile=str(report), include=[str(PACKAGE / "*")])
+    except coverage.exceptions.NoDataError as e:
+        raise typer.BadParameter(
+            f"{data_file} holds no line of src/engage: the tests run imported none of it"
+        ) from e
     files = json.loads(report.read_text(encoding="utf-8"))["files"]
     packages: dict[str, dict[str, int]] = {}
     for path, figures in files.items():

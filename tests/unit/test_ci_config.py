@@ -242,6 +242,11 @@ def test_the_report_writes_its_json_and_fails_under_the_threshold(tmp_path: Path
     report = coverage_report()
     with pytest.raises(typer.BadParameter, match="no coverage data"):
         report.measure(tmp_path / ".coverage")
+    elsewhere = CoverageData(basename=str(tmp_path / ".coverage"))  # a run that measured no engage module
+    elsewhere.add_lines({str(ROOT / "tests" / "conftest.py"): set(imports(ROOT / "tests" / "conftest.py"))})
+    elsewhere.write()
+    with pytest.raises(typer.BadParameter, match="holds no line of src/engage"):
+        report.measure(tmp_path / ".coverage")
     data = CoverageData(basename=str(tmp_path / ".coverage"))
     data.add_lines({str(ROOT / "src" / "engage" / "tables.py"): set(imports(ROOT / "src/engage/tables.py"))})
     data.write()
