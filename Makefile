@@ -94,8 +94,9 @@ test-ml: $(SYNCED)  ## model quality: accuracy, overfitting, fairness, explanati
 test-faults: $(SYNCED)  ## fault injection on real processes (SIGTERM, kill -9, corrupt model, disk full...)
 	$(RUN) pytest -m fault $(PYTEST_ARGS)
 
-fuzz: $(SYNCED)  ## schemathesis against each server's OpenAPI, hypothesis on the contract and payload parsers
-	$(RUN) pytest -m fuzz $(PYTEST_ARGS)
+# make test sends 200 OpenAPI cases per server; make fuzz the full 1,000 and writes the counts
+fuzz: $(SYNCED)  ## schemathesis against each server's OpenAPI (1,000 cases each), hypothesis on the parsers
+	ENGAGE_FUZZ_CASES=1000 ENGAGE_FUZZ_RESULTS=benchmarks/results/fuzz.json $(RUN) pytest -m fuzz $(PYTEST_ARGS)
 
 coverage: $(SYNCED)  ## coverage of the last test run(s): per package, JSON, fails under 80 %
 	$(RUN) python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) --out $(COVERAGE_JSON) \
