@@ -256,6 +256,10 @@ def test_413_and_422_on_a_real_server(governance_url: str, tokens: dict[str, str
         bad = http.post("/v1/review/x/decision", headers=admin, json={"decision": "maybe", "reason": "r"})
         assert bad.status_code == 422
         assert http.get("/v1/audit", headers=admin, params={"limit": 0}).status_code == 422
+        # past what a database integer holds (found by make fuzz: a 500 from SQLite's OverflowError)
+        huge = str(2**63)
+        assert http.get("/v1/audit", headers=admin, params={"since_seq": huge}).status_code == 422
+        assert http.get("/v1/review", headers=admin, params={"offset": huge}).status_code == 422
         assert http.get("/v1/review", headers=admin, params={"status": "everything"}).status_code == 422
         assert http.get("/v1/audit", headers=admin).status_code == 200
         # a bad body or query without a valid token: 401 first (nothing about what the route takes)

@@ -60,6 +60,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 PUBLIC = frozenset({("GET", "/healthz")})
 MAX_BODY_BYTES = 1 << 20
 _LIST_MAX = 1000
+#: the largest integer a database column holds (SQLite and PostgreSQL BIGINT): past it a 422, not a 500
+_INT64_MAX = 2**63 - 1
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
@@ -74,7 +76,7 @@ class DecisionBody(_Body):
     decision: Literal["approve", "override"]
     reason: str = Field(min_length=1, max_length=2000)
     override: dict[str, Any] | None = None
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=_INT64_MAX)
 
 
 class ReasonBody(_Body):
@@ -246,7 +248,7 @@ def create_app(
     def review_list(
         status: Literal["pending", "approved", "overridden", "all"] = "pending",
         limit: Annotated[int, Query(ge=1, le=_LIST_MAX)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=_INT64_MAX)] = 0,
     ) -> dict[str, Any]:
         queue = ReviewQueue(store.db())
         items = queue.list(status=None if status == "all" else status, limit=limit, offset=offset)
@@ -295,7 +297,7 @@ def create_app(
 
     @route("GET", "/v1/audit", "audit.read")
     def audit_records(
-        since_seq: Annotated[int, Query(ge=0)] = 0,
+        since_seq: Annotated[int, Query(ge=0, le=_INT64_MAX)] = 0,
         limit: Annotated[int, Query(ge=1, le=_LIST_MAX)] = 100,
         event: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     ) -> dict[str, Any]:
