@@ -8,12 +8,15 @@ import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 from engage.errors import GovernanceError
+
+if TYPE_CHECKING:
+    from engage_serving.predictor._review import ReviewRouting
 
 
 def test_check_decision_returns_the_override_values_or_names_the_problem() -> None:
@@ -131,22 +134,12 @@ def test_decision_thresholds_come_from_the_bundle_else_one_half() -> None:
 def test_routing_while_the_database_is_down_answers_unchecked_and_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from engage_serving.predictor._review import UNCHECKED, ReviewRouting
+    from engage_serving.predictor._review import UNCHECKED
     from engage_serving.protocol import Batch
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    routing = ReviewRouting(
-        "unit",
-        f"sqlite:///{blocker}/governance.db",  # its folder is a file: never opens
-        band=0.05,
-        z=6.0,
-        thresholds={"churn_probability": 0.5},
-        outliers=None,
-        encoder=None,
-        id_column="customer_id",
-        model_version="sha256:x",
-    )
+    routing = _routing(f"sqlite:///{blocker}/governance.db")  # its folder is a file: never opens
     batch = Batch(np.zeros((3, 2), dtype=np.float32), {"customer_id": ["secret-id-1", None, "secret-id-3"]})
     out = {"churn_probability": [0.5, 0.5, 0.9]}
     with caplog.at_level(logging.INFO, logger="engage_serving.predictor"):
@@ -164,10 +157,21 @@ def test_flush_waits_until_the_writer_has_stored_everything_queued(tmp_path: Pat
     """A normal stop (SIGTERM) flushes the writer's queue (registered with atexit when it starts)."""
     from engage.governance import ReviewQueue, open_database
     from engage.governance._review import NewReviewItem
-    from engage_serving.predictor._review import ReviewRouting
 
     url = f"sqlite:///{tmp_path}/governance.db"
-    routing = ReviewRouting(
+    routing = _routing(url)
+    assert routing.flush(0.1)  # nothing queued yet
+    for i in range(50):
+        routing._enqueue([NewReviewItem(source="edge", reason="near_threshold", customer_id=f"c{i}")])
+    assert routing.flush(10.0)
+    assert len(ReviewQueue(open_database(url)).list(limit=100)) == 50
+
+
+def _routing(url: str) -> ReviewRouting:
+    """The predictor's review routing on ``url``: a churn threshold of 0.5, a band of 0.05, no outliers."""
+    from engage_serving.predictor._review import ReviewRouting
+
+    return ReviewRouting(
         "unit",
         url,
         band=0.05,
@@ -178,8 +182,3 @@ def test_flush_waits_until_the_writer_has_stored_everything_queued(tmp_path: Pat
         id_column="customer_id",
         model_version="sha256:x",
     )
-    assert routing.flush(0.1)  # nothing queued yet
-    for i in range(50):
-        routing._enqueue([NewReviewItem(source="edge", reason="near_threshold", customer_id=f"c{i}")])
-    assert routing.flush(10.0)
-    assert len(ReviewQueue(open_database(url)).list(limit=100)) == 50
