@@ -396,19 +396,22 @@ class Registry:
         """Give a committed version whose stored signature is missing, malformed or not by a trusted key
         this one: the publisher holds a bundle with the very manifest the id names (checked), so it may
         vouch for it. Nothing is written when the stored signature verifies."""
-        from engage.signing import SignatureError, verify_bundle
+        from engage.signing import SignatureError, check_signature, parse_signature
 
-        stored = self._store.read(self._path("versions", version.hex, MODEL_FOLDER, SIGNATURE))
+        path = self._path("versions", version.hex, MODEL_FOLDER, SIGNATURE)
+        stored = self._store.read(path)
         if stored is not None:
-            import tempfile
-
-            with tempfile.TemporaryDirectory(prefix="engage-signature-") as tmp:
-                (Path(tmp) / SIGNATURE).write_bytes(stored)
-                try:
-                    verify_bundle(Path(tmp), model=self.model, keyring=self._keyring(), version=version.id)
-                    return
-                except SignatureError:
-                    pass  # replaced below, on the record
+            try:
+                check_signature(
+                    parse_signature(stored, path),
+                    version=version.id,
+                    model=self.model,
+                    keyring=self._keyring(),
+                    where=path,
+                )
+                return
+            except SignatureError:
+                pass  # replaced below, on the record
         self._write_signature(version, signature, actor=actor, reason="published again")
 
     def _write_signature(

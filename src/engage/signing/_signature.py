@@ -39,8 +39,10 @@ __all__ = [
     "SignatureError",
     "SignedPayload",
     "Signer",
+    "check_signature",
     "load_keyring",
     "load_signer",
+    "parse_signature",
     "read_signature",
     "sign_bundle",
     "verify_bundle",
@@ -212,12 +214,17 @@ def read_signature(path: Path) -> Signature:
         data = Path(path).read_bytes()
     except OSError as e:
         raise SignatureError(f"{path}: unreadable signature: {e.strerror or e}") from None
+    return parse_signature(data, str(path))
+
+
+def parse_signature(data: bytes, where: str) -> Signature:
+    """Parse the bytes of a ``signature.json`` (``where`` names it); :class:`SignatureError` when malformed."""
     try:
         return Signature.model_validate_json(data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise SignatureError(f"{path}: malformed signature file ({where}: {first['msg']})") from None
+        field = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise SignatureError(f"{where}: malformed signature file ({field}: {first['msg']})") from None
 
 
 def sign_bundle(directory: Path, *, model: str, signer: Signer | None = None) -> Signature:
@@ -259,18 +266,26 @@ def verify_bundle(
         raise SignatureError(
             f"{path}: version {actual} refused: {e.message.removeprefix(f'{path}: ')}"
         ) from None
+    check_signature(signature, version=actual, model=model, keyring=keyring, where=str(path))
+    return signature
+
+
+def check_signature(
+    signature: Signature, *, version: str, model: str | None, keyring: Keyring | None, where: str
+) -> None:
+    """:class:`SignatureError` unless ``signature`` signs ``version`` (and ``model``, unless None) with a
+    trusted key and matches; ``where`` names the signature in the message."""
     signed = signature.payload
-    if signed.version != actual:
+    if signed.version != version:
         raise SignatureError(
-            f"{path}: version {actual} refused: signature does not match: it signs version {signed.version}"
+            f"{where}: version {version} refused: signature does not match: it signs version {signed.version}"
         )
     if model is not None and signed.model != model:
         raise SignatureError(
-            f"{path}: version {actual} refused: signature does not match: it signs model {signed.model!r}, "
+            f"{where}: version {version} refused: signature does not match: it signs model {signed.model!r}, "
             f"not {model!r}"
         )
-    (keyring or load_keyring()).check(signature, str(path))
-    return signature
+    (keyring or load_keyring()).check(signature, where)
 
 
 def verify_model_dir(directory: Path, settings: SigningSettings | None = None) -> Signature | None:
