@@ -1,0 +1,13 @@
+"""The distributed engine: Dask, for tables larger than one machine.
+
+``dask.dataframe`` reads partitioned Parquet, each step maps the library's own per-table code over the
+partitions (``map_partitions``), and ``xgboost.dask`` trains on the workers. Here the cluster is a
+``LocalCluster`` beside the step (:func:`dask_client`); on EKS the pipeline step starts a ``DaskCluster``
+through the Dask Kubernetes operator and names its scheduler (``ENGAGE_DASK_SCHEDULER``). Dask is an
+extra (``engage[dask]``): it is imported inside the functions.
+"""
+
+from ._cluster import dask_client
+from ._settings import DaskSettings, Engine
+
+__all__ = ["DaskSettings", "Engine", "dask_client"]
