@@ -8,6 +8,17 @@ extra (``engage[dask]``): it is imported inside the functions.
 """
 
 from ._cluster import dask_client
+from ._frame import conformed, read_frame
+from ._quality import CheckCount, DistributedQuality, check_distributed
 from ._settings import DaskSettings, Engine
 
-__all__ = ["DaskSettings", "Engine", "dask_client"]
+__all__ = [
+    "CheckCount",
+    "DaskSettings",
+    "DistributedQuality",
+    "Engine",
+    "check_distributed",
+    "conformed",
+    "dask_client",
+    "read_frame",
+]
