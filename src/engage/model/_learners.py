@@ -32,7 +32,7 @@ from engage.errors import ConfigError
 
 from ._heads import Head
 
-__all__ = ["HeadModel", "TrainConfig", "calibrate", "fit_baseline", "fit_primary"]
+__all__ = ["HeadModel", "TrainConfig", "calibrate", "fit_baseline", "fit_primary", "xgb_params"]
 
 F64 = npt.NDArray[np.float64]
 Learner = Literal["xgboost", "sklearn"]
@@ -152,6 +152,20 @@ def fit_primary(
     import xgboost
 
     objective = _xgb_objective(head)
+    params = xgb_params(head, config)
+    model: Any
+    if head.classification:
+        model = xgboost.XGBClassifier(eval_metric="logloss", **params)
+    else:
+        model = xgboost.XGBRegressor(**params)
+    model.fit(X, y, sample_weight=sample_weight, eval_set=[(X_val, y_val)], verbose=False)
+    return HeadModel(head, "xgboost", model, objective, best_iteration=int(model.best_iteration))
+
+
+def xgb_params(head: Head, config: TrainConfig) -> dict[str, Any]:
+    """The xgboost estimator's parameters of ``head`` (classifiers add ``eval_metric="logloss"``):
+    :func:`fit_primary` and the distributed engine's ``xgboost.dask`` training use the same ones."""
+    objective = _xgb_objective(head)
     params: dict[str, Any] = {
         "objective": objective,
         "n_estimators": config.max_rounds,
@@ -167,13 +181,7 @@ def fit_primary(
     }
     if objective == "reg:tweedie":
         params["tweedie_variance_power"] = config.tweedie_variance_power
-    model: Any
-    if head.classification:
-        model = xgboost.XGBClassifier(eval_metric="logloss", **params)
-    else:
-        model = xgboost.XGBRegressor(**params)
-    model.fit(X, y, sample_weight=sample_weight, eval_set=[(X_val, y_val)], verbose=False)
-    return HeadModel(head, "xgboost", model, objective, best_iteration=int(model.best_iteration))
+    return params
 
 
 def fit_baseline(
