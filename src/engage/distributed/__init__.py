@@ -11,14 +11,20 @@ from ._cluster import dask_client
 from ._frame import conformed, read_frame
 from ._quality import CheckCount, DistributedQuality, check_distributed
 from ._settings import DaskSettings, Engine
+from ._train import DistributedTrainResult, SplitPlan, assign_parts, plan_split, train_distributed
 
 __all__ = [
     "CheckCount",
     "DaskSettings",
     "DistributedQuality",
+    "DistributedTrainResult",
     "Engine",
+    "SplitPlan",
+    "assign_parts",
     "check_distributed",
     "conformed",
     "dask_client",
+    "plan_split",
     "read_frame",
+    "train_distributed",
 ]
