@@ -59,7 +59,7 @@ def dask_client(settings: DaskSettings | None = None) -> Iterator[Client]:
                 threads_per_worker=settings.threads_per_worker,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: its /metrics (Prometheus) and dashboard
                 memory_limit=settings.memory_limit,
                 silence_logs=logging.WARNING,
             )
