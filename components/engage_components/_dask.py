@@ -137,8 +137,23 @@ class _Loop:
             raise
 
     def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call(_close_kubernetes_clients(), 10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+async def _close_kubernetes_clients() -> None:
+    """Close the HTTP clients kr8s cached for this loop: it keeps one per thread, loop and settings, and
+    never closes them (their sockets would outlive the loop)."""
+    from kr8s._api import Api
+
+    key = f"{threading.get_ident()}.{id(asyncio.get_running_loop())}"
+    for api in list(Api._instances.pop(key, {}).values()):
+        if api._session is not None:
+            await api._session.aclose()
 
 
 def _api_problem(e: Exception, namespace: str) -> ConfigError | None:
