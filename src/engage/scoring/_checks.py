@@ -92,19 +92,18 @@ def schema_problem(frame: pd.DataFrame, encoder: Encoder) -> str | None:
 def check_frame(frame: pd.DataFrame, encoder: Encoder) -> Checked:
     """Every row of ``frame`` checked as the predictor checks a request row (``encoder`` is strict)."""
     n = len(frame)
-    X = np.empty((n, encoder.width), dtype=np.float64)
-    first: list[tuple[str, str, str] | None] = [None] * n
-    bad = np.zeros(n, dtype=bool)
+    X = np.empty((n, encoder.width), dtype=np.float32, order="F")  # filled a column at a time
+    first: dict[int, tuple[str, str, str]] = {}
     for j, spec in enumerate(encoder.fields):
         values, problems = _column(frame[spec.name], spec, encoder)
         X[:, j] = values
         for i, problem in problems:
-            if not bad[i]:
-                bad[i] = True
+            if i not in first:
                 first[i] = (problem[0], spec.name, problem[1])
-    reasons = [r for r in first if r is not None]
-    accepted = ~bad
-    return Checked(X[accepted].astype(np.float32), accepted, reasons)
+    accepted = np.ones(n, dtype=bool)
+    accepted[list(first)] = False
+    reasons = [first[i] for i in sorted(first)]
+    return Checked(np.ascontiguousarray(X[accepted] if first else X), accepted, reasons)
 
 
 Problem = tuple[str, str]
@@ -168,7 +167,7 @@ def _numbers(column: pd.Series, spec: Field) -> tuple[F64, list[tuple[int, Probl
                 for i in present
             ]
         return values, _nulls(values, spec)
-    values = column.to_numpy(dtype="float64", na_value=np.nan)
+    values = column.to_numpy(dtype="float64", na_value=np.nan, copy=True)  # changed below: never a view
     missing = np.isnan(values)
     with np.errstate(invalid="ignore"):
         infinite = np.isinf(values)

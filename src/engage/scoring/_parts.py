@@ -9,6 +9,7 @@ Spark, Hive and pyarrow skip them (``_SUCCESS``, ``_common_metadata``, ``.tmp``)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,23 +99,29 @@ def plan_parts(uri: str, partition_rows: int) -> list[Part]:
     return parts
 
 
-def read_part(part: Part) -> pd.DataFrame:
-    """The rows of ``part``; :class:`DataError` saying why it cannot be read."""
+def read_part(part: Part, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of ``part`` (only ``columns``, those of them the file has, when given) and every column
+    name the file has; :class:`DataError` saying why it cannot be read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from engage.tables import read_table
 
     if part.row_groups is None:
-        return read_table(part.path)
+        whole = read_table(part.path)
+        names = [str(c) for c in whole.columns]
+        return (whole[[c for c in names if c in set(columns)]] if columns is not None else whole), names
     fs, path = _filesystem(part.path)
     try:
         with fs.open(path, "rb") as f:
-            table = pq.ParquetFile(f).read_row_groups(list(part.row_groups))
+            file = pq.ParquetFile(f)
+            names = list(file.schema_arrow.names)
+            wanted = None if columns is None else [c for c in names if c in set(columns)]
+            table = file.read_row_groups(list(part.row_groups), columns=wanted)
     except (OSError, pa.ArrowException) as e:  # a damaged file
         raise DataError(f"{part.path}: not readable as Parquet: {type(e).__name__}: {e}") from None
     frame: pd.DataFrame = table.to_pandas()
-    return frame
+    return frame, names
 
 
 def data_sha256(uri: str) -> str:

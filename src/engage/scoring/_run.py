@@ -151,7 +151,7 @@ def score_part(part: Part, scorer: BatchScorer, *, staging: str | None = None) -
     started = time.perf_counter()
     result = PartResult(part.index, part.path)
     try:
-        frame = read_part(part)
+        frame, names = read_part(part, scorer.columns)
     except DataError as e:
         result.schema = f"unreadable: {e}"
         result.rows = part.rows or 0
@@ -160,7 +160,7 @@ def score_part(part: Part, scorer: BatchScorer, *, staging: str | None = None) -
         result.quarantine = _quarantine_whole(part, None, result.schema, scorer)
         return _finish(result, started, staging)
     result.rows = len(frame)
-    result.ignored_columns = sorted(str(c) for c in frame.columns if c not in scorer.contract.columns)
+    result.ignored_columns = sorted(c for c in names if c not in scorer.contract.columns)
     problem = schema_problem(frame, scorer.encoder)
     if problem is not None:
         result.schema = problem
@@ -205,13 +205,19 @@ def _stage(table: pa.Table, url: str) -> None:
     fs.mv(tmp, path)
 
 
-def _ids(frame: pd.DataFrame, scorer: BatchScorer) -> list[str | None] | None:
+def _ids(frame: pd.DataFrame, scorer: BatchScorer) -> pa.Array | None:
+    """The id column as text (nulls where empty), or None when the contract names no id column."""
+    import pyarrow as pa
+
     if scorer.id_column is None:
         return None
     if scorer.id_column not in frame.columns:
-        return [None] * len(frame)
+        return pa.nulls(len(frame), pa.string())
     column = frame[scorer.id_column]
-    return [None if v is None or v != v else str(v) for v in column.tolist()]
+    try:
+        return pa.array(column, from_pandas=True).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # mixed objects
+        return pa.array([None if v is None or v != v else str(v) for v in column.tolist()], pa.string())
 
 
 def _scores_table(frame: pd.DataFrame, scores: Any, scorer: BatchScorer) -> pa.Table:
@@ -220,7 +226,7 @@ def _scores_table(frame: pd.DataFrame, scores: Any, scorer: BatchScorer) -> pa.T
     columns: dict[str, Any] = {}
     ids = _ids(frame, scorer)
     if ids is not None and scorer.id_column:
-        columns[scorer.id_column] = pa.array(ids, pa.string())
+        columns[scorer.id_column] = ids
     for output in scorer.outputs.values():
         columns[output] = pa.array(scores.values[output], pa.float64())
     if scorer.reason_head is not None:
@@ -252,13 +258,13 @@ def _quarantine_rows(
     import pyarrow as pa
 
     rejected = frame.iloc[rows]
-    ids = _ids(rejected, scorer) or [None] * len(rows)
+    ids = _ids(rejected, scorer)
     return pa.table(
         {
             "part": pa.array([part.index] * len(rows), pa.int32()),
             "source": pa.array([part.path] * len(rows), pa.string()),
             "row": pa.array(rows + part.offset, pa.int64()),
-            "id": pa.array(ids, pa.string()),
+            "id": ids if ids is not None else pa.nulls(len(rows), pa.string()),
             "reason": pa.array([r[0] for r in reasons], pa.string()),
             "field": pa.array([r[1] for r in reasons], pa.string()),
             "error": pa.array([r[2] for r in reasons], pa.string()),

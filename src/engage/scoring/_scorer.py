@@ -76,6 +76,9 @@ class BatchScorer:
             {str(a["name"]) for o in self.offsets.values() for a in o.attributes}
             | ({self.id_column} if self.id_column else set())
         )
+        #: the columns a part is read with: the model inputs, the id and the protected attributes (the
+        #: other columns, PII among them, are never read, so never copied into the quarantine)
+        self.columns = [*self.encoder.names, *(c for c in self.carried if c not in self.encoder.names)]
 
     def _reason_head(self, asked: str | None) -> str:
         heads = self.bundle.heads
