@@ -117,7 +117,8 @@ def test_a_schema_no_row_can_pass_is_named(clean: Any, contract: Any, change: An
     encoder = _encoder(clean.frame, contract)
     assert schema_problem(clean.frame.head(5), encoder) is None
     problem = schema_problem(change(clean.frame.head(5).copy()), encoder)
-    assert problem is not None and problem.startswith(expected)
+    assert problem is not None
+    assert problem.startswith(expected)
 
 
 def test_parts_follow_row_groups_and_skip_hidden_files(tmp_path: Path) -> None:
