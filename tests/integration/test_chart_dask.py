@@ -185,6 +185,7 @@ def test_the_dask_pods_are_restricted_sized_and_run_commands_dask_takes(
             where = f"{name}/{part}"
             assert restricted_problems(where, pod) == []
             assert pod["automountServiceAccountToken"] is False, where
+            assert pod["serviceAccountName"] == values["podServiceAccount"], where
             assert pod["nodeSelector"] == values["nodeSelector"], where
             (container,) = pod["containers"]
             assert container["resources"]["requests"], where
@@ -281,6 +282,7 @@ BAD_VALUES = [
     ),
     ({"dask.workers": "4"}, "at '/dask': additional properties 'workers' not allowed"),
     ({"dask.namespace": "Kubeflow"}, "at '/dask/namespace'"),
+    ({"dask.podServiceAccount": "Pipeline_Runner"}, "at '/dask/podServiceAccount'"),
     ({"dask.worker.resources.limits.memory": "lots"}, "at '/dask/worker/resources/limits/memory'"),
     ({"dask.idleTimeoutSeconds": "-1"}, "at '/dask/idleTimeoutSeconds': minimum: got -1, want 0"),
 ]

@@ -20,6 +20,9 @@ service account token (neither calls the Kubernetes API).
 {{- define "engage.dask.podSpec" -}}
 {{- $d := .root.Values.dask -}}
 {{- $part := index $d .component -}}
+{{- with $d.podServiceAccount }}
+serviceAccountName: {{ . }}
+{{- end }}
 automountServiceAccountToken: false
 {{- with $d.nodeSelector }}
 nodeSelector:
