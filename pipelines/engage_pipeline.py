@@ -9,7 +9,8 @@ load this file (:func:`engage_components.pipeline_module`), as ``kfp dsl compile
     load-data ─► validate ─(verdict != fail)─► features ─┬─► train-head x the contract's heads (parallel) ─► evaluate ─┬─► fairness
                                                          └─► drift-reference                            business-metrics ◄─┘      │
                                              (fairness != fail) explain + model card ─► promote ◄─────────────────────────────┘
-                                                                                          └─► review-sample (the review queue)
+                                                                                          ├─► review-sample (the review queue)
+                                                                                          └─► batch-score (every customer, Parquet)
     exit handler (always): record-outcome — step times, cost, audit record, Pushgateway metrics (run, model,
     business figures: engage.telemetry's catalogue)
 
@@ -42,6 +43,9 @@ SIGNING_PUBLIC_KEYS_SECRET = "engage-signing-public-keys"  # pragma: allowlist s
 #: where they are mounted; the private key is the Secret's entry engage-signing.pem
 SIGNING_KEY_FILE = "/etc/engage/signing-key/engage-signing.pem"
 SIGNING_PUBLIC_KEYS_DIR = "/etc/engage/signing"  # every entry of the Secret: a rotation's keys
+# The DaskCluster spec the chart renders (dask.enabled), mounted into the steps that may use Dask
+DASK_CLUSTER_CONFIG_MAP = "engage-dask-cluster"
+DASK_CLUSTER_SPEC = "/etc/engage/dask/daskcluster.yaml"
 
 
 def _sized(task: dsl.PipelineTask, step: str, *, retries: int = 0) -> dsl.PipelineTask:
@@ -87,6 +91,22 @@ def _verifies(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
+def _dask_client(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """What a step needs to start its DaskCluster through the operator (``score_engine`` dask): the
+    cluster spec from the chart's ConfigMap (``optional``: without ``dask.enabled`` in the chart the step
+    fails only when asked for Dask, with ``ConfigError: … cannot read the DaskCluster spec``), its
+    namespace, a start deadline that allows for a node to be added, and the label the chart's network
+    policies let reach the scheduler (docs/deploy.md "Dask on EKS")."""
+    kubernetes.use_config_map_as_volume(
+        task, DASK_CLUSTER_CONFIG_MAP, mount_path=DASK_CLUSTER_SPEC.rsplit("/", 1)[0], optional=True
+    )
+    _cluster_env(task, "ENGAGE_DASK_CLUSTER_SPEC", DASK_CLUSTER_SPEC)
+    _cluster_env(task, "ENGAGE_DASK_TIMEOUT_SECONDS", "600")
+    kubernetes.use_field_path_as_env(task, "ENGAGE_DASK_NAMESPACE", "metadata.namespace")
+    kubernetes.add_pod_label(task, "engage.dev/dask-client", "true")
+    return task
+
+
 @dsl.pipeline(name="engage-run", description="The Engage run, inside the exit handler.")
 def engage_run(
     data_uri: str,
@@ -106,6 +126,10 @@ def engage_run(
     pushgateway: str,
     review_sample: int,
     governance_db: str,
+    score_version: str,
+    score_uri: str,
+    score_engine: str,
+    score_reasons: int,
 ) -> None:
     data = _sized(
         c.load_data(
@@ -182,6 +206,16 @@ def engage_run(
                 ),
                 "review-sample",
             ).after(promoted)  # fmt: skip
+            # every customer scored by the production version (this run's, when it was promoted)
+            scored = _sized(
+                c.batch_score(
+                    data=data.outputs["data"], contract=contract, registry=registry, version=score_version,
+                    out_uri=score_uri, engine=score_engine, reasons=score_reasons,
+                ),
+                "batch-score",
+            ).after(promoted)  # fmt: skip
+            scored.set_caching_options(False)  # scores with the registry's production version as it is now
+            _verifies(_dask_client(scored))  # it fetches a version: checks its signature
 
 
 @dsl.pipeline(
@@ -207,12 +241,19 @@ def engage_pipeline(
     pushgateway: str = "",
     review_sample: int = 400,
     governance_db: str = "",
+    score_version: str = "production",
+    score_uri: str = "",
+    score_engine: str = "local",
+    score_reasons: int = 3,
 ) -> None:
     """Parameters: ``data_uri`` (a table to read, else ``rows``/``seed``/``snapshots`` and the knobs
     generate one), ``contract`` and ``policy`` files (empty: the shipped ones), the ``registry`` URI,
     the ``heads`` to train (empty: every target the contract defines), ``canary_percent`` (-1: the policy's), an optional Pushgateway,
-    ``review_sample`` (records put in the human review queue, 0: none) and ``governance_db`` (its database's
-    URL; empty: ``ENGAGE_GOVERNANCE_DATABASE_URL`` where the step runs, else the embedded SQLite file)."""
+    ``review_sample`` (records put in the human review queue, 0: none), ``governance_db`` (its database's
+    URL; empty: ``ENGAGE_GOVERNANCE_DATABASE_URL`` where the step runs, else the embedded SQLite file), and
+    batch scoring: ``score_version`` (the registry version every customer is scored with), ``score_uri``
+    (where the partitioned Parquet goes; empty: the step's ``scores`` artifact), ``score_engine`` (local or
+    dask) and ``score_reasons`` (reason codes per customer, 0: none)."""
     outcome = c.record_outcome(
         registry=registry, pushgateway=pushgateway, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
     )
@@ -222,5 +263,6 @@ def engage_pipeline(
             data_uri=data_uri, rows=rows, seed=seed, snapshots=snapshots, defect_rate=defect_rate, bias=bias,
             drift=drift, as_of=as_of, contract=contract, policy=policy, registry=registry, heads=heads,
             max_rounds=max_rounds, canary_percent=canary_percent, pushgateway=pushgateway,
-            review_sample=review_sample, governance_db=governance_db,
+            review_sample=review_sample, governance_db=governance_db, score_version=score_version,
+            score_uri=score_uri, score_engine=score_engine, score_reasons=score_reasons,
         )  # fmt: skip

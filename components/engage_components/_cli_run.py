@@ -87,6 +87,7 @@ def print_summary(summary: RunSummary) -> None:
         )
     _print_promotion(summary)
     _print_review_sample(summary)
+    _print_batch_score(summary)
     _print_cost(summary)
 
 
@@ -141,6 +142,16 @@ def _print_review_sample(summary: RunSummary) -> None:
         f"[bold]Review sample[/]: {sample['items']} records in {len(sample['strata'])} strata of run "
         f"{sample['run_id']} put in the review queue ({sample['database']})"
     )
+
+
+def _print_batch_score(summary: RunSummary) -> None:
+    from engage.cli.console import out
+
+    from .steps import batch_score_line
+
+    report = summary.read("batch_score", "report.json")
+    if report is not None:
+        out().print(f"[bold]Batch scoring[/]: {batch_score_line(report).removeprefix('batch-score: ')}")
 
 
 def _print_cost(summary: RunSummary) -> None:

@@ -54,6 +54,7 @@ OUTPUTS = {
     "drift_reference": ("drift-reference", "reference"),
     "promotion": ("promote", "promotion"),
     "review_sample": ("review-sample", "sample"),
+    "batch_score": ("batch-score", "scores"),
     "outcome": ("record-outcome", "outcome"),
 }
 

@@ -62,6 +62,7 @@ RESOURCES: dict[str, Resources] = {
     "promote": Resources(0.5, 1),
     "business-metrics": Resources(1, 2),
     "review-sample": Resources(1, 2),
+    "batch-score": Resources(2, 4),
     "record-outcome": Resources(0.25, 0.5),
 }
 

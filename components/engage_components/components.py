@@ -319,6 +319,40 @@ def review_sample(
 
 
 @component
+def batch_score(
+    data: Input[Dataset],
+    contract: str,
+    registry: str,
+    version: str,
+    out_uri: str,
+    engine: str,
+    reasons: int,
+    scores: Output[Artifact],
+    step: Output[Artifact],
+) -> str:
+    """Score every customer of the table (its latest extract) with registry version ``version``
+    (production by default) into partitioned Parquet under ``out_uri`` (empty: the ``scores`` artifact):
+    the heads, the bundle's fairness offsets, ``reasons`` reason codes; rejected rows quarantined. Fails
+    when more than 5 % of the rows are rejected (nothing committed but the quarantine and the report)."""
+    from pathlib import Path
+
+    from engage.errors import DataError
+    from engage_components import timed
+    from engage_components.steps import batch_score_line, batch_score_step
+
+    with timed("batch-score", step.path) as record:
+        done = batch_score_step(
+            Path(data.path), contract, Path(scores.path), registry_uri=registry, version=version,
+            out_uri=out_uri, engine=engine, reasons=reasons,
+        )  # fmt: skip
+        record.update({k: done[k] for k in ("verdict", "rows", "scored", "quarantined") if k in done})
+    print(batch_score_line(done), flush=True)
+    if done["verdict"] == "fail":
+        raise DataError(f"batch scoring failed: {done['notes'][0]}")
+    return str(done["verdict"])
+
+
+@component
 def drift_reference(
     data: Input[Dataset],
     features: Input[Artifact],

@@ -18,6 +18,8 @@ import numpy as np
 from engage._io import replace_dir, sha256_file, staging_dir, write_text_atomic
 
 __all__ = [
+    "batch_score_line",
+    "batch_score_step",
     "drift_reference_step",
     "evaluate_step",
     "explain_step",
@@ -584,3 +586,91 @@ def promote_step(
         run_name=run_name,
     )
     return result.to_json()
+
+
+# ---- batch scoring ----------------------------------------------------------------------------------
+
+
+def batch_score_step(
+    data: Path,
+    contract_path: str,
+    out_dir: Path,
+    *,
+    registry_uri: str,
+    version: str = "production",
+    out_uri: str = "",
+    engine: str = "local",
+    reasons: int = 0,
+    run_date: str = "",
+    max_rejected: float = 0.05,
+) -> dict[str, Any]:
+    """Score every customer of the run's table with registry version ``version`` (:func:`engage.scoring.
+    score_table`): the latest extract when the table stacks several (the customers as they are now).
+    Writes under ``out_uri`` (empty: ``out_dir``) and the run's report to ``out_dir/report.json``.
+    ``version`` production while the registry has none: nothing to score with, said in the summary.
+    ``engine`` dask: the cluster :func:`engage_components._dask.engine_cluster` gives (the operator's
+    DaskCluster on EKS when the chart mounts its spec, else a LocalCluster)."""
+    import tempfile
+    from contextlib import nullcontext
+
+    from engage.registry import Registry
+    from engage.scoring import score_table
+
+    contract = _contract(contract_path)
+    registry = Registry(registry_uri)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if version == "production" and registry.alias("production") is None:
+        summary: dict[str, Any] = {
+            "verdict": "skipped",
+            "note": f"registry {registry.location} has no production version yet",
+        }
+        write_text_atomic(out_dir / "report.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+    when = datetime.fromisoformat(run_date).date() if run_date else None
+    if engine == "dask":
+        from engage_components._dask import engine_cluster
+
+        cluster: Any = engine_cluster()
+    else:
+        cluster = nullcontext(None)
+    with tempfile.TemporaryDirectory(prefix="engage-batch-") as tmp, cluster as dask_settings:
+        table, rows, extract = _latest_extract(data, contract, Path(tmp))
+        report = score_table(
+            str(table), out_uri or str(out_dir), registry=registry_uri, ref=version, contract=contract,
+            run_date=when, engine=engine, dask=dask_settings, reasons=reasons, max_rejected=max_rejected,
+        )  # fmt: skip
+    summary = {**report.to_json(), "table_rows": rows, "extract": extract}
+    write_text_atomic(
+        out_dir / "report.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n"
+    )
+    return summary
+
+
+def _latest_extract(data: Path, contract: Any, tmp: Path) -> tuple[Path, int, str | None]:
+    """``data`` itself, or its rows of the latest extract time written to ``tmp`` when it has several."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    event = contract.event_time.column if contract.event_time is not None else None
+    file = pq.ParquetFile(data)
+    rows = file.metadata.num_rows
+    if event is None or event not in file.schema_arrow.names:
+        return data, rows, None
+    table = pq.read_table(data)
+    latest = pc.max(table[event])
+    if not latest.is_valid or pc.count_distinct(table[event]).as_py() < 2:
+        return data, rows, None
+    path = tmp / "latest.parquet"
+    pq.write_table(table.filter(pc.equal(table[event], latest)), path)
+    return path, rows, str(latest.as_py())
+
+
+def batch_score_line(summary: dict[str, Any]) -> str:
+    if summary.get("verdict") == "skipped":
+        return f"batch-score: skipped: {summary['note']}"
+    share = summary["quarantined"] / summary["rows"] if summary["rows"] else 0.0
+    return (
+        f"batch-score: {summary['verdict']}: {summary['scored']:,} of {summary['rows']:,} customers scored by "
+        f"{summary['model_version'][:19]} ({summary['engine']}), {summary['quarantined']:,} quarantined "
+        f"({share:.2%}); {summary['files'].get('scores', 'no scores committed')}"
+    )

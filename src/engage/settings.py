@@ -6,6 +6,7 @@ Nothing reads the environment at import time: :class:`RunSettings` is built when
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +64,21 @@ class RunSettings(BaseSettings):
     out_dir: Path = Field(
         default=Path("artifacts/run"), description="Where kfp.local keeps the run's outputs"
     )
+    score_version: str = Field(
+        default="production",
+        min_length=1,
+        description="Registry version the batch-score step scores every customer with",
+    )
+    score_uri: str = Field(
+        default="",
+        description="Where batch scoring writes run_date=<date>/scores.parquet (empty: the step's output)",
+    )
+    score_engine: Literal["local", "dask"] = Field(
+        default="local", description="Batch scoring's engine: this process, or a Dask cluster (ENGAGE_DASK_*)"
+    )
+    score_reasons: int = Field(
+        default=3, ge=0, le=20, description="Reason codes per scored customer (0: none)"
+    )
 
     def pipeline_params(self) -> dict[str, object]:
         """The pipeline's parameters (the snapshot time is this hour, so a rerun within it hits the cache)."""
@@ -86,4 +102,8 @@ class RunSettings(BaseSettings):
             "canary_percent": self.canary_percent,
             "pushgateway": self.pushgateway,
             "review_sample": self.review_sample,
+            "score_version": self.score_version,
+            "score_uri": self.score_uri,
+            "score_engine": self.score_engine,
+            "score_reasons": self.score_reasons,
         }

@@ -68,12 +68,12 @@ def _cluster_env(config: dict[str, Any]) -> dict[str, str]:
     env = {}
     for var in config.get("fieldPathAsEnv", []):
         match = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", var["fieldPath"])
-        assert match is not None, var
-        env[var["name"]] = annotations[match.group(1)]
+        if match is not None:  # other fields (metadata.namespace) are not values the pipeline set
+            env[var["name"]] = annotations[match.group(1)]
     return env
 
 
-def test_only_the_promote_task_mounts_the_private_key_and_evaluate_the_public_keys(
+def test_only_the_promote_task_mounts_the_private_key_and_the_fetching_tasks_the_public_keys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from engage.signing import SigningSettings
@@ -90,11 +90,11 @@ def test_only_the_promote_task_mounts_the_private_key_and_evaluate_the_public_ke
         executors["promote"]
     ]
     assert not any(c.get("secretAsEnv") for c in kubernetes.values())
-    # the public keys: on the one task that fetches a registry version (the champion)
-    assert [label for label, s in mounted.items() if "engage-signing-public-keys" in s] == [
-        executors["evaluate"]
-    ]
-    assert set(kubernetes) == {executors["promote"], executors["evaluate"]}
+    # the public keys: on the tasks that fetch a registry version (the champion; the scoring version)
+    assert sorted(label for label, s in mounted.items() if "engage-signing-public-keys" in s) == sorted(
+        [executors["evaluate"], executors["batch-score"]]
+    )
+    assert set(kubernetes) == {executors["promote"], executors["evaluate"], executors["batch-score"]}
 
     key = mounted[executors["promote"]]["engage-signing-key"]
     public = mounted[executors["evaluate"]]["engage-signing-public-keys"]
@@ -127,6 +127,27 @@ def test_only_the_promote_task_mounts_the_private_key_and_evaluate_the_public_ke
     # nothing in the containers' own env: kfp.local applies that, and a local run signs with the dev key
     for executor in spec["deploymentSpec"]["executors"].values():
         assert not any(e["name"].startswith("ENGAGE_SIGNING_") for e in executor["container"].get("env", []))
+
+
+def test_batch_score_can_start_its_dask_cluster_through_the_operator() -> None:
+    """The batch-score task mounts the chart's DaskCluster spec (optional: only a Dask run needs it),
+    names it, its namespace and a start deadline, and carries the label the chart's network policies let
+    reach the scheduler (charts/engage/templates/dask.yaml); under kfp.local none of it applies."""
+    spec, platform = compiled()
+    config = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        _executors_of_tasks(spec)["batch-score"]
+    ]
+    (volume,) = config["configMapAsVolume"]
+    assert volume["configMapName"] == "engage-dask-cluster"
+    assert volume["optional"] is True
+    env = _cluster_env(config)
+    assert env["ENGAGE_DASK_CLUSTER_SPEC"] == f"{volume['mountPath']}/daskcluster.yaml"
+    assert float(env["ENGAGE_DASK_TIMEOUT_SECONDS"]) >= 300
+    assert {"name": "ENGAGE_DASK_NAMESPACE", "fieldPath": "metadata.namespace"} in config["fieldPathAsEnv"]
+    assert config["podMetadata"]["labels"]["engage.dev/dask-client"] == "true"
+    assert "engage-dask-cluster" in (ROOT / "charts" / "engage" / "templates" / "dask.yaml").read_text()
+    values = yaml.safe_load((ROOT / "charts" / "engage" / "values.yaml").read_text())
+    assert values["dask"]["clientPodLabels"] == config["podMetadata"]["labels"]
 
 
 def test_command_line_parameters_are_json_when_they_parse_else_text() -> None:
