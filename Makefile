@@ -169,6 +169,8 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_cloudwatch_bridge.py --out benchmarks/results/cloudwatch_bridge.json
 	$(RUN) python benchmarks/bench_telemetry_overhead.py --out benchmarks/results/telemetry_overhead.json --all
 	$(RUN) python benchmarks/bench_governance.py --out benchmarks/results/governance.json
+	$(RUN) python benchmarks/bench_batch_score.py --out benchmarks/results/batch_score.json
+	$(RUN) python benchmarks/bench_distributed_train.py --out benchmarks/results/distributed_train.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts
