@@ -216,18 +216,31 @@ def test_a_partition_with_a_broken_schema_is_quarantined_whole(
     ]  # no staging
 
 
-def test_the_dask_engine_on_a_real_cluster_writes_what_in_process_writes(
-    registry: dict[str, Any], table: dict[str, Any], dask_cluster: RealDaskCluster, tmp_path: Path
-) -> None:
-    local = score(table["folder"], tmp_path / "local", registry, "--reasons", "2", "--partition-rows", "1000")
+@pytest.fixture(scope="module")
+def in_process(
+    registry: dict[str, Any], table: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The folder scored in-process (2 reasons, 1,000-row parts): what the Dask runs must equal."""
+    out = tmp_path_factory.mktemp("in-process")
+    local = score(table["folder"], out, registry, "--reasons", "2", "--partition-rows", "1000")
     assert local.returncode == 0, local.stderr
+    return out
+
+
+def test_the_dask_engine_on_a_real_cluster_writes_what_in_process_writes(
+    registry: dict[str, Any],
+    table: dict[str, Any],
+    dask_cluster: RealDaskCluster,
+    in_process: Path,
+    tmp_path: Path,
+) -> None:
     env = {"ENGAGE_DASK_SCHEDULER": dask_cluster.address}
     done = score(
         table["folder"], tmp_path / "dask", registry, "--reasons", "2", "--engine", "dask", "--partition-rows", "1000",
         env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    a_scores, a_quarantine, a_report = outputs(tmp_path / "local")
+    a_scores, a_quarantine, a_report = outputs(in_process)
     b_scores, b_quarantine, b_report = outputs(tmp_path / "dask")
     assert b_report["engine"] == "dask"
     assert b_report["parts"] == a_report["parts"] == 8  # 8 files of 750 rows: one part (two row groups) each
@@ -241,17 +254,19 @@ def test_the_dask_engine_on_a_real_cluster_writes_what_in_process_writes(
 
 
 def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
-    registry: dict[str, Any], table: dict[str, Any], dask_cluster: RealDaskCluster, tmp_path: Path
+    registry: dict[str, Any],
+    table: dict[str, Any],
+    dask_cluster: RealDaskCluster,
+    in_process: Path,
+    tmp_path: Path,
 ) -> None:
     """SIGKILL of a worker process while parts are being scored: the scheduler runs its parts again (the
     nanny restarts the worker), and the files equal the in-process run's."""
-    local = score(table["folder"], tmp_path / "local", registry, "--partition-rows", "1000")
-    assert local.returncode == 0, local.stderr
     out = tmp_path / "dask"
     env = {**os.environ, "ENGAGE_DASK_SCHEDULER": dask_cluster.address}
     command = [
         ENGAGE, "score", str(table["folder"]), "--out", str(out), "--registry", registry["uri"],
-        "--run-date", RUN_DATE, "--engine", "dask", "--partition-rows", "1000", "--reasons", "5",
+        "--run-date", RUN_DATE, "--engine", "dask", "--partition-rows", "1000", "--reasons", "2",
     ]  # fmt: skip
     with subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -265,8 +280,8 @@ def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
         dask_cluster.kill_worker(0)
         _stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    a_scores, a_quarantine, _ = outputs(tmp_path / "local")
+    a_scores, a_quarantine, _ = outputs(in_process)
     b_scores, b_quarantine, _report = outputs(out)
-    pd.testing.assert_frame_equal(a_scores, b_scores.drop(columns="reasons"))
+    pd.testing.assert_frame_equal(a_scores, b_scores)
     pd.testing.assert_frame_equal(a_quarantine, b_quarantine)
     assert not (out / "_staging").exists()
