@@ -81,7 +81,8 @@ def test_check_frame_rejects_exactly_the_rows_the_predictor_refuses(clean: Any, 
     # the accepted rows' matrix is what the predictor builds for them (float32)
     accepted = [i for i in range(len(spoiled)) if i not in mine]
     records = [
-        {k: _json_value(v) for k, v in r.items()} for r in spoiled.iloc[accepted][encoder.names].to_dict("records")
+        {k: _json_value(v) for k, v in r.items()}
+        for r in spoiled.iloc[accepted][encoder.names].to_dict("records")
     ]
     expected = encoder.rows(records).astype(np.float32)
     np.testing.assert_array_equal(checked.X, expected)
