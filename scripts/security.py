@@ -551,6 +551,7 @@ SPDX = {
     "Apache": "Apache-2.0",
     "BSD License": "BSD",
     "3-Clause BSD License": "BSD-3-Clause",
+    "BSD 3-Clause License": "BSD-3-Clause",
     "Python Software Foundation License": "PSF-2.0",
     "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
     "ISC License (ISCL)": "ISC",
@@ -590,6 +591,8 @@ def classify(name: str, declared: str, text: str) -> dict[str, Any]:
                 "reason": f"stale: its licence file no longer says {known.evidence!r}",
             }
         return decided
+    if "\n" in declared:  # the whole licence text in the License field (dask-kubernetes): its title line
+        declared = declared.strip().splitlines()[0].strip()
     licence = "; ".join(SPDX.get(part, part) for part in declared.split("; "))
     if "Business Source License" in text:  # a BSL package not reviewed yet
         return {"licence": licence, "category": "source-available", "reason": "its licence file is the BSL"}
