@@ -46,7 +46,7 @@ def train(
     engine: str = typer.Option(
         "local",
         "--engine",
-        help="local: in this process, the table in memory (every output below). dask: on a Dask cluster "
+        help="local (default): in this process, the table in memory. dask: on a Dask cluster "
         "(ENGAGE_DASK_SCHEDULER, else a LocalCluster of ENGAGE_DASK_WORKERS processes): the contract's "
         "row-level checks, then the xgboost heads; writes only model/ (the bundle) and training.json "
         "(metrics, split, rows, timings). No baseline, policy verdict, champion, report or fairness.",
