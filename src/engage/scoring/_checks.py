@@ -137,7 +137,11 @@ def _categories(column: pd.Series, spec: Field) -> tuple[F64, list[tuple[int, Pr
     import pandas as pd
 
     missing = column.isna().to_numpy()
-    codes = pd.Categorical(column.astype(object).mask(missing), categories=list(spec.levels)).codes
+    if isinstance(column.dtype, pd.CategoricalDtype):  # Parquet's dictionary columns: map the levels once
+        lookup = np.array([spec.codes.get(str(c), -1) for c in column.cat.categories] + [-1], dtype=np.int64)
+        codes = lookup[column.cat.codes.to_numpy()]  # code -1 (missing) takes the last entry
+    else:
+        codes = pd.Categorical(column.astype(object).mask(missing), categories=list(spec.levels)).codes
     values = codes.astype(np.float64)
     values[codes < 0] = np.nan
     problems: list[tuple[int, Problem]] = []

@@ -172,7 +172,7 @@ class ParquetSink:
         self.path = path
         self.schema = schema.with_metadata({b"engage": json.dumps(metadata, sort_keys=True, default=str)})
         self.rows = 0
-        self._writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(str(path), self.schema, compression="snappy", use_dictionary=False)
 
     def write(self, table: Any) -> None:
         if table is None or table.num_rows == 0:

@@ -17,6 +17,7 @@ from engage.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["Part", "data_sha256", "plan_parts", "read_part"]
 
@@ -99,29 +100,62 @@ def plan_parts(uri: str, partition_rows: int) -> list[Part]:
     return parts
 
 
-def read_part(part: Part, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The rows of ``part`` (only ``columns``, those of them the file has, when given) and every column
-    name the file has; :class:`DataError` saying why it cannot be read."""
+def read_part(
+    part: Part, columns: Sequence[str] | None = None, *, key: str | None = None
+) -> tuple[pd.DataFrame, list[str], pa.Array | None]:
+    """The rows of ``part`` (only ``columns``, those of them the file has, when given), every column
+    name the file has, and the ``key`` column (the customer id) apart as text, never made Python
+    objects (None without a ``key``; nulls when the file lacks it). :class:`DataError` saying why the
+    part cannot be read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from engage.tables import read_table
 
+    wanted_set = None if columns is None else set(columns) | ({key} if key else set())
     if part.row_groups is None:
         whole = read_table(part.path)
         names = [str(c) for c in whole.columns]
-        return (whole[[c for c in names if c in set(columns)]] if columns is not None else whole), names
-    fs, path = _filesystem(part.path)
+        frame = whole[[c for c in names if c in wanted_set]] if wanted_set is not None else whole
+        table = None
+    else:
+        fs, path = _filesystem(part.path)
+        try:
+            with fs.open(path, "rb") as f:
+                file = pq.ParquetFile(f)
+                names = list(file.schema_arrow.names)
+                wanted = None if wanted_set is None else [c for c in names if c in wanted_set]
+                table = file.read_row_groups(list(part.row_groups), columns=wanted)
+        except (OSError, pa.ArrowException) as e:  # a damaged file
+            raise DataError(f"{part.path}: not readable as Parquet: {type(e).__name__}: {e}") from None
+    ids = None
+    if key is not None:
+        if table is not None:
+            ids = (
+                _text(table.column(key))
+                if key in table.column_names
+                else pa.nulls(table.num_rows, pa.string())
+            )
+            table = table.drop_columns([key]) if key in table.column_names else table
+        else:
+            ids = _text(frame[key]) if key in frame.columns else pa.nulls(len(frame), pa.string())
+            frame = frame.drop(columns=[key]) if key in frame.columns else frame
+    if table is not None:
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)  # no 2-D block copies
+    return frame, names, ids
+
+
+def _text(column: Any) -> pa.Array:
+    """A column as Arrow text: ids stay ids whatever their type (nulls where empty)."""
+    import pyarrow as pa
+
     try:
-        with fs.open(path, "rb") as f:
-            file = pq.ParquetFile(f)
-            names = list(file.schema_arrow.names)
-            wanted = None if columns is None else [c for c in names if c in set(columns)]
-            table = file.read_row_groups(list(part.row_groups), columns=wanted)
-    except (OSError, pa.ArrowException) as e:  # a damaged file
-        raise DataError(f"{part.path}: not readable as Parquet: {type(e).__name__}: {e}") from None
-    frame: pd.DataFrame = table.to_pandas()
-    return frame, names
+        if isinstance(column, pa.ChunkedArray):
+            return column.combine_chunks().cast(pa.string())
+        return pa.array(column, from_pandas=True).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # mixed objects
+        values = column.to_pylist() if isinstance(column, pa.ChunkedArray) else column.tolist()
+        return pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
 
 
 def data_sha256(uri: str) -> str:

@@ -148,16 +148,18 @@ def quarantine_schema() -> pa.Schema:
 def score_part(part: Part, scorer: BatchScorer, *, staging: str | None = None) -> PartResult:
     """Read, check, score ``part``; its tables in the result, or (``staging``) written there as
     ``scores/part-NNNNN.parquet`` and ``quarantine/part-NNNNN.parquet`` (each whole or absent)."""
+    import pyarrow as pa
+
     started = time.perf_counter()
     result = PartResult(part.index, part.path)
     try:
-        frame, names = read_part(part, scorer.columns)
+        frame, names, ids = read_part(part, scorer.columns, key=scorer.id_column)
     except DataError as e:
         result.schema = f"unreadable: {e}"
         result.rows = part.rows or 0
         result.quarantined = result.rows
         result.reasons = {"unreadable": 1}
-        result.quarantine = _quarantine_whole(part, None, result.schema, scorer)
+        result.quarantine = _quarantine_whole(part, None, result.schema, None)
         return _finish(result, started, staging)
     result.rows = len(frame)
     result.ignored_columns = sorted(c for c in names if c not in scorer.contract.columns)
@@ -166,18 +168,23 @@ def score_part(part: Part, scorer: BatchScorer, *, staging: str | None = None) -
         result.schema = problem
         result.quarantined = len(frame)
         result.reasons = {"schema": len(frame)}
-        result.quarantine = _quarantine_whole(part, frame, problem, scorer)
+        result.quarantine = _quarantine_whole(part, frame, problem, ids)
         return _finish(result, started, staging)
     checked = check_frame(frame, scorer.encoder)
     accepted = frame.loc[checked.accepted] if len(checked.reasons) else frame
+    if ids is not None and checked.reasons:
+        ids_accepted: pa.Array | None = ids.filter(pa.array(checked.accepted))
+    else:
+        ids_accepted = ids
     scores = scorer.score(checked.X, accepted)
     result.notes = scores.notes
     result.scored = len(checked.X)
     result.quarantined = len(checked.reasons)
     result.reasons = dict(Counter(r[0] for r in checked.reasons))
-    result.scores = _scores_table(accepted, scores, scorer)
+    result.scores = _scores_table(len(accepted), ids_accepted, scores, scorer)
     if checked.reasons:
-        result.quarantine = _quarantine_rows(part, frame, checked.rejected, checked.reasons, scorer)
+        rejected_ids = ids.take(pa.array(checked.rejected)) if ids is not None else None
+        result.quarantine = _quarantine_rows(part, frame, checked.rejected, checked.reasons, rejected_ids)
     return _finish(result, started, staging)
 
 
@@ -205,32 +212,15 @@ def _stage(table: pa.Table, url: str) -> None:
     fs.mv(tmp, path)
 
 
-def _ids(frame: pd.DataFrame, scorer: BatchScorer) -> pa.Array | None:
-    """The id column as text (nulls where empty), or None when the contract names no id column."""
-    import pyarrow as pa
-
-    if scorer.id_column is None:
-        return None
-    if scorer.id_column not in frame.columns:
-        return pa.nulls(len(frame), pa.string())
-    column = frame[scorer.id_column]
-    try:
-        return pa.array(column, from_pandas=True).cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # mixed objects
-        return pa.array([None if v is None or v != v else str(v) for v in column.tolist()], pa.string())
-
-
-def _scores_table(frame: pd.DataFrame, scores: Any, scorer: BatchScorer) -> pa.Table:
+def _scores_table(rows: int, ids: pa.Array | None, scores: Any, scorer: BatchScorer) -> pa.Table:
     import pyarrow as pa
 
     columns: dict[str, Any] = {}
-    ids = _ids(frame, scorer)
-    if ids is not None and scorer.id_column:
-        columns[scorer.id_column] = ids
+    if scorer.id_column:
+        columns[scorer.id_column] = ids if ids is not None else pa.nulls(rows, pa.string())
     for output in scorer.outputs.values():
         columns[output] = pa.array(scores.values[output], pa.float64())
     if scorer.reason_head is not None:
-        rows = len(frame)
         k = 0 if scores.reason_index is None else scores.reason_index.shape[1]
         names = pa.array(scorer.encoder.names, pa.string())
         index = scores.reason_index.ravel() if scores.reason_index is not None else np.empty(0, np.int32)
@@ -253,12 +243,11 @@ def _quarantine_rows(
     frame: pd.DataFrame,
     rows: np.ndarray[Any, Any],
     reasons: list[tuple[str, str, str]],
-    scorer: BatchScorer,
+    ids: pa.Array | None,
 ) -> pa.Table:
     import pyarrow as pa
 
     rejected = frame.iloc[rows]
-    ids = _ids(rejected, scorer)
     return pa.table(
         {
             "part": pa.array([part.index] * len(rows), pa.int32()),
@@ -274,7 +263,7 @@ def _quarantine_rows(
     )
 
 
-def _quarantine_whole(part: Part, frame: pd.DataFrame | None, problem: str, scorer: BatchScorer) -> pa.Table:
+def _quarantine_whole(part: Part, frame: pd.DataFrame | None, problem: str, ids: pa.Array | None) -> pa.Table:
     import pyarrow as pa
 
     if frame is None:  # unreadable: one row standing for the part
@@ -287,7 +276,7 @@ def _quarantine_whole(part: Part, frame: pd.DataFrame | None, problem: str, scor
             schema=quarantine_schema(),
         )  # fmt: skip
     n = len(frame)
-    return _quarantine_rows(part, frame, np.arange(n), [("schema", "", problem)] * n, scorer)
+    return _quarantine_rows(part, frame, np.arange(n), [("schema", "", problem)] * n, ids)
 
 
 # ------------------------------------------------------------------------------------------- workers
