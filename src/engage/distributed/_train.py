@@ -36,7 +36,7 @@ import pandas as pd
 from engage.contract import Contract
 from engage.errors import EngageError, TrainingError
 from engage.features import FeatureSet
-from engage.model import MIN_ROWS, Head, HeadModel, ModelBundle, TrainConfig
+from engage.model import Head, HeadModel, ModelBundle, TrainConfig, check_counts
 
 from ._frame import conformed
 
@@ -334,13 +334,7 @@ def _check_counts(head: Head, stats: dict[int, tuple[int, int]]) -> None:
         "validation": stats[STOP][0] + stats[CALIBRATE][0],
         "test": stats[TEST][0],
     }
-    if any(counts[p] < MIN_ROWS[p] for p in MIN_ROWS):
-        got = ", ".join(f"{p} {counts[p]:,}" for p in MIN_ROWS)
-        need = "/".join(f"{MIN_ROWS[p]}" for p in MIN_ROWS)
-        raise TrainingError(
-            f"head {head.name}: too few labelled rows for the split ({got}; at least {need} needed)",
-            head=head.name,
-        )
+    check_counts(head, counts)
     if not head.classification:
         return
     positives = {

@@ -5,7 +5,7 @@ so that the predictor image can load a bundle; ``engage.training`` re-exports th
 """
 
 from ._bundle import BUNDLE_FORMAT, ModelBundle, bundle_version, load_bundle
-from ._heads import MIN_ROWS, PRODUCT_HEADS, Head, head_labels, plan_heads
+from ._heads import MIN_ROWS, PRODUCT_HEADS, Head, check_counts, head_labels, plan_heads
 from ._learners import HeadModel, TrainConfig
 from ._offsets import GroupOffsets
 
@@ -19,6 +19,7 @@ __all__ = [
     "ModelBundle",
     "TrainConfig",
     "bundle_version",
+    "check_counts",
     "head_labels",
     "load_bundle",
     "plan_heads",

@@ -12,7 +12,7 @@ import pandas as pd
 from engage.contract import Contract, Distribution, Task
 from engage.errors import ConfigError, TrainingError
 
-__all__ = ["MIN_ROWS", "PRODUCT_HEADS", "Head", "check_parts", "head_labels", "plan_heads"]
+__all__ = ["MIN_ROWS", "PRODUCT_HEADS", "Head", "check_counts", "check_parts", "head_labels", "plan_heads"]
 
 #: the heads Engage is built around; a contract may define any subset (and others)
 PRODUCT_HEADS = ("engagement_score", "churn", "ltv")
@@ -105,17 +105,20 @@ def head_labels(frame: pd.DataFrame, head: Head) -> F64:
 MIN_ROWS = {"train": 100, "validation": 20, "test": 20}
 
 
-def check_parts(head: Head, y: F64, parts: dict[str, npt.NDArray[np.intp]]) -> None:
-    """Refuse a head whose labelled rows are too few for the split, or whose label has one class."""
-    counts = {part: int(np.isfinite(y[rows]).sum()) for part, rows in parts.items()}
-    short = {p: c for p, c in counts.items() if c < MIN_ROWS[p]}
-    if short:
+def check_counts(head: Head, counts: dict[str, int]) -> None:
+    """Refuse a head with fewer labelled rows in a part of the split than :data:`MIN_ROWS` asks."""
+    if any(counts[p] < MIN_ROWS[p] for p in MIN_ROWS):
         got = ", ".join(f"{p} {counts[p]:,}" for p in MIN_ROWS)
         need = "/".join(f"{MIN_ROWS[p]}" for p in MIN_ROWS)
         raise TrainingError(
             f"head {head.name}: too few labelled rows for the split ({got}; at least {need} needed)",
             head=head.name,
         )
+
+
+def check_parts(head: Head, y: F64, parts: dict[str, npt.NDArray[np.intp]]) -> None:
+    """Refuse a head whose labelled rows are too few for the split, or whose label has one class."""
+    check_counts(head, {part: int(np.isfinite(y[rows]).sum()) for part, rows in parts.items()})
     if not head.classification:
         return
     labelled = y[np.isfinite(y)]
