@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_PYTHON ?= python3.11
 
-.PHONY: help run serve images image-sboms test test-fast test-unit test-integration test-e2e test-ml test-faults \
+.PHONY: help run serve images image-sboms test test-long test-fast test-unit test-integration test-e2e test-ml test-faults \
 	fuzz soak coverage lint fmt typecheck check manifests security sbom licences licence-clean ci generate \
 	bench clean
 
@@ -70,10 +70,15 @@ COVERAGE_JSON := benchmarks/results/coverage.json
 PYTEST := $(RUN) pytest --cov --cov-report=
 PYTEST_ARGS ?=
 
-test: $(SYNCED) $(K8S_TOOLS)  ## every test (unit, integration, e2e, slow, fault, fuzz, ml); coverage >= 80 %
-	$(PYTEST) $(PYTEST_ARGS)
+test: $(SYNCED) $(K8S_TOOLS)  ## every test but the long ones (unit, integration, e2e, slow, fault, fuzz, ml); coverage >= 80 %
+	$(PYTEST) -m "not long" $(PYTEST_ARGS)
 	$(RUN) python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) --out $(COVERAGE_JSON) \
 	  --command "make test$(if $(PYTEST_ARGS), PYTEST_ARGS='$(PYTEST_ARGS)')"
+
+# The few tests of a minute each that would take make test past 20 minutes (whole pipeline runs under a
+# fault or a canary): make ci runs them after make test; the GitHub jobs (by folder) run them too
+test-long: $(SYNCED) $(K8S_TOOLS)  ## the long tests (a minute each: whole pipeline runs), run by make ci after make test
+	$(RUN) pytest -m long $(PYTEST_ARGS)
 
 test-fast: $(SYNCED)  ## unit tests without the slow ones
 	$(RUN) pytest -m "unit and not slow"
@@ -146,7 +151,7 @@ licence-clean: $(SYNCED)  ## the install without alibi / alibi-detect (a venv of
 # ---- CI ----------------------------------------------------------------------------------------------------
 # Every stage that runs without Docker, in this order, each timed; a failed stage does not stop the next
 # ones, the run fails at the end. The manifest tests run in their own stage, so `test` skips them.
-CI_STAGES := check security manifests licences sbom licence-clean test
+CI_STAGES := check security manifests licences sbom licence-clean test test-long
 ci:  ## every stage that runs without Docker (what .ci/run runs after installing system packages)
 	@failed=(); for stage in $(CI_STAGES); do \
 	  echo "== $$stage"; start=$$SECONDS; \

@@ -19,7 +19,7 @@ import pytest
 
 from engage.registry import Registry
 
-pytestmark = [pytest.mark.fault, pytest.mark.slow]
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.long]  # long: make test-long (make ci)
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGAGE = [sys.executable, "-m", "engage", "run"]

@@ -235,6 +235,7 @@ def _queued(db: Any, customer_id: str) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a whole pipeline run: make test-long (make ci runs it after make test)
 def test_the_pipeline_logs_no_personal_data(tmp_path: Path) -> None:
     """``engage run`` on a 3,000-row table whose customers include the canary (twice: a duplicate key
     the quality gate reports), with the review sample going to a database of the test."""
