@@ -26,6 +26,7 @@ from . import (
     _keys,
     _registry,
     _review,
+    _rollout,
     _score,
     _subject,
     _token,
@@ -72,6 +73,7 @@ app.command("fairness")(_fairness.fairness)
 app.command("explain")(_explain.explain)
 app.command("card")(_card.card)
 app.command("score")(_score.score)
+app.command("rollout")(_rollout.rollout)
 app.command("cloudwatch-bridge")(_cloudwatch.cloudwatch_bridge)
 app.add_typer(_registry.app, name="registry")
 app.add_typer(_keys.app, name="keys")
