@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from engage.contract import Contract
     from engage.drift import DriftDetector, DriftSettings, Reference
+    from engage.feedback import EventStore
     from engage.telemetry.tracing import Tracing
     from engage.training import ModelBundle
 
@@ -102,6 +103,19 @@ def drift_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help=f"test the window after this many new rows; default {fields['test_every_rows'].default}",
+    )
+    parser.add_argument(
+        "--event_store",
+        default=None,
+        help="also append every request/response pair, one row per scored customer, to Parquet files under "
+        "this URI (a folder or any fsspec URI, e.g. s3://bucket/events); off by default (engage feedback "
+        "joins them with outcomes)",
+    )
+    parser.add_argument(
+        "--event_store_flush_seconds",
+        type=float,
+        default=60.0,
+        help="write the event store's buffer at least this often (also every 5,000 rows); default 60",
     )
     return parser
 
@@ -251,6 +265,7 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         self.bundle: ModelBundle | None = None
         self.metrics = drift_metrics()
         self._worker: _Worker | None = None
+        self.store: EventStore | None = None
         serving_metrics().model_ready.labels(name, SERVER).set(0)
 
     # ---- loading --------------------------------------------------------------------------------------
@@ -285,6 +300,8 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         self.bundle, self.detector, self.ready = bundle, detector, True
         self._worker = _Worker(detector, self._publish, self._window_test)
         self._worker.start()
+        if self.args.event_store:
+            self.store = self._event_store(bundle)
         metrics = serving_metrics()
         learners = ",".join(sorted({m.learner for m in bundle.heads.values()}))
         metrics.model_info.labels(self.name, SERVER, bundle.version, learners, ",".join(bundle.heads)).set(1)
@@ -308,6 +325,34 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         )
         return True
 
+    def _event_store(self, bundle: ModelBundle) -> EventStore:
+        """The store of scored rows: the id, protected attributes and inputs the contract names, and every
+        head's output."""
+        from engage.contract import load_contract
+        from engage.feedback import EventStore, store_failures
+
+        try:
+            contract = load_contract(self.args.contract)
+            id_column = next((n for n, c in contract.columns.items() if c.role.value == "id"), None)
+            protected = contract.protected
+        except EngageError:
+            id_column, protected = None, []
+        inputs = list(bundle.features.columns)
+        columns = list(dict.fromkeys([*([id_column] if id_column else []), *protected, *inputs]))
+        failures = store_failures().labels(self.name)
+        store = EventStore(
+            self.args.event_store,
+            model_name=self.name,
+            columns=columns,
+            inputs=inputs,
+            outputs=[m.head.output for m in bundle.heads.values()],
+            id_column=id_column,
+            flush_seconds=self.args.event_store_flush_seconds,
+            on_failure=lambda _e: failures.inc(),
+        )
+        log.info("event store: every scored row to %s (flush every %g s)", store.uri, store.flush_seconds)
+        return store
+
     def start(self) -> None:
         # KServe's Model.start() says ready unconditionally; ready here means loaded
         self.ready = self.detector is not None
@@ -315,6 +360,8 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
     def stop(self) -> None:
         if self._worker is not None:
             self._worker.stop()
+        if self.store is not None:
+            self.store.close()
         self.ready = False
 
     def routes(self) -> list[FastRoute]:
@@ -342,6 +389,8 @@ class DriftDetectorModel(Model):  # type: ignore[misc,unused-ignore]
         else:
             accepted = detector.add_rows(request_matrix(payload, detector.reference, self.args.max_rows))
         self.metrics.events.labels(self.name, kind).inc()
+        if self.store is not None:  # never raises: a failure is counted and logged once
+            self.store.add(kind, headers.get("ce-id"), payload)
         if self.tracing is not None:
             self.tracing.annotate({ROWS: accepted, "engage.drift.event": kind})
         if self._worker is not None:

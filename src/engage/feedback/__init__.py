@@ -1,0 +1,52 @@
+"""The production feedback loop: the predictor's logged traffic, joined with outcomes as they arrive.
+
+* :class:`EventStore` (used by the drift detector's ``--event_store``) writes every scored row to
+  Parquet; :func:`read_events` reads them back.
+* :func:`live_report` joins them with an outcomes table and judges live accuracy, live fairness,
+  prediction drift and business figures by the promotion policy (``engage feedback``).
+* :func:`push_live_metrics` pushes the figures (``engage_live_*``) to a Prometheus Pushgateway.
+
+See ``docs/feedback.md``.
+"""
+
+from ._metrics import (
+    FEEDBACK_JOB,
+    LIVE_METRICS,
+    STORE_FAILURES,
+    live_registry,
+    push_live_metrics,
+    store_failures,
+)
+from ._report import (
+    MIN_LABELLED,
+    OUTCOME_TIME,
+    PSI_THRESHOLD,
+    LiveHead,
+    LiveReport,
+    PredictionDrift,
+    live_report,
+    psi,
+)
+from ._store import BASE_COLUMNS, PREDICTION_PREFIX, EventStore, pair_rows, read_events
+
+__all__ = [
+    "BASE_COLUMNS",
+    "FEEDBACK_JOB",
+    "LIVE_METRICS",
+    "MIN_LABELLED",
+    "OUTCOME_TIME",
+    "PREDICTION_PREFIX",
+    "PSI_THRESHOLD",
+    "STORE_FAILURES",
+    "EventStore",
+    "LiveHead",
+    "LiveReport",
+    "PredictionDrift",
+    "live_registry",
+    "live_report",
+    "pair_rows",
+    "psi",
+    "push_live_metrics",
+    "read_events",
+    "store_failures",
+]
