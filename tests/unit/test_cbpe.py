@@ -14,17 +14,27 @@ import pytest
 from engage.errors import ConfigError, DataError, SchemaError
 from engage.evaluation import classification_metrics, confusion
 from engage.feedback import _cbpe
-from engage.feedback._cbpe import CBPE_METRICS, estimate_classification, realised_classification
+from engage.feedback._cbpe import (
+    CBPE_METRICS,
+    estimate_classification,
+    fit_reference_calibration,
+    realised_classification,
+)
 
 REPEATS = 30
 ROWS = 1_000
 
 
-def _chunk(seed: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def _chunk(seed: int, rows: int = ROWS) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Calibrated probabilities (a churn-like Beta(1, 3) mix, 25 % positive) and labels drawn from them."""
     rng = np.random.default_rng(seed)
-    probs = rng.beta(1.0, 3.0, ROWS)
-    return probs, (rng.random(ROWS) < probs).astype(np.int64)
+    probs = rng.beta(1.0, 3.0, rows)
+    return probs, (rng.random(rows) < probs).astype(np.int64)
+
+
+def _overconfident(probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The same ranking, pushed towards 0 and 1: three times the logit."""
+    return np.asarray(1 / (1 + np.exp(-3 * _logit(probs))), dtype=np.float64)
 
 
 @functools.cache
@@ -59,7 +69,7 @@ def test_mis_calibrated_probabilities_give_a_confident_wrong_estimate() -> None:
     misses = 0
     for seed in range(REPEATS):
         probs, labels = _chunk(seed)
-        overconfident = 1 / (1 + np.exp(-3 * _logit(probs)))
+        overconfident = _overconfident(probs)
         realised = _realised(seed)["auc_roc"]  # the ranking is the same: so is the realised AUC
         if seed == 0:
             assert realised_classification(labels, overconfident)["auc_roc"] == pytest.approx(realised)
@@ -67,6 +77,45 @@ def test_mis_calibrated_probabilities_give_a_confident_wrong_estimate() -> None:
         assert estimate.metrics["auc_roc"] - realised > 0.1
         misses += not estimate.covers("auc_roc", realised)
     assert misses == REPEATS
+
+
+def test_a_reference_calibration_repairs_mis_calibrated_probabilities() -> None:
+    """NannyML's remedy: an isotonic map fitted on a labelled reference chunk of the served scores; rows are
+    still ranked by the served scores, counted with the recalibrated probabilities."""
+    reference_probs, reference_labels = _chunk(999, rows=5_000)
+    calibration = fit_reference_calibration(reference_labels, _overconfident(reference_probs))
+    assert calibration.rows == 5_000
+    covered, errors = 0, []
+    for seed in range(REPEATS):
+        probs, _ = _chunk(seed)
+        estimate = estimate_classification(
+            _overconfident(probs), samples=200, seed=seed, calibration=calibration
+        )
+        assert estimate.reference_rows == 5_000
+        realised = _realised(seed)["auc_roc"]
+        errors.append(abs(estimate.metrics["auc_roc"] - realised))
+        covered += estimate.covers("auc_roc", realised)
+    assert covered >= 25
+    assert float(np.mean(errors)) < 0.015
+
+
+@pytest.mark.parametrize(
+    ("labels", "probs", "message"),
+    [
+        ([0, 1, 2], [0.1, 0.5, 0.9], "churn reference labels must be 0/1 or booleans, found 2"),
+        ([0, 1], [0.1, 0.5, 0.9], "churn reference labels and probabilities differ in length (2 vs 3 rows)"),
+        (
+            [1, 1, 1],
+            [0.1, 0.5, 0.9],
+            "churn reference labels hold a single class (1): there is nothing to calibrate against",
+        ),
+        ([0, 1], [0.1, math.nan], "churn probabilities hold 1 NaN value (first at row 1)"),
+    ],
+)
+def test_bad_reference_is_refused(labels: list[int], probs: list[float], message: str) -> None:
+    with pytest.raises(DataError) as caught:
+        fit_reference_calibration(labels, probs)
+    assert str(caught.value) == message
 
 
 def test_expected_auc_is_the_probability_weighted_pair_count() -> None:

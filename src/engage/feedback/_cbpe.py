@@ -10,6 +10,12 @@ estimated ROC AUC. This is the method NannyML publishes as "Confidence-based Per
 (https://nannyml.readthedocs.io/en/stable/how_it_works/performance_estimation.html), implemented here
 on numpy: the ``nannyml`` package does not install beside our pins (see docs/cbpe.md).
 
+A head's probabilities are seldom exactly calibrated on new data. NannyML's CBPE therefore first calibrates
+the scores on a labelled *reference* set (for Engage: the test split, or any chunk whose labels have
+come): :func:`fit_reference_calibration` fits that isotonic map, and ``estimate_classification(...,
+calibration=...)`` ranks and thresholds rows by the served scores but counts them with the recalibrated
+probabilities.
+
 The interval is a parametric bootstrap: labels are drawn ``y ~ Bernoulli(p)`` ``samples`` times (seeded)
 and the realised figures of each draw computed; the central ``level`` share of them is where the realised
 figure lands when the probabilities are calibrated. It is the sampling error of a chunk of this size,
@@ -37,7 +43,9 @@ __all__ = [
     "CBPE_METRICS",
     "REGRESSION_HEADS_NOTE",
     "CBPEEstimate",
+    "ReferenceCalibration",
     "estimate_classification",
+    "fit_reference_calibration",
     "realised_classification",
 ]
 
@@ -71,7 +79,60 @@ _BAD_LEVEL = "level must lie strictly between 0 and 1, got {value!r}"
 _BAD_SAMPLES = "samples must be an integer of at least {minimum}, got {value!r}"
 _BAD_SEED = "seed must be an integer of at least 0, got {value!r}"
 
+_NOT_LABELS = "{name} reference labels must be 0/1 or booleans, found {value}"
+_LENGTHS = "{name} reference labels and probabilities differ in length ({labels:,} vs {probs:,} rows)"
+_ONE_CLASS = "{name} reference labels hold a single class ({value}): there is nothing to calibrate against"
+
 _MIN_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class ReferenceCalibration:
+    """A non-decreasing map from served scores to the positive rate seen on labelled reference data.
+
+    The isotonic regression of the reference labels on the scores, kept as its breakpoints (``scores``
+    ascending, ``rates``) and applied by linear interpolation, clipped at both ends; ``rows`` is the size
+    of the reference set.
+    """
+
+    scores: tuple[float, ...]
+    rates: tuple[float, ...]
+    rows: int
+
+    def apply(self, probabilities: Any, *, name: str = "churn") -> F64:
+        """The recalibrated probabilities of ``probabilities`` (checked as in :func:`estimate_classification`)."""
+        probs = _probabilities(probabilities, name)
+        return np.asarray(np.interp(probs, self.scores, self.rates), dtype=np.float64)
+
+
+def fit_reference_calibration(
+    y_true: Any, probabilities: Any, *, name: str = "churn"
+) -> ReferenceCalibration:
+    """Fit :class:`ReferenceCalibration` on a labelled reference set (scores as the head served them).
+
+    :class:`~engage.errors.DataError` for unusable probabilities (as :func:`estimate_classification`),
+    labels other than 0/1, lengths that differ, or a single class.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    probs = _probabilities(probabilities, name)
+    try:
+        labels = np.asarray(y_true, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(_NOT_LABELS.format(name=name, value="non-numeric values")) from None
+    if labels.shape != probs.shape:
+        raise DataError(_LENGTHS.format(name=name, labels=labels.size, probs=probs.size))
+    odd = labels[(labels != 0) & (labels != 1)]
+    if odd.size:
+        raise DataError(_NOT_LABELS.format(name=name, value=f"{odd[0]:g}"))
+    if np.unique(labels).size < 2:
+        raise DataError(_ONE_CLASS.format(name=name, value=f"{labels[0]:g}"))
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probs, labels)
+    return ReferenceCalibration(
+        scores=tuple(float(v) for v in fitted.X_thresholds_),
+        rates=tuple(float(v) for v in fitted.y_thresholds_),
+        rows=int(probs.size),
+    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +144,8 @@ class CBPEEstimate:
     it, e.g. ROC AUC when every probability is 0); ``standard_errors`` to the standard deviation over the
     draws. ``confusion`` holds the expected counts ``tp``, ``fp``, ``tn``, ``fn`` at ``threshold``
     (``probability >= threshold`` is positive); ``positives`` is the expected number of positives (the sum
-    of the probabilities).
+    of the probabilities); ``reference_rows`` the size of the labelled reference set the probabilities
+    were recalibrated on (None: used as served).
     """
 
     rows: int
@@ -96,6 +158,7 @@ class CBPEEstimate:
     level: float
     samples: int
     seed: int
+    reference_rows: int | None = None
 
     def covers(self, metric: str, value: float) -> bool:
         """Whether ``value`` (a realised figure) lies inside the interval of ``metric``."""
@@ -132,6 +195,7 @@ class CBPEEstimate:
             "level": self.level,
             "samples": self.samples,
             "seed": self.seed,
+            "reference_rows": self.reference_rows,
         }
 
 
@@ -188,16 +252,16 @@ def _threshold_figures(tp: F64, fp: F64, tn: F64, fn: F64) -> dict[str, F64]:
     }
 
 
-def _expected_auc(probs: F64) -> float:
+def _expected_auc(scores: F64, probs: F64) -> float:
     """Area under the expected ROC curve: rows ordered by score (ties as one step), expected true
     positives ``cumsum(p)`` over their total, expected false positives ``cumsum(1 - p)`` over theirs."""
     positives = float(probs.sum())
     negatives = float(probs.size - positives)
     if positives <= 0 or negatives <= 0:
         return math.nan  # every expected label is of one class: the ROC curve is undefined
-    scores, inverse = np.unique(-probs, return_inverse=True)  # ascending -p: highest score first
-    tp = np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=probs, minlength=scores.size))])
-    fp = np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=1 - probs, minlength=scores.size))])
+    levels, inverse = np.unique(-scores, return_inverse=True)  # ascending -score: highest first
+    tp = np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=probs, minlength=levels.size))])
+    fp = np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=1 - probs, minlength=levels.size))])
     tpr, fpr = tp / positives, fp / negatives
     return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
 
@@ -209,10 +273,12 @@ def _average_ranks(values: F64) -> F64:
     return np.asarray((starts + (counts + 1) / 2)[inverse], dtype=np.float64)
 
 
-def _draws(probs: F64, predicted: npt.NDArray[np.bool_], samples: int, seed: int) -> dict[str, F64]:
+def _draws(
+    scores: F64, probs: F64, predicted: npt.NDArray[np.bool_], samples: int, seed: int
+) -> dict[str, F64]:
     """Realised figures of ``samples`` label draws ``y ~ Bernoulli(p)``; AUC NaN for one-class draws."""
     n = probs.size
-    ranks = _average_ranks(probs)
+    ranks = _average_ranks(scores)
     chosen = predicted.astype(np.float64)
     n_predicted = float(chosen.sum())
     rng = np.random.default_rng(seed)
@@ -250,6 +316,7 @@ def estimate_classification(
     level: float = 0.95,
     samples: int = 400,
     seed: int = 0,
+    calibration: ReferenceCalibration | None = None,
     name: str = "churn",
 ) -> CBPEEstimate:
     """CBPE estimate of ROC AUC, accuracy, precision, recall and F1 of one chunk, with intervals.
@@ -259,17 +326,22 @@ def estimate_classification(
     :class:`~engage.errors.DataError` when they are not numeric, not one-dimensional, empty, NaN or
     outside [0, 1]; :class:`~engage.errors.ConfigError` for a threshold outside [0, 1], a level outside
     (0, 1), fewer than 20 samples or a negative seed. ``name`` names the head in messages.
+
+    With ``calibration`` (:func:`fit_reference_calibration`), rows are still ranked and thresholded by
+    the served ``probabilities`` -- that is what the realised figures will judge -- but their chance of
+    being positive is the recalibrated probability.
     """
-    probs = _probabilities(probabilities, name)
+    scores = _probabilities(probabilities, name)
     _settings(threshold, level, samples, seed)
-    predicted = probs >= threshold
+    probs = scores if calibration is None else calibration.apply(scores, name=name)
+    predicted = scores >= threshold
     tp = float(probs[predicted].sum())
     fp = float((1 - probs[predicted]).sum())
     fn = float(probs[~predicted].sum())
     tn = float((1 - probs[~predicted]).sum())
     point = _threshold_figures(*(np.array([v]) for v in (tp, fp, tn, fn)))
-    metrics = {"auc_roc": _expected_auc(probs)} | {k: float(v[0]) for k, v in point.items()}
-    drawn = _draws(probs, predicted, samples, seed)
+    metrics = {"auc_roc": _expected_auc(scores, probs)} | {k: float(v[0]) for k, v in point.items()}
+    drawn = _draws(scores, probs, predicted, samples, seed)
     spreads = {metric: _spread(drawn[metric], float(level)) for metric in CBPE_METRICS}
     return CBPEEstimate(
         rows=int(probs.size),
@@ -282,6 +354,7 @@ def estimate_classification(
         level=float(level),
         samples=samples,
         seed=seed,
+        reference_rows=None if calibration is None else calibration.rows,
     )
 
 
