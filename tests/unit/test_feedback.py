@@ -245,3 +245,39 @@ def test_tables_without_the_join_columns_are_refused(contract: Any, policy: Any)
         live_report(events, pd.DataFrame({"customer_id": ["c1"]}), contract, policy)
     with pytest.raises(SchemaError, match="not an event store table"):
         live_report(events.drop(columns="event_id"), _outcomes(events), contract, policy)
+
+
+# ---- the retraining trigger -----------------------------------------------------------------------------
+
+
+def test_a_crossed_policy_starts_a_run_and_says_why_on_the_audit_trail(
+    contract: Any, policy: Any, tmp_path: Path
+) -> None:
+    from engage.governance import AuditTrail, open_database
+    from engage_components._feedback import RETRAIN_EVENT, retrain_if_needed
+
+    trail = AuditTrail(open_database(f"sqlite:///{tmp_path}/governance.db"))
+    started: list[dict[str, Any]] = []
+
+    def runner(params: dict[str, Any]) -> tuple[str, str]:
+        started.append(params)
+        return f"run-{len(started)}", "SUCCEEDED"
+
+    steady = _events()
+    calm = live_report(steady, _outcomes(steady), contract, policy)
+    assert not retrain_if_needed(calm, {"rows": 500}, runner=runner, trail=trail, actor="t").triggered
+    assert started == []
+    assert trail.records(event=RETRAIN_EVENT) == []
+
+    biased = live_report(steady, _outcomes(steady, bias=0.3), contract, policy)
+    decision = retrain_if_needed(biased, {"rows": 500}, runner=runner, trail=trail, actor="t")
+    assert decision.triggered
+    assert decision.run_id == "run-1"
+    assert started == [{"rows": 500}]
+    assert "live_fairness" in decision.sections
+    (record,) = trail.records(event=RETRAIN_EVENT)
+    assert record.seq == decision.audit_seq
+    assert record.payload is not None
+    assert record.payload["run_id"] == "run-1"
+    assert any(r["rule"].startswith("gender: equalized_odds_difference") for r in record.payload["rules"])
+    assert trail.verify().ok

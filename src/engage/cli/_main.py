@@ -22,6 +22,7 @@ from . import (
     _data,
     _explain,
     _fairness,
+    _feedback,
     _governance,
     _keys,
     _registry,
@@ -73,6 +74,7 @@ app.command("fairness")(_fairness.fairness)
 app.command("explain")(_explain.explain)
 app.command("card")(_card.card)
 app.command("score")(_score.score)
+app.command("feedback")(_feedback.feedback)
 app.command("rollout")(_rollout.rollout)
 app.command("cloudwatch-bridge")(_cloudwatch.cloudwatch_bridge)
 app.add_typer(_registry.app, name="registry")

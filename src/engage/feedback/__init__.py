@@ -26,6 +26,7 @@ from ._report import (
     PredictionDrift,
     live_report,
     psi,
+    write_report,
 )
 from ._store import BASE_COLUMNS, PREDICTION_PREFIX, EventStore, pair_rows, read_events
 
@@ -49,4 +50,5 @@ __all__ = [
     "push_live_metrics",
     "read_events",
     "store_failures",
+    "write_report",
 ]

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "PredictionDrift",
     "live_report",
     "psi",
+    "write_report",
 ]
 
 #: the outcomes table's column that says when each outcome was observed
@@ -453,3 +455,18 @@ def live_report(
 
 def _float(v: float | str | None) -> float | None:
     return v if isinstance(v, float) else None
+
+
+def write_report(report: LiveReport, out_dir: str | Path) -> dict[str, Path]:
+    """``report.json`` and ``report.md`` in ``out_dir``, each written whole (temporary file, rename)."""
+    import json
+
+    from engage._io import write_text_atomic
+
+    folder = Path(out_dir)
+    return {
+        "json": write_text_atomic(
+            folder / "report.json", json.dumps(report.to_json(), indent=2, default=str) + "\n"
+        ),
+        "markdown": write_text_atomic(folder / "report.md", report.markdown()),
+    }

@@ -1,0 +1,131 @@
+"""``engage feedback``: the logged predictions joined with their outcomes, judged by the policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ._options import DB_HELP, actor_name, parse_time
+
+
+def feedback(
+    events: str = typer.Option(
+        ..., "--events", help="The event store (the drift detector's --event_store URI: folder or s3://...)."
+    ),
+    outcomes: Path = typer.Option(
+        ...,
+        "--outcomes",
+        help="Parquet or CSV of outcomes: the customer id, observed_at, and outcome columns named as the "
+        "contract's targets (churned, engagement_score, ltv).",
+    ),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Where report.json and report.md go."),
+    pushgateway: str | None = typer.Option(
+        None, "--pushgateway", help="Prometheus Pushgateway host:port for the engage_live_* figures."
+    ),
+    contract: Path | None = typer.Option(
+        None, "--contract", "-c", help="Contract file (default: customers)."
+    ),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="Promotion policy file (default: the shipped one)."
+    ),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="Table of the model's predictions on training rows (columns churn_probability, ...: engage "
+        "train's test predictions) for prediction drift; default: the window's first half.",
+    ),
+    since: str | None = typer.Option(None, "--since", help="First event time read, ISO 8601 (default: all)."),
+    until: str | None = typer.Option(
+        None, "--until", help="Events before this time, ISO 8601 (default: all)."
+    ),
+    retrain: bool = typer.Option(
+        False, "--retrain", help="Start a training run when drift, live accuracy or live fairness is crossed."
+    ),
+    param: list[str] = typer.Option(
+        [],
+        "--param",
+        "-p",
+        help="NAME=VALUE for the training run (ENGAGE_RUN_* settings, e.g. data_uri=...).",
+    ),
+    kfp_host: str | None = typer.Option(
+        None, "--kfp-host", help="Start the training run on this KFP API (default: kfp.local here)."
+    ),
+    database: str | None = typer.Option(None, "--db", help=DB_HELP),
+    actor: str | None = typer.Option(None, "--actor", help="Who triggers a retraining (default: $USER)."),
+) -> None:
+    """Live accuracy, live fairness, prediction drift and business figures; exit 1 when the policy is crossed."""
+    from engage.cli.console import err, out
+    from engage.contract import load_contract
+    from engage.feedback import live_report, push_live_metrics, read_events, write_report
+    from engage.policy import load_policy
+    from engage.tables import read_table
+
+    spec = load_contract(contract)
+    rules = load_policy(policy)
+    logged = read_events(events, parse_time(since, "--since"), parse_time(until, "--until"))
+    table = read_table(outcomes)
+    ref = read_table(reference) if reference is not None else None
+    report = live_report(logged, table, spec, rules, ref)
+    written = write_report(report, out_dir)
+    console = out()
+    console.print(f"verdict: {report.verdict}")
+    for reason in report.reasons:
+        console.print(f"  {reason}")
+    err().print(
+        f"{report.predictions:,} predictions, {report.labelled:,} with an outcome (coverage {report.coverage:.1%}); "
+        f"wrote {written['json']} and {written['markdown']}",
+        style="dim",
+    )
+    if pushgateway:
+        push_live_metrics(report, pushgateway, model=report.model or "engage")
+        err().print(f"pushed engage_live_* to {pushgateway} (job engage_feedback)", style="dim")
+    if retrain:
+        _retrain(report, param, kfp_host, database, actor, out_dir)
+    if report.verdict == "fail":
+        raise typer.Exit(1)
+
+
+def _retrain(
+    report: object,
+    param: list[str],
+    kfp_host: str | None,
+    database: str | None,
+    actor: str | None,
+    out_dir: Path,
+) -> None:
+    """The retraining trigger of engage-components (lazily: the library does not depend on kfp)."""
+    from engage.cli.console import out
+    from engage.errors import ConfigError
+    from engage.governance import AuditTrail, open_database
+    from engage.settings import RunSettings
+
+    try:
+        from engage_components._feedback import cluster_runner, local_runner, retrain_if_needed
+    except ImportError:
+        raise ConfigError("--retrain needs engage-components (the pipeline package) installed") from None
+    values: dict[str, str] = {}
+    for item in param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param: expected NAME=VALUE, got {item!r}")
+        values[name.strip()] = value
+    settings = RunSettings(**values)  # type: ignore[arg-type]
+    runner = cluster_runner(kfp_host) if kfp_host else local_runner(settings.out_dir)
+    decision = retrain_if_needed(
+        report,  # type: ignore[arg-type]
+        settings.pipeline_params(),
+        runner=runner,
+        trail=AuditTrail(open_database(database)),
+        actor=actor_name(actor),
+    )
+    from engage._io import write_text_atomic
+
+    write_text_atomic(out_dir / "retrain.json", json.dumps(decision.to_json(), indent=2) + "\n")
+    if decision.triggered:
+        out().print(
+            f"retraining: run {decision.run_id} ({decision.state}); audit record {decision.audit_seq}"
+        )
+    else:
+        out().print("retraining: not needed (no drift, live accuracy or live fairness rule crossed)")
