@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ._options import DB_HELP, actor_name, parse_time
+
+if TYPE_CHECKING:
+    from engage.feedback import LiveReport
 
 
 def feedback(
@@ -88,23 +92,20 @@ def feedback(
 
 
 def _retrain(
-    report: object,
+    report: LiveReport,
     param: list[str],
     kfp_host: str | None,
     database: str | None,
     actor: str | None,
     out_dir: Path,
 ) -> None:
-    """The retraining trigger of engage-components (lazily: the library does not depend on kfp)."""
+    """Start a training run through the retraining trigger of engage-components, and say so."""
     from engage.cli.console import out
     from engage.errors import ConfigError
     from engage.governance import AuditTrail, open_database
     from engage.settings import RunSettings
 
-    try:
-        from engage_components._feedback import cluster_runner, local_runner, retrain_if_needed
-    except ImportError:
-        raise ConfigError("--retrain needs engage-components (the pipeline package) installed") from None
+    trigger = _trigger()
     values: dict[str, str] = {}
     for item in param:
         name, sep, value = item.partition("=")
@@ -112,9 +113,9 @@ def _retrain(
             raise ConfigError(f"--param: expected NAME=VALUE, got {item!r}")
         values[name.strip()] = value
     settings = RunSettings(**values)  # type: ignore[arg-type]
-    runner = cluster_runner(kfp_host) if kfp_host else local_runner(settings.out_dir)
-    decision = retrain_if_needed(
-        report,  # type: ignore[arg-type]
+    runner = trigger.cluster_runner(kfp_host) if kfp_host else trigger.local_runner(settings.out_dir)
+    decision = trigger.retrain_if_needed(
+        report,
         settings.pipeline_params(),
         runner=runner,
         trail=AuditTrail(open_database(database)),
@@ -129,3 +130,22 @@ def _retrain(
         )
     else:
         out().print("retraining: not needed (no drift, live accuracy or live fairness rule crossed)")
+
+
+def _trigger() -> Any:
+    """The retraining trigger (``<plugin>._feedback``) of the package that adds ``engage run`` to this CLI
+    through the ``engage.cli`` entry points (engage-components): found, like its commands, through the
+    entry point, since the library builds on no pipeline package (it needs kfp)."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    from engage.errors import ConfigError
+
+    for entry in sorted(entry_points(group="engage.cli"), key=lambda e: e.name):
+        try:
+            return import_module(f"{entry.module.split('.')[0]}._feedback")
+        except ModuleNotFoundError:
+            continue
+    raise ConfigError(
+        "--retrain needs engage-components (the pipeline package, which adds engage run) installed"
+    )
