@@ -176,6 +176,7 @@ bench: $(SYNCED)  ## benchmarks, written to benchmarks/results/*.json
 	$(RUN) python benchmarks/bench_governance.py --out benchmarks/results/governance.json
 	$(RUN) python benchmarks/bench_batch_score.py --out benchmarks/results/batch_score.json
 	$(RUN) python benchmarks/bench_distributed_train.py --out benchmarks/results/distributed_train.json
+	$(RUN) python benchmarks/bench_cbpe.py --out benchmarks/results/cbpe.json
 
 clean:  ## remove the venv, caches and run outputs
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache artifacts
