@@ -13,6 +13,10 @@ Routes (all answered by Engage's HTTP layer, see :mod:`engage_serving._http`):
 * ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}``: test exactly these rows now and
   answer the result (as alibi-detect's own server does).
 * ``GET /v1/models/<name>/drift``: the latest window test's result.
+
+With ``--event_store URI`` every request/response pair is also appended, one row per scored customer,
+to Parquet files under the URI (:class:`engage.feedback.EventStore`; ``docs/feedback.md``); a store
+failure is counted and logged, never refused.
 """
 
 from __future__ import annotations
