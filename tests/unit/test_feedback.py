@@ -204,6 +204,10 @@ def test_live_figures_pass_on_a_calibrated_unbiased_stream(contract: Any, policy
     assert churn.business["realised_mean"] == pytest.approx(churn.business["predicted_mean"], abs=0.03)
     assert "gender" in churn.fairness
     assert "equalized_odds_difference" in churn.fairness["gender"]
+    # the label-free estimate (CBPE) beside the realised figure: calibrated stream, so it covers it
+    beside = churn.estimated["versus_realised"]["auc_roc"]
+    assert beside["realised"] == pytest.approx(churn.metrics["auc_roc"])
+    assert abs(beside["error"]) < 0.03
 
 
 def test_a_bias_knob_on_the_outcomes_flips_the_live_fairness_verdict(contract: Any, policy: Any) -> None:
@@ -235,6 +239,7 @@ def test_no_outcomes_yet_is_a_verdict_not_a_crash(contract: Any, policy: Any) ->
     assert report.verdict == "no_labels"
     assert report.coverage == 0.0
     assert report.reasons[0].startswith("no labels yet")
+    assert 0.5 < report.heads["churn"].estimated["metrics"]["auc_roc"] < 1.0  # before labels: the estimate
     assert report.to_json()["coverage"] == 0.0
     assert "no_labels" in report.markdown()
 

@@ -110,6 +110,9 @@ class LiveHead:
     drift: PredictionDrift | None = None
     #: predicted_mean_all (every prediction), predicted_mean and realised_mean (the labelled rows)
     business: dict[str, float | None] = field(default_factory=dict)
+    #: a classification head's label-free estimate (CBPE) over every logged prediction, and, once labels
+    #: came, each figure beside the realised one (``versus_realised``)
+    estimated: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -128,6 +131,7 @@ class LiveHead:
             "fairness": {a: {k: _finite(v) for k, v in f.items()} for a, f in self.fairness.items()},
             "prediction_drift": self.drift.to_json() if self.drift is not None else None,
             "business": self.business,
+            "estimated": self.estimated,
             "notes": self.notes,
         }
 
@@ -373,6 +377,11 @@ def live_report(
         ref = None
         if reference is not None and head.output in reference:
             ref = np.asarray(reference[head.output], dtype="float64")
+        if head.classification and every.size and ((every >= 0) & (every <= 1)).all():
+            from ._cbpe import estimate_classification
+
+            estimate = estimate_classification(every, name=head.output)
+            live.estimated = estimate.to_dict()
         live.drift, note = _drift(every, ref, psi_threshold)
         if note:
             live.notes.append(note)
@@ -410,6 +419,10 @@ def live_report(
             out[head.name] = live
             continue
         live.metrics = head_metrics(head, y, pred)
+        if live.estimated:
+            from ._cbpe import realised_classification
+
+            live.estimated["versus_realised"] = estimate.compare(realised_classification(y, pred))
         judged = evaluate(policy, {head.name: live.metrics}).rules
         rules += [r.model_copy(update={"section": "live_accuracy"}) for r in judged]
         if contract.fairness_applicable and contract.protected:
