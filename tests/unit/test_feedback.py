@@ -171,6 +171,19 @@ def test_pair_rows_keeps_only_the_named_columns() -> None:
 # ---- the join and the figures ---------------------------------------------------------------------------
 
 
+def test_times_of_another_resolution_join_alike(contract: Any, policy: Any) -> None:
+    """Outcomes written by another tool (microsecond times) join as nanosecond ones do: found by the
+    feedback-loop benchmark, where pandas' merge_asof refused the mix with a MergeError."""
+    events = _events(600)
+    outcomes = _outcomes(events)
+    coarse = outcomes.assign(observed_at=outcomes["observed_at"].astype("datetime64[us, UTC]"))
+    assert (
+        live_report(events, coarse, contract, policy).coverage
+        == live_report(events, outcomes, contract, policy).coverage
+        == 1.0
+    )
+
+
 def test_an_outcome_joins_the_latest_prediction_before_it(contract: Any, policy: Any) -> None:
     events = _events(120)
     events.loc[1, "customer_id"] = "c0"  # c0 scored twice: at START and START + 1 min

@@ -310,10 +310,15 @@ def _join(
     """Each outcome row with the customer's latest prediction at or before its observed time."""
     import pandas as pd
 
-    ev = events.assign(_key=events["customer_id"].astype("string"), _pos=np.arange(len(events)))
+    ev = events.assign(
+        _key=events["customer_id"].astype("string"),
+        _pos=np.arange(len(events)),
+        # one resolution on both sides: merge_asof refuses ns against us (a table written by another tool)
+        event_time=pd.to_datetime(events["event_time"], utc=True).astype("datetime64[ns, UTC]"),
+    )
     ev = ev[ev["_key"].notna()].sort_values("event_time", kind="stable")
     try:
-        at = pd.to_datetime(outcomes[time_column], utc=True)
+        at = pd.to_datetime(outcomes[time_column], utc=True).astype("datetime64[ns, UTC]")
     except (TypeError, ValueError) as e:
         raise SchemaError(f"outcomes: {time_column!r} is not a time column: {e}") from None
     oc = pd.DataFrame({"_key": outcomes[id_column].astype("string"), "_at": at})
