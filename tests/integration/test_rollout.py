@@ -1,0 +1,259 @@
+"""``engage rollout`` for real: a real Prometheus scraping real predictor processes on loopback every
+second, a client sending the same rows to each, and the real CLI deciding.
+
+Three predictors stand for the revisions of a KServe canary, told apart by their scrape job: ``stable``
+serves the test model; ``shifted`` a copy of it whose churn head carries a large logit offset for every
+gender (its predictions move by design, re-signed as the registry signs a version); ``healthy`` the same
+model as stable. What must hold: the shifted canary is rolled back early with the evidence naming the
+prediction-shift check, the healthy one is promoted after the whole period, each decision is on the audit
+trail with both versions, and ``--apply`` runs the real kubectl, whose failure (no cluster here) is
+recorded beside the decision and ends in exit 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.k8s_support import tool
+from tests.monitoring_support import binary, query, wait_ok
+from tests.serving_support import free_port, run_server
+
+pytestmark = pytest.mark.integration
+
+ENGAGE = str(Path(sys.executable).parent / "engage")
+#: the churn head's logit offset in the shifted canary, for every group: its probabilities move far
+SHIFT = {"female": 3.0, "male": 3.0, "non_binary": 3.0}
+JOBS = ("stable", "shifted", "healthy")
+#: short windows for a 1 s scrape: the production defaults watch for 10 minutes
+POLICY = {"window_seconds": "5s", "min_requests": 20, "fail_after": 2}
+#: loopback predictors on a shared two-core machine: latency is not what these canaries differ by, so the
+#: p95 ratio is judged only past 100 ms (the 300 ms p95 ceiling still applies)
+POLICY["p95_ratio_floor_seconds"] = "100ms"
+
+
+def _shifted_model(model_folder: Path, root: Path) -> Path:
+    from engage.model import GroupOffsets, load_bundle
+    from engage.registry import RegistrySettings
+    from engage.signing import sign_bundle
+
+    bundle = load_bundle(model_folder / "model")
+    bundle.adjustments["churn"] = GroupOffsets([{"name": "gender", "bins": None}], SHIFT).to_json()
+    bundle.save(root / "model")
+    sign_bundle(root / "model", model=RegistrySettings().model)
+    return root / "model"
+
+
+def _traffic(urls: dict[str, str], rows: list[dict[str, Any]], stop: threading.Event) -> None:
+    """The same batches of rows to every predictor, round after round, until ``stop``."""
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set():
+            for i in range(0, len(rows), 10):
+                for url in urls.values():
+                    client.post(url + "/v1/models/engage:predict", json={"instances": rows[i : i + 10]})
+            stop.wait(0.05)
+
+
+@contextlib.contextmanager
+def _servers(models: dict[str, Path], root: Path) -> Iterator[dict[str, str]]:
+    """The predictors, started at once (each takes seconds to load): their URLs by job."""
+    managers = {
+        job: run_server("engage_serving.predictor", ["--model_dir", str(model)], root / f"{job}.log")
+        for job, model in models.items()
+    }
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(len(managers)) as pool:
+        started = {job: pool.submit(cm.__enter__) for job, cm in managers.items()}
+        urls, failure = {}, None
+        for job, future in started.items():
+            try:
+                urls[job] = future.result().url
+                stack.push(managers[job])
+            except Exception as e:  # the others that started are still stopped
+                failure = failure or e
+        if failure is not None:
+            raise failure
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def prometheus(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus (1 s scrapes) over the three predictors under traffic, once every job has data."""
+    from engage.tables import read_table
+
+    path = binary("prometheus", package="prometheus")
+    root = tmp_path_factory.mktemp("rollout")
+    models = {
+        "stable": model_folder / "model",
+        "shifted": _shifted_model(model_folder, root / "shifted"),
+        "healthy": model_folder / "model",
+    }
+    frame = read_table(model_folder / "drift_reference" / "reference.parquet").head(99)
+    # the drift reference holds no protected column: each row gets a gender, so the offsets apply
+    frame["gender"] = [list(SHIFT)[i % len(SHIFT)] for i in range(len(frame))]
+    rows = json.loads(frame.to_json(orient="records", date_format="iso"))
+    with _servers(models, root) as urls:
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [urls[job].removeprefix("http://")]}]}
+                for job in JOBS
+            ],
+        }
+        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+        address = f"127.0.0.1:{free_port()}"
+        stop = threading.Event()
+        client = threading.Thread(target=_traffic, args=(urls, rows, stop), daemon=True)
+        with (root / "prometheus.log").open("wb") as log:
+            process = subprocess.Popen(
+                [path, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
+                 f"--web.listen-address={address}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            url = f"http://{address}"
+            wait_ok(url + "/-/ready", proc=process)
+            client.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # every job scraped twice under traffic
+                counts = [
+                    query(url, f'sum(increase(engage_prediction_count{{job="{job}"}}[5s]))') for job in JOBS
+                ]
+                if all(r and float(r[0]["value"][1]) > 0 for r in counts):
+                    break
+                time.sleep(0.5)
+            else:
+                raise TimeoutError(
+                    f"Prometheus has no traffic of every job: {(root / 'prometheus.log').read_text()[-2000:]}"
+                )
+            yield url
+        finally:
+            stop.set()
+            client.join(timeout=10)
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _rollout(
+    prometheus: str, canary: str, folder: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "policy.yml").write_text(yaml.safe_dump({"rollout": POLICY}))
+    command = [
+        ENGAGE, "rollout", "--prometheus", prometheus, "--stable", "job=stable", "--canary", f"job={canary}",
+        "--period", "10s", "--interval", "2s", "--policy", str(folder / "policy.yml"),
+        "--out", str(folder / "report.json"), "--db", f"sqlite:///{folder}/governance.db", "--actor", "ci",
+        *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _records(folder: Path) -> list[Any]:
+    from engage.governance import AuditTrail, open_database
+
+    db = open_database(f"sqlite:///{folder}/governance.db")
+    try:
+        trail = AuditTrail(db)
+        assert trail.verify().ok
+        return list(trail.records())
+    finally:
+        db.dispose()
+
+
+def test_rollout_rolls_back_a_shifted_canary_and_promotes_a_healthy_one(
+    prometheus: str, tmp_path: Path
+) -> None:
+    # no cluster here: kubectl is real, its API server is a closed loopback port
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "none",
+        "clusters": [{"name": "none", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+        "users": [{"name": "none", "user": {"token": "x"}}],
+    }))  # fmt: skip
+    runs = {
+        "shifted": _rollout(prometheus, "shifted", tmp_path / "shifted"),
+        "applied": _rollout(
+            prometheus,
+            "shifted",
+            tmp_path / "applied",
+            "--apply",
+            "--isvc",
+            "engage",
+            "--namespace",
+            "ml",
+            "--kubectl",
+            tool("kubectl"),
+            env={"KUBECONFIG": str(kubeconfig)},
+        ),
+        "healthy": _rollout(
+            prometheus, "healthy", tmp_path / "healthy", "--isvc", "engage", "--namespace", "ml"
+        ),
+    }
+    outputs = {name: run.communicate(timeout=60)[0] for name, run in runs.items()}
+    codes = {name: run.returncode for name, run in runs.items()}
+    assert codes == {"shifted": 1, "applied": 2, "healthy": 0}, outputs
+    reports = {name: json.loads((tmp_path / name / "report.json").read_text()) for name in runs}
+
+    shifted = reports["shifted"]
+    assert shifted["outcome"] == "rollback"
+    assert "prediction_psi:churn_probability" in shifted["failed"], shifted["reason"]
+    assert "prediction_psi:engagement_score" not in shifted["failed"]  # only the churn head was shifted
+    assert shifted["evaluations"] < 5  # stopped at the second failure in a row, not after 10 s
+    psi = next(e for e in shifted["decisive"] if e["check"] == "prediction_psi:churn_probability")
+    assert psi["value"] > 1.0
+    assert psi["threshold"] == 0.2
+    assert 'job="shifted"' in psi["query"]
+    assert shifted["versions"]["canary"] != shifted["versions"]["stable"]
+    assert shifted["patch"] == {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
+    assert "FAIL" in outputs["shifted"]
+    assert "prediction_psi:churn_probability" in outputs["shifted"]
+
+    applied = reports["applied"]
+    assert applied["outcome"] == "rollback"
+    assert applied["applied"] is False
+    assert applied["command"][1:6] == ["patch", "inferenceservice", "engage", "--namespace", "ml"]
+    assert "kubectl patch failed" in applied["apply_error"]
+    assert "recorded but not applied" in outputs["applied"]
+
+    healthy = reports["healthy"]
+    assert healthy["outcome"] == "promote", healthy["reason"]
+    assert healthy["evaluations"] >= 5  # watched the whole period
+    assert healthy["versions"]["canary"] == healthy["versions"]["stable"]
+    assert healthy["patch"] == {"spec": {"predictor": {"canaryTrafficPercent": 100}}}
+    assert (
+        "would apply (--apply to do it): kubectl patch inferenceservice engage --namespace ml"
+        in outputs["healthy"]
+    )
+    assert all(e["passed"] for e in healthy["decisive"])
+
+    for name, event in (
+        ("shifted", "rollout.rollback"),
+        ("applied", "rollout.rollback"),
+        ("healthy", "rollout.promote"),
+    ):
+        (record,) = _records(tmp_path / name)
+        assert record.event == event
+        assert record.actor == "ci"
+        assert record.payload["canary_versions"] == reports[name]["versions"]["canary"]
+        assert record.payload["stable_versions"] == reports[name]["versions"]["stable"]
+        assert record.payload["applied"] is False
+    assert _records(tmp_path / "applied")[0].payload["apply_error"] == applied["apply_error"]
