@@ -257,3 +257,25 @@ def test_rollout_rolls_back_a_shifted_canary_and_promotes_a_healthy_one(
         assert record.payload["stable_versions"] == reports[name]["versions"]["stable"]
         assert record.payload["applied"] is False
     assert _records(tmp_path / "applied")[0].payload["apply_error"] == applied["apply_error"]
+
+
+def test_rollout_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    common = ["--period", "2s", "--interval", "1s", "--out", str(tmp_path / "report.json")]
+    common += ["--db", f"sqlite:///{tmp_path}/governance.db"]
+    for args, message in (
+        (
+            ["--prometheus", dead, "--stable", "job=a", "--canary", "job=b"],
+            f"Prometheus at {dead} cannot be reached",
+        ),
+        (["--prometheus", dead, "--stable", "job=a", "--canary", "b"], "--canary 'b': give LABEL=VALUE"),
+        (["--prometheus", dead, "--stable", "job=a", "--canary", "job=b", "--apply"], "--apply needs"),
+    ):
+        done = subprocess.run(
+            [ENGAGE, "rollout", *args, *common], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.startswith("engage: error: "), done.stderr
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "report.json").exists()

@@ -146,6 +146,12 @@ def test_too_little_canary_traffic_leaves_the_checks_without_data() -> None:
     empty = checks(results(), {})
     assert empty["canary_requests"].value is None
     assert empty["prediction_psi:churn_probability"].passed is None
+    no_stable = checks({}, results(p95=0.05))  # a stable matcher that matches nothing: nothing to compare
+    assert no_stable["canary_p95_ratio"].passed is None
+    assert no_stable["prediction_psi:churn_probability"].passed is None
+    assert no_stable["prediction_psi:churn_probability"].inconclusive
+    canary_only = {k: v for k, v in results().items() if not k.startswith("engage_prediction")}
+    assert checks(canary_only, canary_only)["prediction_psi"].inconclusive  # no histogram at all
 
 
 # --- the watch, on a test clock -------------------------------------------------------------------------

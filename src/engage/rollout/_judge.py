@@ -99,8 +99,17 @@ def judge(
                       policy.max_p95_ratio, "<=", True, True, at,
                       f"not judged: canary p95 under the {policy.p95_ratio_floor_seconds:g} s floor")
     )  # fmt: skip
-    for metric in PREDICTION_METRICS:
-        out.extend(_shift(metric, stable, canary, stable_queries, canary_queries, policy, at, enough))
+    shifts = [
+        e
+        for metric in PREDICTION_METRICS
+        for e in _shift(metric, stable, canary, stable_queries, canary_queries, policy, at, enough)
+    ]
+    if not shifts:  # neither revision exported a prediction histogram: the shift cannot be judged
+        query = (
+            f"{canary_queries['engage_prediction:buckets']} vs {stable_queries['engage_prediction:buckets']}"
+        )
+        shifts = [Evidence("prediction_psi", query, None, policy.max_psi, "<=", None, True, at)]
+    out.extend(shifts)
     for head, value in sorted(_by_label(canary, "drift", "head").items()):
         out.append(
             evidence(f"drift_statistic:{head}", canary_queries["drift"], value,
@@ -125,14 +134,17 @@ def _shift(
     at: str,
     enough: bool,
 ) -> list[Evidence]:
-    """PSI and standardised mean difference of each head of ``metric`` the stable revision predicts."""
+    """PSI and standardised mean difference of each head of ``metric`` either revision predicts (a head
+    only one of them predicts: no data)."""
     out: list[Evidence] = []
     s_bins, c_bins = _histograms(stable, f"{metric}:buckets"), _histograms(canary, f"{metric}:buckets")
     s_sum, c_sum = _by_label(stable, f"{metric}:sum", "head"), _by_label(canary, f"{metric}:sum", "head")
     s_n, c_n = _by_label(stable, f"{metric}:count", "head"), _by_label(canary, f"{metric}:count", "head")
-    for head in sorted(s_bins):
+    for head in sorted(set(s_bins) | set(c_bins)):
         buckets = f"{canary_queries[metric + ':buckets']} vs {stable_queries[metric + ':buckets']}"
-        usable = enough and head in c_bins and s_n.get(head, 0) > 0 and c_n.get(head, 0) > 0
+        usable = (
+            enough and head in s_bins and head in c_bins and s_n.get(head, 0) > 0 and c_n.get(head, 0) > 0
+        )
         psi = population_stability_index(s_bins[head], c_bins[head]) if usable else None
         out.append(Evidence(f"prediction_psi:{head}", buckets, psi, policy.max_psi, "<=",
                             None if psi is None else psi <= policy.max_psi, True, at))  # fmt: skip
