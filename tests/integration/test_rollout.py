@@ -69,23 +69,28 @@ def _traffic(urls: dict[str, str], rows: list[dict[str, Any]], stop: threading.E
 
 @contextlib.contextmanager
 def _servers(models: dict[str, Path], root: Path) -> Iterator[dict[str, str]]:
-    """The predictors, started at once (each takes seconds to load): their URLs by job."""
+    """The predictors, started and stopped at once (each takes seconds to load and to drain): their URLs
+    by job."""
     managers = {
         job: run_server("engage_serving.predictor", ["--model_dir", str(model)], root / f"{job}.log")
         for job, model in models.items()
     }
-    with contextlib.ExitStack() as stack, ThreadPoolExecutor(len(managers)) as pool:
+    with ThreadPoolExecutor(len(managers)) as pool:
         started = {job: pool.submit(cm.__enter__) for job, cm in managers.items()}
         urls, failure = {}, None
         for job, future in started.items():
             try:
                 urls[job] = future.result().url
-                stack.push(managers[job])
             except Exception as e:  # the others that started are still stopped
                 failure = failure or e
-        if failure is not None:
-            raise failure
-        yield urls
+        try:
+            if failure is not None:
+                raise failure
+            yield urls
+        finally:
+            stops = [pool.submit(managers[job].__exit__, None, None, None) for job in urls]
+            for stop in stops:
+                stop.result()
 
 
 @pytest.fixture(scope="module")
