@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from ._policy import RolloutPolicy
 from ._queries import PREDICTION_METRICS
 
-__all__ = ["Evidence", "Results", "Sample", "judge", "mean_shift", "population_stability_index"]
+__all__ = ["Evidence", "Results", "Sample", "check", "judge", "mean_shift", "population_stability_index"]
 
 #: one series of an instant query's answer: its labels and its value
 Sample = tuple[Mapping[str, str], float]
@@ -57,6 +57,23 @@ class Evidence:
         return f"{self.check}: {shown} (must be {self.op} {self.threshold:g}): {verdict}{note}"
 
 
+def check(
+    name: str,
+    query: str,
+    value: float | None,
+    threshold: float,
+    op: Literal["<=", ">="],
+    at: str,
+    *,
+    required: bool = True,
+    precondition: bool = False,
+    note: str = "",
+) -> Evidence:
+    """The evidence of ``value op threshold`` (no value: no data)."""
+    passed = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
+    return Evidence(name, query, value, threshold, op, passed, required, at, note, precondition)
+
+
 def judge(
     stable: Results,
     canary: Results,
@@ -67,60 +84,43 @@ def judge(
 ) -> list[Evidence]:
     """Every check of one evaluation. Required checks without data make the evaluation inconclusive;
     the optional ones (drift, live fairness) are judged only when their series exist."""
-
-    def evidence(
-        check: str, query: str, value: float | None, threshold: float, op: Literal["<=", ">="], **kw: Any
-    ) -> Evidence:
-        passed = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
-        return Evidence(check, query, value, threshold, op, passed, kw.pop("required", True), at, **kw)
-
-    out: list[Evidence] = []
+    p, sq, cq = policy, stable_queries, canary_queries
     requests = _scalar(canary, "requests")
-    enough = requests is not None and requests >= policy.min_requests
-    out.append(
-        evidence("canary_requests", canary_queries["requests"], requests, policy.min_requests, ">=",
-                 note="" if enough else "too little canary traffic to judge", precondition=True)
-    )  # fmt: skip
+    enough = requests is not None and requests >= p.min_requests
     errors = _scalar(canary, "errors") or 0.0  # no 5xx series yet: none answered 5xx
-    out.append(
-        evidence("canary_error_rate", f"{canary_queries['errors']} / {canary_queries['requests']}",
-                 errors / requests if enough and requests else None, policy.max_error_rate, "<=")
-    )  # fmt: skip
+    error_rate = errors / requests if enough and requests else None
     p95 = _scalar(canary, "p95") if enough else None
-    out.append(evidence("canary_p95_seconds", canary_queries["p95"], p95, policy.max_p95_seconds, "<="))
     stable_p95 = _scalar(stable, "p95")
     ratio = p95 / stable_p95 if p95 is not None and stable_p95 else None
-    below_floor = p95 is not None and p95 < policy.p95_ratio_floor_seconds
-    out.append(
-        evidence("canary_p95_ratio", f"{canary_queries['p95']} / {stable_queries['p95']}",
-                 ratio, policy.max_p95_ratio, "<=", note="")
-        if not below_floor
-        else Evidence("canary_p95_ratio", f"{canary_queries['p95']} / {stable_queries['p95']}", ratio,
-                      policy.max_p95_ratio, "<=", True, True, at,
-                      f"not judged: canary p95 under the {policy.p95_ratio_floor_seconds:g} s floor")
-    )  # fmt: skip
+    out = [
+        check("canary_requests", cq["requests"], requests, p.min_requests, ">=", at, precondition=True,
+              note="" if enough else "too little canary traffic to judge"),
+        check("canary_error_rate", f"{cq['errors']} / {cq['requests']}", error_rate, p.max_error_rate, "<=", at),
+        check("canary_p95_seconds", cq["p95"], p95, p.max_p95_seconds, "<=", at),
+        check("canary_p95_ratio", f"{cq['p95']} / {sq['p95']}", ratio, p.max_p95_ratio, "<=", at),
+    ]  # fmt: skip
+    if p95 is not None and p95 < p.p95_ratio_floor_seconds:  # bucket noise: recorded, not judged
+        out[-1] = replace(
+            out[-1],
+            passed=True,
+            note=f"not judged: canary p95 under the {p.p95_ratio_floor_seconds:g} s floor",
+        )
     shifts = [
-        e
-        for metric in PREDICTION_METRICS
-        for e in _shift(metric, stable, canary, stable_queries, canary_queries, policy, at, enough)
+        e for metric in PREDICTION_METRICS for e in _shift(metric, stable, canary, sq, cq, p, at, enough)
     ]
     if not shifts:  # neither revision exported a prediction histogram: the shift cannot be judged
-        query = (
-            f"{canary_queries['engage_prediction:buckets']} vs {stable_queries['engage_prediction:buckets']}"
-        )
-        shifts = [Evidence("prediction_psi", query, None, policy.max_psi, "<=", None, True, at)]
-    out.extend(shifts)
-    for head, value in sorted(_by_label(canary, "drift", "head").items()):
-        out.append(
-            evidence(f"drift_statistic:{head}", canary_queries["drift"], value,
-                     policy.max_drift_statistic, "<=", required=False)
-        )  # fmt: skip
+        query = f"{cq['engage_prediction:buckets']} vs {sq['engage_prediction:buckets']}"
+        shifts = [check("prediction_psi", query, None, p.max_psi, "<=", at)]
+    out += shifts
+    out += [
+        check(f"drift_statistic:{head}", cq["drift"], value, p.max_drift_statistic, "<=", at, required=False)
+        for head, value in sorted(_by_label(canary, "drift", "head").items())
+    ]
     fairness = _scalar(canary, "fairness")
     if fairness is not None:
         out.append(
-            evidence("live_parity_ratio", canary_queries["fairness"], fairness, policy.min_parity_ratio, ">=",
-                     required=False)
-        )  # fmt: skip
+            check("live_parity_ratio", cq["fairness"], fairness, p.min_parity_ratio, ">=", at, required=False)
+        )
     return out
 
 
@@ -137,26 +137,26 @@ def _shift(
     """PSI and standardised mean difference of each head of ``metric`` either revision predicts (a head
     only one of them predicts: no data)."""
     out: list[Evidence] = []
+    sq, cq = stable_queries, canary_queries
     s_bins, c_bins = _histograms(stable, f"{metric}:buckets"), _histograms(canary, f"{metric}:buckets")
     s_sum, c_sum = _by_label(stable, f"{metric}:sum", "head"), _by_label(canary, f"{metric}:sum", "head")
     s_n, c_n = _by_label(stable, f"{metric}:count", "head"), _by_label(canary, f"{metric}:count", "head")
+    buckets = f"{cq[metric + ':buckets']} vs {sq[metric + ':buckets']}"
+    means = (
+        f"{cq[metric + ':sum']} / {cq[metric + ':count']} vs {sq[metric + ':sum']} / {sq[metric + ':count']}"
+    )
     for head in sorted(set(s_bins) | set(c_bins)):
-        buckets = f"{canary_queries[metric + ':buckets']} vs {stable_queries[metric + ':buckets']}"
         usable = (
             enough and head in s_bins and head in c_bins and s_n.get(head, 0) > 0 and c_n.get(head, 0) > 0
         )
         psi = population_stability_index(s_bins[head], c_bins[head]) if usable else None
-        out.append(Evidence(f"prediction_psi:{head}", buckets, psi, policy.max_psi, "<=",
-                            None if psi is None else psi <= policy.max_psi, True, at))  # fmt: skip
         shift = None
         if usable and head in s_sum and head in c_sum:
             shift = mean_shift(s_bins[head], s_sum[head] / s_n[head], c_sum[head] / c_n[head])
-        query = (
-            f"{canary_queries[metric + ':sum']} / {canary_queries[metric + ':count']} vs "
-            f"{stable_queries[metric + ':sum']} / {stable_queries[metric + ':count']}"
+        out.append(check(f"prediction_psi:{head}", buckets, psi, policy.max_psi, "<=", at))
+        out.append(
+            check(f"prediction_mean_shift_sd:{head}", means, shift, policy.max_mean_shift_sd, "<=", at)
         )
-        out.append(Evidence(f"prediction_mean_shift_sd:{head}", query, shift, policy.max_mean_shift_sd, "<=",
-                            None if shift is None else shift <= policy.max_mean_shift_sd, True, at))  # fmt: skip
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -139,18 +139,18 @@ def watch(
     clock: Clock | None = None,
     *,
     client: httpx.Client | None = None,
-    say: Any = None,
+    say: Callable[[str], None] | None = None,
 ) -> RolloutDecision:
     """Evaluate the canary against the stable revision every ``policy.interval_seconds`` for
     ``policy.period_seconds``; return the decision.
 
-    * rollback, early, when a required check fails in ``policy.fail_after`` evaluations in a row; also
-      when the last evaluation of the period has a failed check;
+    * rollback, early, when ``policy.fail_after`` evaluations in a row each have a failed check (an
+      optional one too: drift, live fairness); also when the last evaluation of the period has one;
     * promote when the last evaluation has data for every required check and all pass;
     * insufficient data otherwise (too little canary traffic, no series, Prometheus lost mid-watch).
 
     Prometheus unreachable at the first evaluation, or refusing a query, is a :class:`PrometheusError`.
-    ``say`` (a callable) gets one line per evaluation.
+    ``say`` gets one line per evaluation.
     """
     import httpx
 
@@ -192,9 +192,10 @@ def watch(
                 return _decision(
                     "rollback", why, stable, canary, started, clock, count, versions, evidence, last
                 )
-            if clock.now() + timedelta(seconds=policy.interval_seconds) > end:
+            due = started + timedelta(seconds=count * policy.interval_seconds)  # on schedule, not drifting
+            if due > end:
                 break
-            clock.sleep(policy.interval_seconds)
+            clock.sleep((due - clock.now()).total_seconds())
     finally:
         if own:
             http.close()
