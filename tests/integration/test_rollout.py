@@ -32,7 +32,7 @@ from tests.k8s_support import tool
 from tests.monitoring_support import binary, query, wait_ok
 from tests.serving_support import free_port, run_server
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # a real Prometheus, three predictors and a 10 s watch: about 25 s
 
 ENGAGE = str(Path(sys.executable).parent / "engage")
 #: the churn head's logit offset in the shifted canary, for every group: its probabilities move far
