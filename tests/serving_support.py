@@ -18,11 +18,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rounds: int = 120) -> Path:
+def build_model_folder(
+    root: Path, *, rows: int = 4_000, seed: int = 13, max_rounds: int = 120, snapshots: int = 1
+) -> Path:
     """Generate ``rows`` customers, run the pipeline's own features / train / drift-reference steps on
     them, and lay the results out as a registry version folder: ``root/model`` (the bundle, signed as the
     registry signs a version: the servers load only signed bundles) and ``root/drift_reference``. Returns
-    ``root``."""
+    ``root``. ``snapshots`` > 1: monthly extracts, split by extract time as the pipeline's default table is
+    (one extract is split by signup cohort, so the reference holds the earliest cohorts' tenures)."""
     from engage.contract import default_contract_path, load_contract
     from engage.synthetic import SyntheticConfig, generate_customers
     from engage.tables import write_table
@@ -33,7 +36,7 @@ def build_model_folder(root: Path, *, rows: int = 4_000, seed: int = 13, max_rou
     contract_path = str(default_contract_path())
     contract = load_contract(contract_path)
     as_of = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
-    table = generate_customers(SyntheticConfig(rows=rows, seed=seed, snapshots=1, as_of=as_of))
+    table = generate_customers(SyntheticConfig(rows=rows, seed=seed, snapshots=snapshots, as_of=as_of))
     data = root / "work" / "customers.parquet"
     data.parent.mkdir(parents=True)
     write_table(table.frame, data)
