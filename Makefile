@@ -75,9 +75,9 @@ test: $(SYNCED) $(K8S_TOOLS)  ## every test but the long ones (unit, integration
 	$(RUN) python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) --out $(COVERAGE_JSON) \
 	  --command "make test$(if $(PYTEST_ARGS), PYTEST_ARGS='$(PYTEST_ARGS)')"
 
-# The few tests of a minute each that would take make test past 20 minutes (whole pipeline runs under a
-# fault or a canary): make ci runs them after make test; the GitHub jobs (by folder) run them too
-test-long: $(SYNCED) $(K8S_TOOLS)  ## the long tests (a minute each: whole pipeline runs), run by make ci after make test
+# The slowest tests (marker long: whole pipeline runs, the canary against a real Prometheus, CLI loops) that
+# would take make test past 20 minutes: make ci runs them after make test; the GitHub jobs (by folder) too
+test-long: $(SYNCED) $(K8S_TOOLS)  ## the slowest tests (marker long), run by make ci after make test
 	$(RUN) pytest -m long $(PYTEST_ARGS)
 
 test-fast: $(SYNCED)  ## unit tests without the slow ones

@@ -69,6 +69,7 @@ def test_a_csv_table_with_one_head_runs_through_every_step(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a pipeline run up to its failing step: make test-long (make ci)
 def test_a_failed_step_names_its_cause_on_the_console(tmp_path: Path) -> None:
     done = _run(
         tmp_path, ENGAGE_RUN_DATA_URI=str(FIXTURES / "telco_customers.csv"), ENGAGE_RUN_HEADS='["ltv"]'

@@ -223,6 +223,7 @@ def test_train_on_a_churn_only_table_and_refusals(tmp_path: Path) -> None:
     assert line == "engage: error: --head: ltv not defined by contract telco_customers (it defines: churn)"
 
 
+@pytest.mark.long  # trains, then the fairness gate with mitigation, as processes (~27 s): make test-long
 def test_fairness_judges_a_trained_model(tmp_path: Path) -> None:
     table, model = tmp_path / "customers.parquet", tmp_path / "train" / "model"
     assert (

@@ -413,6 +413,7 @@ def test_injection_strings_through_the_api(
     assert len(client.get("/v1/review?status=all", headers=admin).json()["items"]) == 1
 
 
+@pytest.mark.long  # a CLI process per string, on both databases (~35 s): make test-long (make ci)
 def test_injection_strings_through_the_cli(governance_db: Any, governance_url: str, tmp_path: Path) -> None:
     from engage.governance import AuditTrail
 

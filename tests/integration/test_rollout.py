@@ -183,6 +183,7 @@ def _records(folder: Path) -> list[Any]:
         db.dispose()
 
 
+@pytest.mark.long  # make test-long (make ci runs it after make test): keeps make test under 20 minutes
 def test_rollout_rolls_back_a_shifted_canary_and_promotes_a_healthy_one(
     prometheus: str, tmp_path: Path
 ) -> None:

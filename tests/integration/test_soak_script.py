@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow  # a predictor process and 5 s of load (~15 s in all)
+# a predictor process and 5 s of load (~15 s in all); make soak is the measurement. long: make test-long
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def test_a_short_soak_passes_and_reports(model_folder: Path, tmp_path: Path) -> None:
