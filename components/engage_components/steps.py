@@ -11,11 +11,14 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engage._io import replace_dir, sha256_file, staging_dir, write_text_atomic
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "batch_score_line",
@@ -389,8 +392,11 @@ def explain_step(
 def drift_reference_step(
     data: Path, features_dir: Path, contract_path: str, policy_path: str, out_dir: Path, *, seed: int
 ) -> dict[str, Any]:
-    """The training distribution the drift detector compares traffic against: a seeded sample of the
-    training rows' model inputs (``reference.parquet``) and per-feature summaries (``summary.json``)."""
+    """What the drift detector compares traffic against: a seeded sample of model inputs
+    (``reference.parquet``) and per-feature summaries (``summary.json``).
+
+    The rows sampled are the policy's ``drift.source``: by default the customers of the table's latest
+    extract, the population the model scores next (:func:`_latest_rows`); or the training split."""
     from engage.tables import write_table
 
     contract = _contract(contract_path)
@@ -405,16 +411,21 @@ def drift_reference_step(
         raise ConfigError(
             f"policy drift.features names columns that are not model inputs: {', '.join(unknown)}"
         )
+    if policy.drift.source == "training":
+        pool, source = split.train, "training split"
+    else:
+        pool, source = _latest_rows(frame, contract)
     rng = np.random.default_rng(seed)
     rows = (
-        split.train
-        if len(split.train) <= policy.drift.reference_rows
-        else np.sort(rng.choice(split.train, policy.drift.reference_rows, replace=False))
+        pool
+        if len(pool) <= policy.drift.reference_rows
+        else np.sort(rng.choice(pool, policy.drift.reference_rows, replace=False))
     )
     reference = frame.iloc[rows][list(watched)].reset_index(drop=True)
     summary: dict[str, Any] = {
         "rows": len(reference),
-        "available_rows": len(split.train),
+        "available_rows": len(pool),
+        "source": source,
         "features": list(watched),
         "categorical": {n: features.categorical[n] for n in watched if n in features.categorical},
         "p_value": policy.drift.p_value,
@@ -426,6 +437,21 @@ def drift_reference_step(
         write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
         replace_dir(stage, out_dir)
     return {"rows": len(reference), "features": len(watched)}
+
+
+def _latest_rows(frame: Any, contract: Any) -> tuple[npt.NDArray[np.intp], str]:
+    """Positions of the rows of the latest extract (the contract's event time), and what they are; every
+    row when the table holds one extract or the contract names no event time."""
+    import pandas as pd
+
+    event = contract.event_time.column if contract.event_time is not None else None
+    if event is not None and event in frame.columns:
+        times = pd.to_datetime(frame[event], utc=True)
+        if times.nunique() > 1:
+            latest = times.max()
+            rows = np.flatnonzero((times == latest).to_numpy())
+            return rows, f"latest extract ({event} {latest.isoformat()})"
+    return np.arange(len(frame)), "whole table (one extract)"
 
 
 def _feature_stats(reference: Any, features: Any) -> dict[str, Any]:

@@ -125,6 +125,11 @@ class DriftBaseline(_Strict):
     """The training distribution the drift detector compares serving traffic against."""
 
     reference_rows: int = Field(default=5_000, ge=100, le=1_000_000)
+    #: which rows the reference samples: ``latest_extract``, the customers of the table's latest extract
+    #: (the contract's event time; the whole table when it names none), who are what the model will
+    #: score next; or ``training``, the training split (older extracts: calendar-bound features such as
+    #: tenure then differ from live traffic by the age of the data, and the detector says so every time)
+    source: Literal["latest_extract", "training"] = "latest_extract"
     #: the detector's per-feature test level (Bonferroni-corrected across features by the detector)
     p_value: float = Field(default=0.05, gt=0, lt=1)
     #: features watched (empty: every model feature)
