@@ -1,9 +1,9 @@
 """The feedback loop's Prometheus metrics: the live figures ``engage feedback`` pushes, and the event
 store's failure counter on the drift detector's ``/metrics``.
 
-They follow the catalogue's conventions (:class:`engage.telemetry.MetricSpec`, ``engage_`` prefix,
-``_total`` counters) and are listed in ``docs/feedback.md``; they are defined here, beside the code that
-sets them, until the catalogue (``engage.telemetry._catalogue``) takes them over.
+Their specs live in the catalogue (:data:`engage.telemetry.CATALOGUE`: source ``feedback`` for the
+pushed ``engage_live_*`` gauges, ``engage_event_store_failures`` under the drift detector) and so in
+``docs/metrics.md``, the alert rules and the dashboards; this module sets and pushes them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from engage.telemetry import MetricSpec
+from engage.telemetry import CATALOGUE, MetricSpec
 
 if TYPE_CHECKING:
     from ._report import LiveReport
@@ -28,44 +28,14 @@ __all__ = [
 
 #: the Pushgateway job ``engage feedback`` pushes under (instance: the model name)
 FEEDBACK_JOB = "engage_feedback"
-_SOURCE = "feedback"
 
-
-def _g(name: str, labels: tuple[str, ...], help: str) -> MetricSpec:
-    return MetricSpec(name, "gauge", help, labels, _SOURCE)
-
-
+#: the pushed ``engage_live_*`` gauges: the catalogue's ``feedback`` source, name -> spec
 LIVE_METRICS: dict[str, MetricSpec] = {
-    s.name: s
-    for s in (
-        _g("engage_live_metric", ("model", "head", "metric"), "A head's live accuracy figure on predictions "
-           "joined with their outcomes (the offline metric functions)"),
-        _g("engage_live_labelled_rows", ("model", "head"), "Predictions of a head joined with an outcome"),
-        _g("engage_live_coverage", ("model",), "Share of logged predictions that have an outcome"),
-        _g("engage_live_predictions", ("model",), "Logged predictions (rows) the report read"),
-        _g("engage_live_fairness", ("model", "head", "attribute", "metric"),
-           "A live fairness gap figure by protected group (the offline gate's metrics)"),
-        _g("engage_live_rule_passed", ("model", "section", "head", "rule"),
-           "1 when a live rule (live_accuracy, live_fairness, prediction_drift) holds, 0 when crossed"),
-        _g("engage_live_prediction_psi", ("model", "head"),
-           "Population stability index of a head's predictions against the reference"),
-        _g("engage_live_prediction_ks", ("model", "head"), "KS statistic of a head's predictions against the reference"),
-        _g("engage_live_predicted_mean", ("model", "head"),
-           "Mean prediction over the labelled rows (churn: predicted churn rate; ltv: mean predicted LTV)"),
-        _g("engage_live_realised_mean", ("model", "head"),
-           "Mean outcome over the same rows (churn: realised churn rate; ltv: mean realised LTV)"),
-        _g("engage_live_verdict_passed", ("model",), "1 when the live report's verdict is not fail"),
-        _g("engage_live_last_report_timestamp_seconds", ("model",), "Unix time of the latest live report"),
-    )
-}  # fmt: skip
+    name: spec for name, spec in CATALOGUE.items() if spec.source == "feedback"
+}
 
-STORE_FAILURES = MetricSpec(
-    "engage_event_store_failures",
-    "counter",
-    "Request/response pairs or flushes the drift detector's event store could not write (ingestion goes on)",
-    ("model",),
-    _SOURCE,
-)
+#: the event store's failure counter (exported as ``engage_event_store_failures_total{model}``)
+STORE_FAILURES: MetricSpec = CATALOGUE["engage_event_store_failures"]
 
 
 @functools.cache

@@ -60,6 +60,9 @@ SOURCES: dict[str, str] = {
     '`engage-audit-verify` CronJob): pushed with `job="engage_audit"`, `instance=<trail>` after every '
     "verification that read the whole chain, intact or not (each replaces the last); a verification that "
     "could not run (database down) pushes nothing, so the timestamp ages.",
+    "feedback": "The feedback loop (`engage feedback --pushgateway`, the recurring feedback run): pushed with "
+    '`job="engage_feedback"`, `instance=<model>` after every live report, each replacing the last: the '
+    "predictor's logged traffic joined with outcomes as they arrive ([feedback.md](feedback.md)).",
 }
 
 
@@ -145,6 +148,9 @@ _SPECS = (
        "Human-review routing the predictor could not do, the prediction answered all the same: lookup, "
        "deliver (a request's read or claim failed), skipped (a request while the database is backed off), "
        "enqueue (a write of queued items failed), dropped (items over the writer's bound)"),
+    _m("engage_prediction_group", "counter", ("model", "head", "attribute", "group", "decision"), "predictor",
+       "Predictions of a classification head for rows carrying a protected attribute, by the contract's "
+       "group (other: a value outside it) and decision (positive / negative at the fairness threshold)"),
     # --- explainer ------------------------------------------------------------------------------------
     _m("engage_explain_duration_seconds", "histogram", ("model", "method"), "explainer",
        "Wall time of an answered explanation, by method (checks, queueing and the method itself)",
@@ -178,6 +184,9 @@ _SPECS = (
        "Wall time of a window drift test", LATENCY_BUCKETS),
     _m("engage_drift_events", "counter", ("model", "type"), "drift_detector",
        "Events taken into the window, by type (request, response, rows)"),
+    _m("engage_event_store_failures", "counter", ("model",), "drift_detector",
+       "Request/response pairs or flushes the event store (--event_store) could not write (ingestion goes "
+       "on)"),
     # --- data quality (Pushgateway) -------------------------------------------------------------------
     _m("engage_data_rows", "gauge", ("table",), "data_quality", "Rows checked"),
     _m("engage_data_null_rate", "gauge", ("table", "column"), "data_quality",
@@ -234,6 +243,32 @@ _SPECS = (
        "When the last verification finished (Unix time)"),
     _m("engage_audit_verify_duration_seconds", "gauge", ("trail",), "governance",
        "Wall time of the last verification's walk of the chain"),
+    # --- the feedback loop's live report (Pushgateway) ------------------------------------------------
+    _m("engage_live_metric", "gauge", ("model", "head", "metric"), "feedback",
+       "A head's live accuracy figure on predictions joined with their outcomes (the offline metric "
+       "functions: auc_roc, brier, ... for churn; r2, rmse, ... for the regression heads)"),
+    _m("engage_live_labelled_rows", "gauge", ("model", "head"), "feedback",
+       "Predictions of a head joined with an outcome"),
+    _m("engage_live_coverage", "gauge", ("model",), "feedback",
+       "Share of logged predictions that have an outcome"),
+    _m("engage_live_predictions", "gauge", ("model",), "feedback",
+       "Logged predictions (rows) the report read"),
+    _m("engage_live_fairness", "gauge", ("model", "head", "attribute", "metric"), "feedback",
+       "A live fairness gap figure by protected group (the offline gate's metrics)"),
+    _m("engage_live_rule_passed", "gauge", ("model", "section", "head", "rule"), "feedback",
+       "1 when a live rule (section live_accuracy, live_fairness, prediction_drift) holds, 0 when crossed"),
+    _m("engage_live_prediction_psi", "gauge", ("model", "head"), "feedback",
+       "Population stability index of a head's predictions against the reference"),
+    _m("engage_live_prediction_ks", "gauge", ("model", "head"), "feedback",
+       "KS statistic of a head's predictions against the reference"),
+    _m("engage_live_predicted_mean", "gauge", ("model", "head"), "feedback",
+       "Mean prediction over the labelled rows (churn: predicted churn rate; ltv: mean predicted LTV)"),
+    _m("engage_live_realised_mean", "gauge", ("model", "head"), "feedback",
+       "Mean outcome over the same rows (churn: realised churn rate; ltv: mean realised LTV)"),
+    _m("engage_live_verdict_passed", "gauge", ("model",), "feedback",
+       "1 when the live report's verdict is not fail"),
+    _m("engage_live_last_report_timestamp_seconds", "gauge", ("model",), "feedback",
+       "Unix time of the latest live report"),
     # --- the CloudWatch bridge ------------------------------------------------------------------------
     _m("engage_cloudwatch_datums_sent", "counter", (), "cloudwatch", "Datums CloudWatch accepted"),
     _m("engage_cloudwatch_datums_enqueued", "counter", (), "cloudwatch", "Datums scraped into the buffer"),
