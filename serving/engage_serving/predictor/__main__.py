@@ -29,8 +29,26 @@ def predictor_parser() -> argparse.ArgumentParser:
         "and bodies of KServe's own routes (tested) at a fifth of their overhead; false: through KServe's "
         "FastAPI data plane (ENGAGE_SERVING_FAST_ROUTES)",
     )
+    parser.add_argument(
+        "--fairness_threshold",
+        type=_probability,
+        default=None,
+        help="the decision threshold of the classification heads in engage_prediction_group_total (predictions "
+        "by protected group: positive at or above it), as the promotion policy's fairness.decision_threshold; "
+        "default: the model bundle's, else 0.5",
+    )
     add_review_flags(parser)
     return parser
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a probability strictly between 0 and 1")
+    return value
 
 
 def add_review_flags(parser: argparse.ArgumentParser) -> None:

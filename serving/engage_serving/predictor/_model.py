@@ -38,6 +38,9 @@ from engage_serving.protocol import Batch, Decoder, not_served
 from ._forest import CompiledForest
 
 if TYPE_CHECKING:
+    from engage.contract import Contract
+
+    from ._groups import GroupCounter
     from ._review import ReviewRouting
 
 __all__ = ["REVIEW_PARAMETER", "PredictorModel"]
@@ -112,6 +115,8 @@ class PredictorModel(Model):  # type: ignore[misc]
         self.events: Any = None
         #: human-review routing (``--review true``), set up by :meth:`load`
         self.review: ReviewRouting | None = None
+        #: predictions by protected group (``engage_prediction_group_total``), set up by :meth:`load`
+        self.groups: GroupCounter | None = None
         if getattr(args, "logger_url", None):
             from engage_serving._events import EventLogger
 
@@ -153,6 +158,7 @@ class PredictorModel(Model):  # type: ignore[misc]
             for f in self.finish.values()
         }
         self._predict_time = PREDICT_HIST_TIME.labels(model_name=self.name)
+        self.groups = self._group_counter(contract)
         if getattr(self.args, "review", False):
             self.review = self._review_routing(files.reference_dir)
         self.metrics.model_info.labels(
@@ -209,6 +215,19 @@ class PredictorModel(Model):  # type: ignore[misc]
             self.decoder.id_column or "(no id column: nothing routed)",
         )  # fmt: skip
         return routing
+
+    def _group_counter(self, contract: Contract) -> GroupCounter | None:
+        """The counter of predictions by protected group, at each classification head's decision threshold:
+        ``--fairness_threshold`` when given, else the bundle's (:func:`decision_thresholds`: 0.5 when its
+        metadata states none)."""
+        from ._groups import GroupCounter
+        from ._review import decision_thresholds
+
+        thresholds = decision_thresholds(self.bundle)
+        fixed = getattr(self.args, "fairness_threshold", None)
+        if fixed is not None:
+            thresholds = dict.fromkeys(thresholds, float(fixed))
+        return GroupCounter.for_contract(self.name, contract, self.decoder.carried, thresholds)
 
     def _compile(self) -> None:
         """Use the compiled trees if they give xgboost's margins on probe rows; warm both paths up."""
@@ -273,17 +292,19 @@ class PredictorModel(Model):  # type: ignore[misc]
                 out[output] = offsets.apply_frame(np.asarray(out[output]), frame).tolist()
         return out
 
-    def _observe(self, out: Mapping[str, list[float]], rows: int) -> None:
+    def _observe(self, out: Mapping[str, list[float]], batch: Batch) -> None:
         for output, values in out.items():
             observe_many(self._observers[output], values)
-        self.metrics.rows.labels(self.name, "predict").observe(rows)
+        self.metrics.rows.labels(self.name, "predict").observe(batch.rows)
+        if self.groups is not None and batch.extras:
+            self.groups.count(out, batch.extras)
 
     # ---------------------------------------------------------------------------------- protocols
     def answer_v1(self, batch: Batch) -> dict[str, Any]:
         started = time.perf_counter()
         out = self.score(batch)
         self._predict_time.observe(time.perf_counter() - started)
-        self._observe(out, batch.rows)
+        self._observe(out, batch)
         outputs = self.outputs
         predictions = [
             dict(zip(outputs, values, strict=True)) for values in zip(*(out[o] for o in outputs), strict=True)
@@ -304,7 +325,7 @@ class PredictorModel(Model):  # type: ignore[misc]
         started = time.perf_counter()
         out = self.score(batch)
         self._predict_time.observe(time.perf_counter() - started)
-        self._observe(out, batch.rows)
+        self._observe(out, batch)
         parameters = None
         if self.review is not None:
             notes = self.review.annotate(batch, out)
