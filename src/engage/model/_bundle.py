@@ -15,10 +15,12 @@ loads, what the registry promotes, and what a champion is.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,11 +37,14 @@ from engage.artifacts import (
     write_manifest,
 )
 from engage.contract import Distribution, Task
-from engage.errors import ArtifactError
+from engage.errors import ArtifactError, SchemaError
 from engage.features import FeatureSet, design_matrix
 
 from ._heads import Head
 from ._learners import HeadModel
+
+if TYPE_CHECKING:
+    from ._offsets import GroupOffsets
 
 __all__ = ["BUNDLE_FORMAT", "ModelBundle", "bundle_version", "load_bundle"]
 
@@ -66,17 +71,49 @@ class ModelBundle:
         return next(iter(self.heads.values())).learner if self.heads else "none"
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """One prediction column per head (``churn_probability``, ``engagement_score``, ``ltv``)."""
+        """One prediction column per head (``churn_probability``, ``engagement_score``, ``ltv``), the
+        fairness offsets applied: ``frame`` must hold the protected columns they read."""
         X = design_matrix(frame, self.features)
-        out = {}
-        for name, model in self.heads.items():
-            predicted = model.predict(X)
-            if name in self.adjustments:
-                from ._offsets import GroupOffsets
+        values, missing = self.adjust({name: model.predict(X) for name, model in self.heads.items()}, frame)
+        for name, columns in missing.items():
+            raise SchemaError(
+                f"protected attribute {columns[0]!r} is not in the table: head {name}'s fairness offsets "
+                "cannot be applied"
+            )
+        return pd.DataFrame({self.heads[n].head.output: v for n, v in values.items()}, index=frame.index)
 
-                predicted = GroupOffsets.from_json(self.adjustments[name]).apply_frame(predicted, frame)
-            out[model.head.output] = predicted
-        return pd.DataFrame(out, index=frame.index)
+    @functools.cached_property
+    def offsets(self) -> dict[str, GroupOffsets]:
+        """Each adjusted head's fairness post-processor (per-cell logit offsets), by head name."""
+        from ._offsets import GroupOffsets
+
+        return {name: GroupOffsets.from_json(spec) for name, spec in self.adjustments.items()}
+
+    @property
+    def offset_columns(self) -> list[str]:
+        """The protected columns the fairness offsets read (empty without offsets)."""
+        return sorted({str(a["name"]) for o in self.offsets.values() for a in o.attributes})
+
+    def adjust(
+        self, values: Mapping[str, Any], frame: pd.DataFrame
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """Each head's predictions (by head name, finished: probabilities, scores) with the head's fairness
+        offsets applied from the rows' protected columns in ``frame``: the one place every scorer (this
+        bundle's :meth:`predict`, the batch scorer, the predictor) applies them.
+
+        A head whose offsets read a column ``frame`` lacks keeps its predictions; the second value names,
+        per such head, the columns it lacks (the caller raises or notes it)."""
+        out = dict(values)
+        missing: dict[str, list[str]] = {}
+        for name, offsets in self.offsets.items():
+            if name not in out:
+                continue
+            lacking = [str(a["name"]) for a in offsets.attributes if str(a["name"]) not in frame.columns]
+            if lacking:
+                missing[name] = lacking
+            else:
+                out[name] = offsets.apply_frame(out[name], frame)
+        return out, missing
 
     def save(self, directory: Path, *, metadata: dict[str, Any] | None = None) -> Path:
         """Write the bundle into ``directory`` (new or empty) and its manifest last."""

@@ -68,14 +68,8 @@ class BatchScorer:
         self.reason_head = self._reason_head(reason_head) if reasons else None
         ids = [n for n, c in contract.columns.items() if c.role.value == "id"]
         self.id_column = ids[0] if ids else None
-        from engage.model import GroupOffsets
-
-        self.offsets = {name: GroupOffsets.from_json(spec) for name, spec in bundle.adjustments.items()}
         #: the table columns the offsets read (protected attributes); extra columns a partition carries
-        self.carried = sorted(
-            {str(a["name"]) for o in self.offsets.values() for a in o.attributes}
-            | ({self.id_column} if self.id_column else set())
-        )
+        self.carried = sorted(set(bundle.offset_columns) | ({self.id_column} if self.id_column else set()))
         #: the columns a part is read with: the model inputs, the id and the protected attributes (the
         #: other columns, PII among them, are never read, so never copied into the quarantine)
         self.columns = [*self.encoder.names, *(c for c in self.carried if c not in self.encoder.names)]
@@ -94,7 +88,6 @@ class BatchScorer:
     def score(self, X: npt.NDArray[np.float32], frame: pd.DataFrame) -> Scores:
         """Predictions of the checked rows ``X`` (float32, model input order); ``frame`` holds the same
         rows' other columns (the protected attributes the fairness offsets read)."""
-        notes: list[str] = []
         if self.xgboost:
             values = {
                 name: self.bundle.heads[name].finish(
@@ -108,13 +101,11 @@ class BatchScorer:
         else:
             predicted = self.bundle.predict(self.encoder.decode(X.astype(np.float64)))
             return Scores({str(c): predicted[c].to_numpy(dtype="float64") for c in predicted.columns})
-        for name, offsets in self.offsets.items():
-            wanted = [str(a["name"]) for a in offsets.attributes]
-            if all(w in frame.columns for w in wanted):
-                values[name] = offsets.apply_frame(values[name], frame)
-            else:
-                missing = ", ".join(w for w in wanted if w not in frame.columns)
-                notes.append(f"head {name}: fairness offsets not applied (the table has no {missing})")
+        values, missing = self.bundle.adjust(values, frame)
+        notes = [
+            f"head {name}: fairness offsets not applied (the table has no {', '.join(columns)})"
+            for name, columns in missing.items()
+        ]
         out = Scores({self.outputs[name]: v for name, v in values.items()}, notes=notes)
         if self.reason_head is not None and len(X):
             out.reason_index, out.reason_value = self._top_reasons(X)
