@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from engage.contract import load_contract
 from engage.telemetry import metric
-from engage_serving.predictor._groups import GroupAttribute, GroupCounter
+from engage_serving.predictor._groups import SMALL_ROWS, GroupAttribute, GroupCounter
 
 pytestmark = pytest.mark.unit
 
@@ -88,13 +88,14 @@ def test_without_protected_attributes_there_is_no_series() -> None:
     assert GroupCounter.for_contract("engage", CONTRACT, ["customer_id"], {"churn_probability": 0.5}) is None
 
 
-def test_the_threshold_decides_and_odd_values_are_other() -> None:
+@pytest.mark.parametrize("times", [1, SMALL_ROWS])  # row by row, and with numpy
+def test_the_threshold_decides_and_odd_values_are_other(times: int) -> None:
     groups, registry = counter({"churn_probability": 0.8})
     odd: list[Any] = [["female"], {"a": 1}, 3.5, True]  # not a category: other (never an error)
-    groups.count(
-        {"churn_probability": [0.9, 0.7, 0.85, 0.1]}, {"gender": odd, "age": ["x", [1], 20.5, 1e300]}
-    )
-    found = {k: v for k, v in series(registry).items() if v}
+    ages: list[Any] = ["x", [1], 20.5, 1e300]  # not a number, or past the last bin: other
+    out = {"churn_probability": [0.9, 0.7, 0.85, 0.1] * times}
+    groups.count(out, {"gender": odd * times, "age": ages * times})
+    found = {k: v / times for k, v in series(registry).items() if v}
     assert found == {
         ("churn_probability", "gender", "other", "positive"): 2,
         ("churn_probability", "gender", "other", "negative"): 2,
@@ -108,19 +109,27 @@ def test_a_large_batch_matches_a_row_by_row_count() -> None:
     rng = np.random.default_rng(7)
     rows = 2000
     gender = rng.choice(np.asarray(["female", "male", "non_binary", "x", None], dtype=object), rows).tolist()
-    age = rng.integers(10, 130, rows).tolist()
+    age: list[Any] = rng.integers(10, 130, rows).tolist()
+    age[:3] = [None, float("nan"), "nan"]  # missing, as numpy and the row-by-row look-up both read it
     prob = rng.random(rows).tolist()
     groups, registry = counter()
     groups.count({"churn_probability": prob}, {"gender": gender, "age": age})
-    bins = GroupAttribute.binned("age", CONTRACT.columns["age"].bins or [])
+    edges = CONTRACT.columns["age"].bins or []
+    labels = GroupAttribute.binned("age", edges).groups
     expected: Counter[tuple[str, str, str, str]] = Counter()
     for g, a, p in zip(gender, age, prob, strict=True):
         decision = "positive" if p >= 0.5 else "negative"
         if g is not None:
             expected["churn_probability", "gender", g if g != "x" else "other", decision] += 1
-        edges = bins.edges
-        label = next((bins.groups[i] for i in range(len(edges) - 1) if edges[i] <= a < edges[i + 1]), "other")
-        expected["churn_probability", "age", label, decision] += 1
+        if isinstance(a, int):
+            bins = [labels[i] for i in range(len(edges) - 1) if edges[i] <= a < edges[i + 1]]
+            expected["churn_probability", "age", bins[0] if bins else "other", decision] += 1
+    assert {k: v for k, v in series(registry).items() if v} == dict(expected)
+    one_by_one, registry = counter()  # the same rows, one request each: the row-by-row look-up
+    for i in range(rows):
+        one_by_one.count(
+            {"churn_probability": prob[i : i + 1]}, {"gender": gender[i : i + 1], "age": age[i : i + 1]}
+        )
     assert {k: v for k, v in series(registry).items() if v} == dict(expected)
 
 
