@@ -55,38 +55,37 @@ class Checked:
 def schema_problem(frame: pd.DataFrame, encoder: Encoder) -> str | None:
     """Why no row of ``frame`` can be scored (a model input absent, repeated, or of a type no valid value
     has), or None."""
-    import pandas as pd
-
     repeated = set(frame.columns[frame.columns.duplicated()])
     for spec in encoder.fields:
         if spec.name not in frame.columns:
             return f"column {spec.name!r}: missing (a model input; the predictor needs it in every row)"
         if spec.name in repeated:
             return f"column {spec.name!r}: the partition has it more than once"
-        dtype = frame[spec.name].dtype
-        if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
-            if spec.kind != Kind.CATEGORY and frame[spec.name].notna().any():
-                kinds = pd.api.types.infer_dtype(frame[spec.name], skipna=True)
-                if kinds in ("string", "bytes"):
-                    return f"column {spec.name!r}: holds text, but the contract says it is a number"
-            continue
-        if isinstance(dtype, pd.CategoricalDtype):
-            if spec.kind != Kind.CATEGORY:
-                return f"column {spec.name!r}: holds categories, but the contract says it is a number"
-            continue
-        if spec.kind == Kind.CATEGORY and not (spec.boolean and pd.api.types.is_bool_dtype(dtype)):
-            if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-                if frame[spec.name].notna().any():
-                    return (
-                        f"column {spec.name!r}: holds {dtype} values, but the contract says it is a category"
-                    )
-                continue
-            return f"column {spec.name!r}: holds {dtype} values, but the contract says it is a category"
-        if spec.kind != Kind.CATEGORY and not (
-            pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-        ):
-            return f"column {spec.name!r}: holds {dtype} values, but the contract says it is a number"
+        problem = _dtype_problem(frame[spec.name], spec)
+        if problem is not None:
+            return f"column {spec.name!r}: {problem}"
     return None
+
+
+def _dtype_problem(column: pd.Series, spec: Field) -> str | None:
+    """Why no value of ``column`` can be the model input ``spec``, judged on its dtype alone, or None.
+
+    Text is no number; categories are no number; a number or bool column can be a category only when it
+    holds no value (or is a boolean field's bools); any other dtype (datetime, …) is neither."""
+    import pandas as pd
+
+    dtype, number = column.dtype, spec.kind != Kind.CATEGORY
+    if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
+        text = pd.api.types.infer_dtype(column, skipna=True) in ("string", "bytes")
+        return "holds text, but the contract says it is a number" if number and text else None
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "holds categories, but the contract says it is a number" if number else None
+    numeric = pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+    if number:
+        return None if numeric else f"holds {dtype} values, but the contract says it is a number"
+    if (spec.boolean and pd.api.types.is_bool_dtype(dtype)) or (numeric and column.isna().all()):
+        return None
+    return f"holds {dtype} values, but the contract says it is a category"
 
 
 def check_frame(frame: pd.DataFrame, encoder: Encoder) -> Checked:

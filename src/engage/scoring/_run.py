@@ -409,7 +409,7 @@ def score_table(
                 results = _run_dask(parts, worker_spec, dest.url("_staging", run_id), settings)
                 _merge_staged(dest, run_id, len(parts), sinks)
             sinks.close()
-            report = _report(results, metadata, max_rejected, engine, parts, started, started_at, ref, reg)
+            report = _report(results, metadata, max_rejected, len(parts))
             files_out: dict[str, str] = {}
             if report.verdict != "fail" and sinks.scores.rows:
                 files_out["scores"] = dest.commit_file(sinks.scores.path, dest.scores)
@@ -477,16 +477,10 @@ def _merge_staged(dest: Destination, run_id: str, parts: int, sinks: _Sinks) -> 
 
 
 def _report(
-    results: list[PartResult],
-    metadata: dict[str, Any],
-    max_rejected: float,
-    engine: str,
-    parts: list[Part],
-    started: float,
-    started_at: datetime,
-    ref: str,
-    reg: Any,
+    results: list[PartResult], metadata: dict[str, Any], max_rejected: float, parts: int
 ) -> ScoreReport:
+    """The verdict and counts of a run whose parts gave ``results`` (its ``seconds`` are set when the
+    files are committed)."""
     rows = sum(r.rows for r in results)
     scored = sum(r.scored for r in results)
     quarantined = sum(r.quarantined for r in results)
@@ -514,9 +508,9 @@ def _report(
         )
     return ScoreReport(
         verdict=verdict, run_date=metadata["run_date"], model_version=metadata["model_version"],
-        registry=reg.location, ref=ref, data_sha256=metadata["data_sha256"], source=metadata["source"],
-        engine=engine, rows=rows, scored=scored, quarantined=quarantined, max_rejected=max_rejected,
-        parts=len(parts), quarantined_parts=whole, reasons=dict(reasons), notes=notes,
-        ignored_columns=sorted({c for r in results for c in r.ignored_columns}), files={},
-        seconds=time.perf_counter() - started, started_at=started_at.isoformat(),
+        registry=metadata["registry"], ref=metadata["ref"], data_sha256=metadata["data_sha256"],
+        source=metadata["source"], engine=metadata["engine"], rows=rows, scored=scored,
+        quarantined=quarantined, max_rejected=max_rejected, parts=parts, quarantined_parts=whole,
+        reasons=dict(reasons), notes=notes, ignored_columns=sorted({c for r in results for c in r.ignored_columns}),
+        files={}, seconds=0.0, started_at=metadata["scored_at"],
     )  # fmt: skip
