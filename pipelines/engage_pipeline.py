@@ -10,7 +10,8 @@ load this file (:func:`engage_components.pipeline_module`), as ``kfp dsl compile
                                                          └─► drift-reference                            business-metrics ◄─┘      │
                                              (fairness != fail) explain + model card ─► promote ◄─────────────────────────────┘
                                                                                           ├─► review-sample (the review queue)
-                                                                                          └─► batch-score (every customer, Parquet)
+                                                                                          ├─► batch-score (every customer, Parquet)
+                                                                                          └─► rollout (the canary through Prometheus)
     exit handler (always): record-outcome — step times, cost, audit record, Pushgateway metrics (run, model,
     business figures: engage.telemetry's catalogue)
 
@@ -130,6 +131,15 @@ def engage_run(
     score_uri: str,
     score_engine: str,
     score_reasons: int,
+    rollout_prometheus: str,
+    rollout_isvc: str,
+    rollout_namespace: str,
+    rollout_stable: str,
+    rollout_canary: str,
+    rollout_period: str,
+    rollout_interval: str,
+    rollout_policy: str,
+    rollout_apply: bool,
 ) -> None:
     data = _sized(
         c.load_data(
@@ -216,6 +226,18 @@ def engage_run(
             ).after(promoted)  # fmt: skip
             scored.set_caching_options(False)  # scores with the registry's production version as it is now
             _verifies(_dask_client(scored))  # it fetches a version: checks its signature
+            # the canary the promotion deployed, watched through Prometheus, then promoted or rolled back
+            # (skipped, with the reason, without rollout_prometheus, a new version or a canary split)
+            watched = _sized(
+                c.rollout(
+                    promotion=promoted.outputs["promotion"], prometheus=rollout_prometheus, isvc=rollout_isvc,
+                    namespace=rollout_namespace, stable=rollout_stable, canary=rollout_canary,
+                    period=rollout_period, interval=rollout_interval, policy=rollout_policy, apply=rollout_apply,
+                    governance_db=governance_db,
+                ),
+                "rollout",
+            )  # fmt: skip
+            watched.set_caching_options(False)  # watches the cluster as it is now
 
 
 @dsl.pipeline(
@@ -245,6 +267,15 @@ def engage_pipeline(
     score_uri: str = "",
     score_engine: str = "local",
     score_reasons: int = 3,
+    rollout_prometheus: str = "",
+    rollout_isvc: str = "",
+    rollout_namespace: str = "",
+    rollout_stable: str = "",
+    rollout_canary: str = "",
+    rollout_period: str = "",
+    rollout_interval: str = "",
+    rollout_policy: str = "",
+    rollout_apply: bool = True,
 ) -> None:
     """Parameters: ``data_uri`` (a table to read, else ``rows``/``seed``/``snapshots`` and the knobs
     generate one), ``contract`` and ``policy`` files (empty: the shipped ones), the ``registry`` URI,
@@ -253,7 +284,12 @@ def engage_pipeline(
     URL; empty: ``ENGAGE_GOVERNANCE_DATABASE_URL`` where the step runs, else the embedded SQLite file), and
     batch scoring: ``score_version`` (the registry version every customer is scored with), ``score_uri``
     (where the partitioned Parquet goes; empty: the step's ``scores`` artifact), ``score_engine`` (local or
-    dask) and ``score_reasons`` (reason codes per customer, 0: none)."""
+    dask) and ``score_reasons`` (reason codes per customer, 0: none); the rollout after promotion:
+    ``rollout_prometheus`` (Prometheus' URL; empty: the step skips), ``rollout_isvc`` / ``rollout_namespace``
+    (empty: the rendered InferenceService's), ``rollout_stable`` / ``rollout_canary`` (LABEL=VALUE; empty:
+    ``model_version=<short id>`` of the previous and the new version), ``rollout_period`` /
+    ``rollout_interval`` (``10m``, ``30s``; empty: the rollout policy's), ``rollout_policy`` (a rollout
+    policy file) and ``rollout_apply`` (patch the InferenceService with kubectl; docs/rollout.md)."""
     outcome = c.record_outcome(
         registry=registry, pushgateway=pushgateway, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
     )
@@ -265,4 +301,7 @@ def engage_pipeline(
             max_rounds=max_rounds, canary_percent=canary_percent, pushgateway=pushgateway,
             review_sample=review_sample, governance_db=governance_db, score_version=score_version,
             score_uri=score_uri, score_engine=score_engine, score_reasons=score_reasons,
+            rollout_prometheus=rollout_prometheus, rollout_isvc=rollout_isvc, rollout_namespace=rollout_namespace,
+            rollout_stable=rollout_stable, rollout_canary=rollout_canary, rollout_period=rollout_period,
+            rollout_interval=rollout_interval, rollout_policy=rollout_policy, rollout_apply=rollout_apply,
         )  # fmt: skip

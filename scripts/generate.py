@@ -4,7 +4,8 @@ Generated here, each from its one source:
 * ``contracts/contract.schema.json``: JSON Schema of the contract model (editors validate YAML with it);
 * ``docs/contract.md``: reference of the customer contract, from ``contracts/customers_contract.yml``;
 * ``tests/fixtures/telco_customers.csv``: the second table's fixture, from its seeded script;
-* ``pipelines/engage_pipeline.yaml``: the compiled KFP pipeline (IR YAML), from ``pipelines/engage_pipeline.py``;
+* ``pipelines/engage_pipeline.yaml`` and ``pipelines/feedback_pipeline.yaml``: the compiled KFP pipelines (IR
+  YAML), from ``pipelines/engage_pipeline.py`` and ``pipelines/feedback_pipeline.py``;
 * ``charts/engage/Chart.yaml`` and ``values.yaml``: the chart's version, appVersion and image tags, from
   ``engage.__version__``;
 * ``manifests/base/engage.yaml``, ``manifests/components/istio-mtls/peerauthentication.yaml`` and
@@ -115,11 +116,15 @@ def telco_fixture() -> str:
         return path.read_text(encoding="utf-8")
 
 
-def compiled_pipeline() -> str:
+def compiled_pipeline(pipeline: str = "engage") -> str:
     from engage_components import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
-        return compile_pipeline(Path(tmp) / "engage_pipeline.yaml").read_text(encoding="utf-8")
+        return compile_pipeline(Path(tmp) / "pipeline.yaml", pipeline).read_text(encoding="utf-8")
+
+
+def compiled_feedback_pipeline() -> str:
+    return compiled_pipeline("feedback")
 
 
 CHART = ROOT / "charts" / "engage"
@@ -283,6 +288,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "docs/contract.md": contract_doc,
     "tests/fixtures/telco_customers.csv": telco_fixture,
     "pipelines/engage_pipeline.yaml": compiled_pipeline,
+    "pipelines/feedback_pipeline.yaml": compiled_feedback_pipeline,
     # the chart's versions first: what follows is rendered from the chart
     "charts/engage/Chart.yaml": chart_yaml,
     "charts/engage/values.yaml": chart_values_yaml,

@@ -88,6 +88,7 @@ def print_summary(summary: RunSummary) -> None:
     _print_promotion(summary)
     _print_review_sample(summary)
     _print_batch_score(summary)
+    _print_rollout(summary)
     _print_cost(summary)
 
 
@@ -152,6 +153,18 @@ def _print_batch_score(summary: RunSummary) -> None:
     report = summary.read("batch_score", "report.json")
     if report is not None:
         out().print(f"[bold]Batch scoring[/]: {batch_score_line(report).removeprefix('batch-score: ')}")
+
+
+def _print_rollout(summary: RunSummary) -> None:
+    from rich.markup import escape
+
+    from engage.cli.console import out
+
+    from ._loop import rollout_line
+
+    done = summary.read("rollout", "summary.json")
+    if done is not None:
+        out().print(f"[bold]Rollout[/]: {escape(rollout_line(done).removeprefix('rollout: '))}")
 
 
 def _print_cost(summary: RunSummary) -> None:

@@ -1,4 +1,5 @@
-"""The pipeline's DAG source, ``pipelines/engage_pipeline.py``, loaded as ``kfp dsl compile --py`` loads a file.
+"""The pipelines' DAG sources, ``pipelines/<module>.py`` (``engage_pipeline``, ``feedback_pipeline``), loaded
+as ``kfp dsl compile --py`` loads a file.
 
 The DAG lives beside its compiled YAML at the top of the repository, not inside this package: it is what
 a reader opens first, and what the KFP UI shows. A wheel of ``engage-components`` carries a copy under
@@ -22,28 +23,28 @@ __all__ = ["PIPELINE_MODULE", "pipeline_module", "pipeline_source"]
 PIPELINE_MODULE = "engage_pipeline"
 
 
-def pipeline_source() -> Path:
-    """The DAG's source file: the installed wheel's copy, else the repository's ``pipelines/``."""
-    packaged = resources.files("engage_components").joinpath("_pipelines", f"{PIPELINE_MODULE}.py")
+def pipeline_source(name: str = PIPELINE_MODULE) -> Path:
+    """A DAG's source file: the installed wheel's copy, else the repository's ``pipelines/``."""
+    packaged = resources.files("engage_components").joinpath("_pipelines", f"{name}.py")
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "pipelines" / f"{PIPELINE_MODULE}.py"
+    return Path(__file__).resolve().parents[2] / "pipelines" / f"{name}.py"
 
 
 @functools.cache
-def pipeline_module() -> ModuleType:
-    """The DAG module (``engage_pipeline``, ``NAME``, ``engage_run``), imported once."""
-    if PIPELINE_MODULE in sys.modules:
-        return sys.modules[PIPELINE_MODULE]
-    path = pipeline_source()
-    spec = importlib.util.spec_from_file_location(PIPELINE_MODULE, path)
+def pipeline_module(name: str = PIPELINE_MODULE) -> ModuleType:
+    """A DAG module (``engage_pipeline``: ``NAME``, ``engage_pipeline``, ``engage_run``), imported once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = pipeline_source(name)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():
         raise ConfigError(f"{path}: the pipeline's source is missing (reinstall engage-components)")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[PIPELINE_MODULE] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[PIPELINE_MODULE]
+        del sys.modules[name]
         raise
     return module

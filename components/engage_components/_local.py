@@ -3,7 +3,9 @@
 :func:`run_local` runs the whole pipeline under ``kfp.local`` (each task a subprocess of this Python
 environment, which holds the ``engage`` library the components image would) with caching on, so a
 second run with the same inputs reuses every step whose inputs did not change. :func:`compile_pipeline`
-writes the IR YAML the KFP UI uploads; :func:`submit` uploads it to a KFP API and starts a run.
+writes the IR YAML the KFP UI uploads; :func:`submit` uploads it to a KFP API and starts a run (and a
+recurring one). Each takes ``pipeline``: ``engage`` (training, ``pipelines/engage_pipeline.py``) or
+``feedback`` (the feedback loop, ``pipelines/feedback_pipeline.py``), a key of :data:`PIPELINES`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,25 @@ from typing import Any
 
 from ._dag import pipeline_module
 
-__all__ = ["RunSummary", "compile_pipeline", "find_output", "run_local", "submit"]
+__all__ = [
+    "PIPELINES",
+    "SCHEDULES",
+    "RunSummary",
+    "compile_pipeline",
+    "find_output",
+    "pipeline_function",
+    "run_local",
+    "submit",
+]
+
+#: the pipelines: name -> the DAG module under pipelines/ (it defines ``NAME`` and a function of its name)
+PIPELINES = {"engage": "engage_pipeline", "feedback": "feedback_pipeline"}
+#: each pipeline's default recurring schedule (KFP cron, with seconds; UTC): ``--schedule daily``. Training
+#: at 02:00 on the night's data; the feedback run at 06:00, after the night's outcomes have landed and the
+#: training run is done (a retraining it starts does not overlap the nightly one). Daily, not hourly: the
+#: outcomes arrive in daily batches, the event store is kept in day folders, and an hour's labelled rows
+#: are too few for the live figures (30 per head) and the drift test (500 each side) to judge.
+SCHEDULES = {"engage": "0 0 2 * * *", "feedback": "0 0 6 * * *"}
 
 
 @dataclass
@@ -55,8 +75,13 @@ OUTPUTS = {
     "promotion": ("promote", "promotion"),
     "review_sample": ("review-sample", "sample"),
     "batch_score": ("batch-score", "scores"),
+    "rollout": ("rollout", "rollout"),
     "outcome": ("record-outcome", "outcome"),
+    # the feedback pipeline's
+    "feedback": ("feedback", "report"),
 }
+#: outputs of steps that never cache: this run's own (an older run's would be found otherwise)
+_UNCACHED = ("promotion", "rollout", "outcome", "feedback")
 
 
 def find_output(root: Path, task: str, output: str, *, since: float = 0.0) -> Path | None:
@@ -66,11 +91,21 @@ def find_output(root: Path, task: str, output: str, *, since: float = 0.0) -> Pa
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
-    """Run the pipeline under ``kfp.local`` with caching; never raises for a failed run (see ``state``)."""
+def pipeline_function(pipeline: str = "engage") -> Any:
+    """The ``@dsl.pipeline`` function of ``pipeline`` (a key of :data:`PIPELINES`)."""
+    from engage.errors import ConfigError
+
+    module = PIPELINES.get(pipeline)
+    if module is None:
+        raise ConfigError(f"pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
+    return getattr(pipeline_module(module), module)
+
+
+def run_local(params: dict[str, Any], *, pipeline_root: Path, pipeline: str = "engage") -> RunSummary:
+    """Run ``pipeline`` under ``kfp.local`` with caching; never raises for a failed run (see ``state``)."""
     from kfp import local
 
-    engage_pipeline = pipeline_module().engage_pipeline
+    run_pipeline = pipeline_function(pipeline)
 
     pipeline_root = pipeline_root.resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -95,7 +130,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
         # and that resource requests (the cluster's) do nothing locally: also by design
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         try:
-            engage_pipeline(**params)
+            run_pipeline(**params)
         except RuntimeError as e:  # kfp.local raises when a task (other than the exit handler) failed
             error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         finally:
@@ -116,7 +151,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path) -> RunSummary:
     job = new[-1] if new else None
     outputs: dict[str, Path] = {}
     for name, (task, output) in OUTPUTS.items():
-        since = started if name in ("promotion", "outcome") else 0.0  # never cached: this run's own
+        since = started if name in _UNCACHED else 0.0
         path = find_output(pipeline_root, task, output, since=since)
         if path is not None:
             outputs[name] = path
@@ -157,14 +192,13 @@ def _release(sink: Any) -> None:
                 logger.removeHandler(handler)
 
 
-def compile_pipeline(path: Path) -> Path:
-    """Write the pipeline's IR YAML (what the KFP UI and ``kfp.Client`` upload)."""
+def compile_pipeline(path: Path, pipeline: str = "engage") -> Path:
+    """Write ``pipeline``'s IR YAML (what the KFP UI and ``kfp.Client`` upload)."""
     from kfp import compiler
 
-    engage_pipeline = pipeline_module().engage_pipeline
-
+    function = pipeline_function(pipeline)
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(engage_pipeline, str(path))
+    compiler.Compiler().compile(function, str(path))
     return path
 
 
@@ -176,24 +210,28 @@ def submit(
     version: str | None = None,
     schedule: str | None = None,
     namespace: str | None = None,
+    pipeline: str = "engage",
 ) -> dict[str, str]:
-    """Upload the pipeline (a new version), start a run, and optionally a recurring run (cron)."""
+    """Upload ``pipeline`` (a new version), start a run, and optionally a recurring run (cron, or
+    ``daily``: the pipeline's :data:`SCHEDULES` entry)."""
     import tempfile
 
     import kfp
 
     from engage import __version__
 
-    name = pipeline_module().NAME
+    pipeline_function(pipeline)  # an unknown name fails before any call
+    name = pipeline_module(PIPELINES[pipeline]).NAME
+    if schedule == "daily":
+        schedule = SCHEDULES[pipeline]
 
     client = kfp.Client(host=host, namespace=namespace)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(Path(tmp) / "engage_pipeline.yaml")
+        package = compile_pipeline(Path(tmp) / f"{PIPELINES[pipeline]}.yaml", pipeline)
         label = version or f"{__version__}-{time.strftime('%Y%m%d-%H%M%S')}"
         existing = client.get_pipeline_id(name)
         if existing is None:
-            pipeline = client.upload_pipeline(str(package), pipeline_name=name)
-            pipeline_id = pipeline.pipeline_id
+            pipeline_id = client.upload_pipeline(str(package), pipeline_name=name).pipeline_id
             version_id = client.list_pipeline_versions(pipeline_id).pipeline_versions[0].pipeline_version_id
         else:
             pipeline_id = existing
@@ -209,7 +247,7 @@ def submit(
     out = {"pipeline_id": pipeline_id, "version_id": version_id, "run_id": run.run_id}
     if schedule:
         job = client.create_recurring_run(
-            experiment_id=exp.experiment_id, job_name=f"{name}-daily", cron_expression=schedule,
+            experiment_id=exp.experiment_id, job_name=f"{name}-recurring", cron_expression=schedule,
             params=params, pipeline_id=pipeline_id, version_id=version_id, max_concurrency=1,
         )  # fmt: skip
         out["recurring_run_id"] = job.recurring_run_id

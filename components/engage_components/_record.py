@@ -63,6 +63,8 @@ RESOURCES: dict[str, Resources] = {
     "business-metrics": Resources(1, 2),
     "review-sample": Resources(1, 2),
     "batch-score": Resources(2, 4),
+    "rollout": Resources(0.25, 0.5),  # waits on Prometheus for the watch period
+    "feedback": Resources(1, 2),  # the engage-feedback pipeline's one step
     "record-outcome": Resources(0.25, 0.5),
 }
 

@@ -14,18 +14,30 @@ app = typer.Typer(
     help="The Kubeflow pipeline: compile it, run it locally, submit it to a cluster.", no_args_is_help=True
 )
 
-#: the committed compiled pipeline (``make generate`` rewrites it; a test fails when it is stale)
-COMPILED = Path("pipelines/engage_pipeline.yaml")
+#: the committed compiled pipelines, pipelines/<module>.yaml (``make generate`` rewrites them; a test fails
+#: when one is stale)
+COMPILED = Path("pipelines")
+PIPELINE_HELP = "Which pipeline: engage (training, the default) or feedback (the feedback loop)."
 
 
 @app.command("compile")
-def compile_(out: Path = typer.Option(COMPILED, "--out", "-o", help="Where to write the IR YAML.")) -> None:
-    """Write the pipeline's IR YAML, the file the KFP UI uploads."""
+def compile_(
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Where to write the IR YAML (default: pipelines/<pipeline>_pipeline.yaml)."
+    ),
+    pipeline: str = typer.Option("engage", "--pipeline", help=PIPELINE_HELP),
+) -> None:
+    """Write a pipeline's IR YAML, the file the KFP UI uploads."""
     from engage.cli.console import err
     from engage_components import compile_pipeline
 
-    compile_pipeline(out)
-    err().print(f"wrote {out}", style="dim")
+    from ._local import PIPELINES
+
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"--pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
+    target = out or COMPILED / f"{PIPELINES[pipeline]}.yaml"
+    compile_pipeline(target, pipeline)
+    err().print(f"wrote {target}", style="dim")
 
 
 @app.command("run")
@@ -56,10 +68,15 @@ def submit_(
     experiment: str = typer.Option("engage", "--experiment", help="KFP experiment to run in."),
     namespace: str | None = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
     schedule: str | None = typer.Option(
-        None, "--schedule", help="Also create a recurring run, cron with seconds (daily: '0 0 2 * * *')."
+        None,
+        "--schedule",
+        help="Also create a recurring run: cron with seconds ('0 0 2 * * *'), or daily (training 02:00, "
+        "feedback 06:00 UTC).",
     ),
+    pipeline: str = typer.Option("engage", "--pipeline", help=PIPELINE_HELP),
 ) -> None:
-    """Upload the pipeline as a new version, start a run, and optionally schedule daily retraining."""
+    """Upload a pipeline as a new version, start a run, and optionally schedule it (daily retraining; the
+    daily feedback run: --pipeline feedback -p events_uri=... -p outcomes_uri=... --schedule daily)."""
     from engage.cli.console import out
     from engage_components import submit
 
@@ -67,7 +84,9 @@ def submit_(
     for item in param:
         name, value = _pair(item)
         params[name] = _value(value)
-    ids = submit(host, params, experiment=experiment, namespace=namespace, schedule=schedule)
+    ids = submit(
+        host, params, experiment=experiment, namespace=namespace, schedule=schedule, pipeline=pipeline
+    )
     out().print(json.dumps(ids, indent=2))
 
 

@@ -431,3 +431,90 @@ def record_outcome(
         run_id=run_id, registry_uri=registry, pushgateway=pushgateway,
     )  # fmt: skip
     return str(result["state"])
+
+
+@component
+def rollout(
+    promotion: Input[Artifact],
+    prometheus: str,
+    isvc: str,
+    namespace: str,
+    stable: str,
+    canary: str,
+    period: str,
+    interval: str,
+    policy: str,
+    apply: bool,
+    governance_db: str,
+    rollout: Output[Artifact],
+    step: Output[Artifact],
+) -> str:
+    """After promotion: watch the canary through Prometheus (``prometheus``; empty: skipped, and why),
+    then promote it to all the traffic or roll it back (kubectl patch with ``apply``), recorded on the
+    audit trail; returns promote, rollback, insufficient_data or skipped. A rollback fails the step after
+    the record. Targets and the InferenceService default to the promotion's (docs/rollout.md)."""
+    from pathlib import Path
+
+    from engage.errors import DeployError
+    from engage_components import timed
+    from engage_components._loop import rollout_line, rollout_step
+
+    with timed("rollout", step.path) as record:
+        done = rollout_step(
+            Path(rollout.path), promotion=Path(promotion.path), prometheus=prometheus, isvc=isvc,
+            namespace=namespace, stable=stable, canary=canary, period=period, interval=interval,
+            policy=policy, apply=apply, governance_db=governance_db, say=lambda line: print(line, flush=True),
+        )  # fmt: skip
+        record.update({k: done[k] for k in ("outcome", "audit_seq") if k in done})
+    print(rollout_line(done), flush=True)
+    if done["outcome"] == "rollback":
+        raise DeployError(f"the canary was rolled back: {done['reason']}")
+    return str(done["outcome"])
+
+
+@component
+def feedback(
+    events_uri: str,
+    outcomes_uri: str,
+    days: int,
+    since: str,
+    until: str,
+    contract: str,
+    policy: str,
+    reference_uri: str,
+    pushgateway: str,
+    retrain: bool,
+    train_params: dict,
+    kfp_host: str,
+    experiment: str,
+    governance_db: str,
+    report: Output[Artifact],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
+    step: Output[Artifact],
+) -> str:
+    """The feedback loop: the window's logged predictions joined with their outcomes, judged by the policy
+    (live accuracy, live fairness, prediction drift), pushed to ``pushgateway``; with ``retrain`` a training
+    run started on ``kfp_host`` when the policy is crossed (audit record). Returns the verdict: pass,
+    no_labels or fail (a crossed policy is a finding, not a failed step)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from engage_components import timed
+    from engage_components._loop import feedback_line, feedback_step
+
+    with timed("feedback", step.path) as record:
+        done = feedback_step(
+            Path(report.path), events_uri=events_uri, outcomes_uri=outcomes_uri, days=days, since=since,
+            until=until, contract=contract, policy=policy, reference_uri=reference_uri, pushgateway=pushgateway,
+            retrain=retrain, train_params=dict(train_params), kfp_host=kfp_host, experiment=experiment,
+            governance_db=governance_db,
+        )  # fmt: skip
+        record.update({k: done[k] for k in ("verdict", "predictions", "labelled")})
+    shutil.copyfile(Path(report.path) / "report.md", summary.path)
+    for key in ("predictions", "labelled", "coverage"):
+        metrics.log_metric(key, float(done[key]))
+    Path(metrics.path).write_text(json.dumps(metrics.metadata))
+    print(feedback_line(done), flush=True)
+    return str(done["verdict"])

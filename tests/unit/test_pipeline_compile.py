@@ -160,3 +160,64 @@ def test_command_line_parameters_are_json_when_they_parse_else_text() -> None:
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="--param: expected NAME=VALUE, got 'rows'"):
         _pair("rows")
+
+
+def test_the_rollout_step_runs_after_promote_never_cached_on_its_parameters() -> None:
+    spec, _ = compiled()
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    rollout = {name: p.get("defaultValue") for name, p in params.items() if name.startswith("rollout_")}
+    assert rollout == {
+        "rollout_prometheus": "", "rollout_isvc": "", "rollout_namespace": "", "rollout_stable": "",
+        "rollout_canary": "", "rollout_period": "", "rollout_interval": "", "rollout_policy": "",
+        "rollout_apply": True,
+    }  # fmt: skip
+    gated = next(c for c in spec["components"].values() if "rollout" in c.get("dag", {}).get("tasks", {}))
+    task = gated["dag"]["tasks"]["rollout"]
+    assert task["dependentTasks"] == ["promote"]
+    assert task["inputs"]["artifacts"]["promotion"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "promotion",
+        "producerTask": "promote",
+    }
+    assert task["cachingOptions"] == {}  # caching off: it watches the cluster as it is now
+    assert "retryPolicy" not in task  # a retried watch would record a second decision
+
+
+FEEDBACK = ROOT / "pipelines" / "feedback_pipeline.yaml"
+
+
+def test_the_committed_feedback_pipeline_yaml_is_what_the_code_compiles_to(tmp_path: Path) -> None:
+    from engage_components import compile_pipeline
+
+    fresh = compile_pipeline(tmp_path / "f.yaml", "feedback").read_text()
+    assert fresh == FEEDBACK.read_text(), "pipelines/feedback_pipeline.yaml is stale: run `make generate`"
+
+
+def test_the_feedback_pipeline_is_one_uncached_step_on_the_components_image() -> None:
+    (spec,) = yaml.safe_load_all(FEEDBACK.read_text())
+    assert spec["pipelineInfo"]["name"] == "engage-feedback"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert {n for n, p in params.items() if not p.get("isOptional")} == {"events_uri", "outcomes_uri"}
+    defaults = {n: p.get("defaultValue") for n, p in params.items() if p.get("isOptional")}
+    assert defaults["days"] == 30
+    assert defaults["retrain"] is False
+    assert defaults["kfp_host"] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    assert params["train_params"]["parameterType"] == "STRUCT"
+    (task,) = spec["root"]["dag"]["tasks"].values()
+    assert task["cachingOptions"] == {}
+    assert "retryPolicy" not in task  # a retry after a started training run would start a second one
+    (executor,) = spec["deploymentSpec"]["executors"].values()
+    assert (
+        executor["container"]["image"]
+        == f"ghcr.io/engage-ml/engage-components:{__import__('engage').__version__}"
+    )
+    assert executor["container"]["resources"]["cpuRequest"] == 1
+
+
+def test_the_schedules_are_daily_training_before_feedback() -> None:
+    from engage_components._local import PIPELINES, SCHEDULES
+
+    assert set(SCHEDULES) == set(PIPELINES) == {"engage", "feedback"}
+    # KFP cron with seconds: second minute hour day month weekday; both daily, feedback after training
+    hours = {name: int(cron.split()[2]) for name, cron in SCHEDULES.items()}
+    assert all(cron.split()[3:] == ["*", "*", "*"] for cron in SCHEDULES.values())
+    assert hours["engage"] < hours["feedback"]
