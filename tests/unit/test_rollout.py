@@ -48,7 +48,7 @@ def histogram(counts: Sequence[float], les: Sequence[float] = UNIT_LE) -> list[t
 
 def results(
     *, requests: float = 100, errors: float | None = None, p95: float = 0.01, churn: Sequence[float] = (10, 40, 40, 10, 0),
-    version: str = "sha256:aaa", drift: float | None = None, fairness: float | None = None,
+    version: str = "sha256:aaa", drift: float | None = None, parity: float | None = None,
 ) -> dict[str, list[tuple[dict[str, str], float]]]:  # fmt: skip
     """One target's answers, as :func:`judge` reads them (the unit head ``churn_probability`` only)."""
     cumulative = histogram(churn)
@@ -60,7 +60,7 @@ def results(
         "p95": [({}, p95)],
         "versions": [({"version": version}, 1.0)],
         "drift": [] if drift is None else [({"head": "churn_probability"}, drift)],
-        "fairness": [] if fairness is None else [({}, fairness)],
+        "parity": [] if parity is None else [({"head": "churn_probability", "attribute": "gender"}, parity)],
         "engage_prediction:buckets": [
             ({"head": "churn_probability", "le": "+Inf" if math.isinf(le) else str(le)}, c) for le, c in cumulative
         ],
@@ -113,23 +113,50 @@ def test_a_canary_like_stable_passes_every_check() -> None:
     assert all(e.passed for e in found.values()), [e.describe() for e in found.values()]
     assert found["prediction_psi:churn_probability"].value == 0.0
     assert "drift_statistic:churn_probability" not in found  # no series: not judged
-    assert "live_parity_ratio" not in found
+    assert not [name for name in found if name.startswith("live_parity")]  # no group series: not judged
     assert 'job="canary"' in found["canary_error_rate"].query
 
 
 def test_each_threshold_fails_its_own_check() -> None:
     bad = checks(
-        results(p95=0.01),
-        results(errors=5, p95=0.4, churn=(0, 10, 40, 50, 0), drift=0.5, fairness=0.6),
+        results(p95=0.01, parity=0.9),
+        results(errors=5, p95=0.4, churn=(0, 10, 40, 50, 0), drift=0.5, parity=0.6),
     )
     failed = {name for name, e in bad.items() if e.passed is False}
     assert failed == {
         "canary_error_rate", "canary_p95_seconds", "canary_p95_ratio", "prediction_psi:churn_probability",
-        "prediction_mean_shift_sd:churn_probability", "drift_statistic:churn_probability", "live_parity_ratio",
+        "prediction_mean_shift_sd:churn_probability", "drift_statistic:churn_probability",
+        "live_parity_ratio:churn_probability:gender", "live_parity_drop:churn_probability:gender",
     }  # fmt: skip
     assert bad["canary_error_rate"].value == pytest.approx(0.05)
     assert bad["canary_p95_ratio"].value == pytest.approx(40.0)
     assert not bad["drift_statistic:churn_probability"].required
+
+
+def test_live_parity_against_the_gate_and_the_stable_revision() -> None:
+    name = "churn_probability:gender"
+    fine = checks(results(parity=0.95), results(parity=0.85))
+    assert fine[f"live_parity_ratio:{name}"].passed is True  # >= 0.8
+    assert fine[f"live_parity_drop:{name}"].value == pytest.approx(0.10)
+    assert fine[f"live_parity_drop:{name}"].passed is True  # <= 0.15
+    dropped = checks(results(parity=1.0), results(parity=0.82))  # above the gate, but 0.18 under stable
+    assert dropped[f"live_parity_ratio:{name}"].passed is True
+    assert dropped[f"live_parity_drop:{name}"].failed
+    query = dropped[f"live_parity_ratio:{name}"].query
+    assert 'engage_prediction_group_total{job="canary",group!="other",decision="positive"}' in query
+    assert ">= 1000" in query  # the policy's min_group_predictions
+    assert dropped[f"live_parity_drop:{name}"].query.startswith("((min by (head, attribute) ((sum by")
+    alone = checks(results(), results(parity=0.9))  # stable without ratio: the drop is not judged
+    assert alone[f"live_parity_drop:{name}"].passed is None
+    assert not alone[f"live_parity_drop:{name}"].inconclusive  # optional: no data is no reason to wait
+    nobody = checks(results(parity=math.nan), results(parity=math.nan))  # 0 / 0: no positives anywhere
+    assert (nobody[f"live_parity_ratio:{name}"].value, nobody[f"live_parity_drop:{name}"].value) == (1.0, 0.0)
+    assert "no group had a positive decision" in nobody[f"live_parity_ratio:{name}"].note
+    strict = RolloutPolicy(min_parity_ratio=0.9, max_parity_drop=0.05, min_group_predictions=50)
+    found = checks(results(parity=0.95), results(parity=0.88), strict)
+    assert found[f"live_parity_ratio:{name}"].failed
+    assert found[f"live_parity_drop:{name}"].failed
+    assert ">= 50)" in found[f"live_parity_ratio:{name}"].query
 
 
 def test_latency_ratio_under_the_floor_is_not_judged() -> None:
@@ -265,6 +292,11 @@ def test_policy_file_section_durations_and_errors(tmp_path: Path) -> None:
     assert load_rollout_policy().max_error_rate == 0.01
     path.write_text("max_psi: -1\nbogus: 1\n")
     with pytest.raises(ConfigError, match=r"rollout policy .*max_psi: .*greater than 0.*bogus: Extra"):
+        load_rollout_policy(path)
+    path.write_text("fairness_metric: engage_live_fairness_parity_ratio\nmax_parity_drop: 2\n")
+    with pytest.raises(
+        ConfigError, match=r"max_parity_drop: .*less than or equal to 1.*fairness_metric: Extra"
+    ):
         load_rollout_policy(path)
     path.write_text("window_seconds: soon\n")
     with pytest.raises(ConfigError, match=r"window_seconds: .*give a duration"):

@@ -19,7 +19,7 @@ from ._act import (
 )
 from ._judge import Evidence, judge, mean_shift, population_stability_index
 from ._policy import RolloutPolicy, load_rollout_policy, parse_duration
-from ._queries import Target, parse_target, target_queries
+from ._queries import Target, parity_query, parse_target, target_queries
 from ._watch import Clock, PrometheusError, RolloutDecision, SystemClock, query_prometheus, watch
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "kubectl_patch_command",
     "load_rollout_policy",
     "mean_shift",
+    "parity_query",
     "parse_duration",
     "parse_target",
     "population_stability_index",

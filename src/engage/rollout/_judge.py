@@ -116,11 +116,36 @@ def judge(
         check(f"drift_statistic:{head}", cq["drift"], value, p.max_drift_statistic, "<=", at, required=False)
         for head, value in sorted(_by_label(canary, "drift", "head").items())
     ]
-    fairness = _scalar(canary, "fairness")
-    if fairness is not None:
+    out += _parity(stable, canary, sq, cq, p, at)
+    return out
+
+
+def _parity(
+    stable: Results,
+    canary: Results,
+    stable_queries: Mapping[str, str],
+    canary_queries: Mapping[str, str],
+    policy: RolloutPolicy,
+    at: str,
+) -> list[Evidence]:
+    """Per head and protected attribute of the canary's live traffic: its demographic parity ratio at
+    least ``min_parity_ratio``, and no more than ``max_parity_drop`` below the stable revision's. Optional:
+    judged when the canary's groups have the predictions (no series otherwise)."""
+    sq, cq = stable_queries["parity"], canary_queries["parity"]
+    s_ratio, c_ratio = _parities(stable), _parities(canary)
+    out: list[Evidence] = []
+    for (head, attribute), (value, note) in sorted(c_ratio.items()):
+        name = f"{head}:{attribute}"
         out.append(
-            check("live_parity_ratio", cq["fairness"], fairness, p.min_parity_ratio, ">=", at, required=False)
-        )
+            check(f"live_parity_ratio:{name}", cq, value, policy.min_parity_ratio, ">=", at,
+                  required=False, note=note)
+        )  # fmt: skip
+        base = s_ratio.get((head, attribute))
+        drop = None if base is None else base[0] - value
+        out.append(
+            check(f"live_parity_drop:{name}", f"({sq}) - ({cq})", drop, policy.max_parity_drop, "<=", at,
+                  required=False, note="" if base is not None else "the stable revision has no ratio")
+        )  # fmt: skip
     return out
 
 
@@ -222,6 +247,17 @@ def _finite(value: float) -> float | None:
 def _scalar(results: Results, name: str) -> float | None:
     samples = results.get(name) or ()
     return _finite(samples[0][1]) if samples else None
+
+
+def _parities(results: Results) -> dict[tuple[str, str], tuple[float, str]]:
+    """(head, attribute) -> the parity ratio and a note; NaN (no group with a positive decision: 0 / 0)
+    is parity, 1."""
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for labels, value in results.get("parity") or ():
+        if "head" in labels and "attribute" in labels and not math.isinf(value):
+            note = "no group had a positive decision" if math.isnan(value) else ""
+            out[labels["head"], labels["attribute"]] = (1.0 if note else value, note)
+    return out
 
 
 def _by_label(results: Results, name: str, label: str) -> dict[str, float]:

@@ -72,10 +72,14 @@ class RolloutPolicy(BaseModel):
     max_mean_shift_sd: float = Field(0.5, gt=0)
     #: largest KS statistic of the canary's prediction drift test (its drift detector), when exported
     max_drift_statistic: float = Field(0.3, gt=0, le=1)
-    #: the live fairness series (lowest parity ratio between groups, 0..1), judged when it exists
-    fairness_metric: str = "engage_live_fairness_parity_ratio"
-    #: smallest live parity ratio (the four-fifths rule of the offline gate)
+    #: smallest live demographic parity ratio of a revision, per head and protected attribute: the lowest
+    #: group's positive rate over the highest (the four-fifths rule of the offline gate)
     min_parity_ratio: float = Field(0.8, ge=0, le=1)
+    #: largest fall of the canary's parity ratio below the stable revision's, per head and attribute
+    max_parity_drop: float = Field(0.15, ge=0, le=1)
+    #: predictions a group needs in the window to count in a parity ratio (the offline gate's
+    #: min_group_size: with fewer, three groups of equal rates fall under 0.8 often by chance)
+    min_group_predictions: float = Field(1000.0, ge=1)
 
     @field_validator(
         "period_seconds", "interval_seconds", "window_seconds", "p95_ratio_floor_seconds", mode="before"
@@ -88,13 +92,6 @@ class RolloutPolicy(BaseModel):
             return parse_duration(value)
         except ConfigError as e:
             raise ValueError(str(e)) from None
-
-    @field_validator("fairness_metric")
-    @classmethod
-    def _metric_name(cls, value: str) -> str:
-        if re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", value) is None:
-            raise ValueError(f"{value!r} is not a Prometheus metric name")
-        return value
 
 
 def load_rollout_policy(path: str | Path | None = None, **overrides: Any) -> RolloutPolicy:
