@@ -87,13 +87,29 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"frame": frame, "file": root / "customers.parquet", "folder": folder}
 
 
+#: the Dask runs' options: what ``in_process`` scores with, on the engine
+ON_DASK = ("--reasons", "2", "--partition-rows", "1000", "--engine", "dask")
+
+
+def score_args(source: Path, out: Path, registry: dict[str, Any], *extra: str) -> list[str]:
+    """``engage score``'s arguments (without the program) for ``source`` into ``out``."""
+    return [
+        "score",
+        str(source),
+        "--out",
+        str(out),
+        "--registry",
+        registry["uri"],
+        "--run-date",
+        RUN_DATE,
+        *extra,
+    ]
+
+
 def score(
     source: Path, out: Path, registry: dict[str, Any], *extra: str, env: dict[str, str] | None = None
 ) -> Any:
-    return engage(
-        "score", str(source), "--out", str(out), "--registry", registry["uri"], "--run-date", RUN_DATE, *extra,
-        env=env,
-    )  # fmt: skip
+    return engage(*score_args(source, out, registry, *extra), env=env)
 
 
 def outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -222,7 +238,7 @@ def in_process(
 ) -> Path:
     """The folder scored in-process (2 reasons, 1,000-row parts): what the Dask runs must equal."""
     out = tmp_path_factory.mktemp("in-process")
-    local = score(table["folder"], out, registry, "--reasons", "2", "--partition-rows", "1000")
+    local = score(table["folder"], out, registry, *ON_DASK[:-2])
     assert local.returncode == 0, local.stderr
     return out
 
@@ -235,10 +251,7 @@ def test_the_dask_engine_on_a_real_cluster_writes_what_in_process_writes(
     tmp_path: Path,
 ) -> None:
     env = {"ENGAGE_DASK_SCHEDULER": dask_cluster.address}
-    done = score(
-        table["folder"], tmp_path / "dask", registry, "--reasons", "2", "--engine", "dask", "--partition-rows", "1000",
-        env=env,
-    )  # fmt: skip
+    done = score(table["folder"], tmp_path / "dask", registry, *ON_DASK, env=env)
     assert done.returncode == 0, done.stderr
     a_scores, a_quarantine, a_report = outputs(in_process)
     b_scores, b_quarantine, b_report = outputs(tmp_path / "dask")
@@ -264,10 +277,7 @@ def test_a_worker_killed_mid_run_changes_nothing_in_the_output(
     nanny restarts the worker), and the files equal the in-process run's."""
     out = tmp_path / "dask"
     env = {**os.environ, "ENGAGE_DASK_SCHEDULER": dask_cluster.address}
-    command = [
-        ENGAGE, "score", str(table["folder"]), "--out", str(out), "--registry", registry["uri"],
-        "--run-date", RUN_DATE, "--engine", "dask", "--partition-rows", "1000", "--reasons", "2",
-    ]  # fmt: skip
+    command = [ENGAGE, *score_args(table["folder"], out, registry, *ON_DASK)]
     with subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
