@@ -43,6 +43,10 @@ POLICY = {"window_seconds": "5s", "min_requests": 20, "fail_after": 2}
 #: loopback predictors on a shared two-core machine: latency is not what these canaries differ by, so the
 #: p95 ratio is judged only past 100 ms (the 300 ms p95 ceiling still applies)
 POLICY["p95_ratio_floor_seconds"] = "100ms"
+#: live parity from the rows' genders (dealt round-robin: their parity is whatever the model makes of them,
+#: so not held to the four-fifths rule here); what is judged is the canary's against stable's
+POLICY |= {"min_group_predictions": 20, "min_parity_ratio": 0.0}
+PARITY = "churn_probability:gender"
 
 
 def _shifted_model(model_folder: Path, root: Path) -> Path:
@@ -229,6 +233,7 @@ def test_rollout_rolls_back_a_shifted_canary_and_promotes_a_healthy_one(
     assert psi["threshold"] == 0.2
     assert 'job="shifted"' in psi["query"]
     assert shifted["versions"]["canary"] != shifted["versions"]["stable"]
+    assert any(e["check"] == f"live_parity_ratio:{PARITY}" and e["value"] > 0 for e in shifted["decisive"])
     assert shifted["patch"] == {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
     assert "FAIL" in outputs["shifted"]
     assert "prediction_psi:churn_probability" in outputs["shifted"]
@@ -250,6 +255,12 @@ def test_rollout_rolls_back_a_shifted_canary_and_promotes_a_healthy_one(
         in outputs["healthy"]
     )
     assert all(e["passed"] for e in healthy["decisive"])
+    parity = {e["check"]: e for e in healthy["decisive"] if e["check"].startswith("live_parity")}
+    assert set(parity) == {f"live_parity_ratio:{PARITY}", f"live_parity_drop:{PARITY}"}, parity
+    ratio, drop = parity[f"live_parity_ratio:{PARITY}"], parity[f"live_parity_drop:{PARITY}"]
+    assert 0 < ratio["value"] <= 1  # from the real engage_prediction_group_total series of both revisions
+    assert 'engage_prediction_group_total{job="healthy",group!="other"' in ratio["query"]
+    assert abs(drop["value"]) < 0.15  # the same model on the same rows as stable
 
     for name, event in (
         ("shifted", "rollout.rollback"),
