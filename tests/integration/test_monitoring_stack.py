@@ -84,6 +84,7 @@ def _traffic(stack: Stack, reference: Path) -> None:
     from engage.tables import read_table
 
     rows = json.loads(read_table(reference / "reference.parquet").head(200).to_json(orient="records"))
+    rows[1]["gender"] = "female"  # a protected attribute rides along: engage_prediction_group_total
     predict = stack.urls["predictor"] + "/v1/models/engage:predict"
     with httpx.Client(timeout=30) as client:
         for i in range(0, 200, 4):
