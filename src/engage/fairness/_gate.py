@@ -26,7 +26,7 @@ from engage.contract import Contract
 from engage.errors import SchemaError
 from engage.features import Split, design_matrix, time_split
 from engage.model._groups import attribute_specs, cell_labels, protected_groups
-from engage.policy import OPS, PromotionPolicy, RuleOutcome, load_policy
+from engage.policy import OPS, FairnessRule, PromotionPolicy, RuleOutcome, load_policy
 from engage.training import ModelBundle, TrainConfig, head_labels, head_metrics
 
 from ._metrics import AttributeFairness, classification_fairness, regression_fairness
@@ -214,13 +214,26 @@ def _unjudgeable(rules: list[RuleOutcome]) -> bool:
     return any(r.rule.startswith(UNJUDGED) and not r.passed for r in rules)
 
 
+def _rule_text(attribute: str, rule: FairnessRule) -> str:
+    """How a fairness rule on one attribute (or intersection) is named in a :class:`RuleOutcome`."""
+    return f"{attribute}: {rule.metric} {rule.op} {rule.value:g}"
+
+
 def _judge(
     head: str,
     task: str,
     fairness: dict[str, AttributeFairness],
     policy: PromotionPolicy,
     minimum: int,
+    *,
+    on: Literal["value", "interval"] = "value",
 ) -> list[RuleOutcome]:
+    """Every fairness rule of ``head`` on every attribute, pass or fail (``observed``: the point value).
+
+    ``on="value"`` (the gate) judges the point estimate. ``on="interval"`` (live windows) crosses a rule
+    only when its whole 95 % bootstrap interval lies on the wrong side of the threshold: the bound
+    nearest to passing is judged (the high bound of a ``>=`` rule, the low bound of a ``<=`` rule); a
+    figure without an interval (too few finite replicates) is not judged."""
     rules = policy.fairness.rules(head, task)
     out: list[RuleOutcome] = []
     judged_any = False
@@ -236,7 +249,21 @@ def _judge(
                 raise SchemaError(
                     f"fairness policy: {head}: unknown metric {rule.metric!r} for a {task} head"
                 )
-            text = f"{attribute}: {rule.metric} {rule.op} {rule.value:g}"
+            text = _rule_text(attribute, rule)
+            judged = figure.value
+            if on == "interval":
+                judged = figure.high if rule.op in (">", ">=") else figure.low
+                if math.isfinite(figure.value) and not math.isfinite(judged):
+                    out.append(
+                        RuleOutcome(
+                            head=head,
+                            rule=text + " (not judged: no bootstrap interval)",
+                            observed=figure.value,
+                            threshold=rule.value,
+                            passed=True,
+                        )
+                    )
+                    continue
             if not math.isfinite(figure.value):
                 out.append(
                     RuleOutcome(
@@ -255,7 +282,7 @@ def _judge(
                     rule=text,
                     observed=figure.value,
                     threshold=rule.value,
-                    passed=OPS[rule.op](figure.value, rule.value),
+                    passed=OPS[rule.op](judged, rule.value),
                 )
             )
     if rules and not judged_any:

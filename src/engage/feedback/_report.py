@@ -43,6 +43,7 @@ __all__ = [
     "PSI_THRESHOLD",
     "LiveHead",
     "LiveReport",
+    "LiveRule",
     "PredictionDrift",
     "live_report",
     "psi",
@@ -62,8 +63,20 @@ MIN_LABELLED = 30
 MIN_DRIFT_ROWS = 500
 #: the section names of the live rules (what the retraining trigger reads)
 SECTIONS = ("live_accuracy", "live_fairness", "prediction_drift")
+#: fewest bootstrap replicates for an interval (the gate's percentile interval needs ten finite ones)
+MIN_REPLICATES = 10
+#: live fairness is measured on at most this many labelled rows per head (a seeded sample beyond): the
+#: bootstrap's cost grows with the rows (about 1 s per 100,000 rows per head at 200 replicates)
+LIVE_FAIRNESS_ROWS = 200_000
 
 Verdict = Literal["pass", "fail", "no_labels"]
+
+
+class LiveRule(RuleOutcome):
+    """A live rule's outcome; a live fairness rule also carries the 95 % bootstrap interval of its
+    figure (``observed`` is the point estimate; the rule is crossed only when the whole interval is)."""
+
+    interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -204,11 +217,16 @@ class LiveReport:
                 f"| {h.head} | {h.labelled:,} | {shown} | {psi} | {_num(h.business.get('predicted_mean'))} | "
                 f"{_num(h.business.get('realised_mean'))} |"
             )
-        lines += ["", "| section | head | rule | observed | holds |", "|---|---|---|---:|---|"]
+        lines += [
+            "",
+            "| section | head | rule | observed | 95 % interval | holds |",
+            "|---|---|---|---:|---:|---|",
+        ]
         for r in self.rules:
             observed = _num(r.observed) if not isinstance(r.observed, str) else r.observed
             lines.append(
-                f"| {r.section} | {r.head} | {r.rule} | {observed} | {'yes' if r.passed else 'NO'} |"
+                f"| {r.section} | {r.head} | {r.rule} | {observed} | {_interval(r) or '-'} | "
+                f"{'yes' if r.passed else 'NO'} |"
             )
         notes = [*self.notes, *(f"{h.head}: {n}" for h in self.heads.values() for n in h.notes)]
         if notes:
@@ -221,6 +239,11 @@ _SHOWN = ("auc_roc", "ece", "brier", "r2", "rmse", "spearman")
 
 def _num(v: float | None) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
+
+
+def _interval(rule: RuleOutcome) -> str | None:
+    interval = getattr(rule, "interval", None)
+    return None if interval is None else f"{interval[0]:.4g} to {interval[1]:.4g}"
 
 
 def _finite(v: float) -> float | None:
@@ -276,32 +299,77 @@ def _fairness(
     contract: Contract,
     policy: PromotionPolicy,
     seed: int,
-) -> tuple[dict[str, dict[str, float]], list[RuleOutcome], str | None]:
-    """The gate's figures and rule outcomes on the labelled live rows (figures a dict per attribute)."""
+) -> tuple[dict[str, dict[str, float]], list[RuleOutcome], list[str]]:
+    """The gate's figures and rules on the labelled live rows, judged on their bootstrap intervals.
+
+    Returns the point figures (a dict per attribute), the rule outcomes (:class:`LiveRule`, each judged
+    figure's interval with it) and notes (what was not judged, and why)."""
     from engage.fairness import protected_groups
-    from engage.fairness._gate import UNJUDGED, _judge, _measure, _second_largest
+    from engage.fairness._gate import UNJUDGED, _judge, _measure, _rule_text
+    from engage.model._groups import UNKNOWN
 
     f = policy.fairness
     names = list(f.attributes or contract.protected)
     missing = [n for n in names if n not in joined.columns or joined[n].isna().all()]
     if missing:
-        return {}, [], f"live fairness not measured: the logged requests carry no {', '.join(missing)}"
+        return {}, [], [f"live fairness not measured: the logged requests carry no {', '.join(missing)}"]
     groups = protected_groups(joined, contract, f.attributes or None, intersections=f.intersections)
-    minimum = f.group_minimum(len(y), _second_largest(groups))
+    # a live window is not a test split: no scaling down by min_group_share (see docs/feedback.md)
+    minimum = f.min_group_size
+    replicates = f.bootstrap
+    on: Literal["value", "interval"] = "interval" if replicates >= MIN_REPLICATES else "value"
+    notes = []
+    if on == "value":
+        notes.append(
+            f"live fairness judged on point estimates: the policy's fairness.bootstrap ({replicates}) is "
+            f"under the {MIN_REPLICATES} replicates an interval needs"
+        )
+    y, pred, groups = _bounded(y, pred, groups, seed, notes)
     task = head.task.value
     try:
-        measured = _measure(task, y, pred, groups, policy, seed, 0, minimum)
+        measured = _measure(task, y, pred, groups, policy, seed, replicates, minimum)
     except SchemaError as e:
-        return {}, [], f"live fairness not measured: {e.message}"
-    rules = []
-    for r in _judge(head.name, task, measured, policy, minimum):
+        return {}, [], [f"live fairness not measured: {e.message}"]
+    figures = {
+        _rule_text(a, rule): m.summary[rule.metric]
+        for a, m in measured.items()
+        for rule in f.rules(head.name, task)
+        if rule.metric in m.summary
+    }
+    rules: list[RuleOutcome] = []
+    for r in _judge(head.name, task, measured, policy, minimum, on=on):
         if r.rule.startswith(UNJUDGED):  # too few labels per group yet: not bias drift, not judged
             r = r.model_copy(
                 update={"rule": f"{r.rule} (not judged yet: too few labelled rows)", "passed": True}
             )
-        rules.append(r.model_copy(update={"section": "live_fairness"}))
-    figures = {a: {k: fig.value for k, fig in m.summary.items()} for a, m in measured.items()}
-    return figures, rules, None
+        figure = figures.get(r.rule)
+        interval = None
+        if figure is not None and math.isfinite(figure.low) and math.isfinite(figure.high):
+            interval = (figure.low, figure.high)
+        rules.append(LiveRule(**{**r.model_dump(), "section": "live_fairness", "interval": interval}))
+    for a, m in measured.items():
+        small = [f"{g.group} {g.rows:,}" for g in m.groups if not g.judged and g.group != UNKNOWN]
+        if small:
+            notes.append(
+                f"live fairness: {a}: not judged yet: too few labelled rows in {', '.join(small)} "
+                f"(a group needs {minimum:,})"
+            )
+    return {a: {k: fig.value for k, fig in m.summary.items()} for a, m in measured.items()}, rules, notes
+
+
+def _bounded(
+    y: Any, pred: Any, groups: dict[str, Any], seed: int, notes: list[str]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """At most :data:`LIVE_FAIRNESS_ROWS` labelled rows, a seeded sample of them when there are more
+    (the bootstrap's cost grows with the rows; its intervals only widen on a sample)."""
+    n = len(y)
+    if n <= LIVE_FAIRNESS_ROWS:
+        return y, pred, groups
+    rows = np.sort(np.random.default_rng(seed).choice(n, LIVE_FAIRNESS_ROWS, replace=False))
+    notes.append(
+        f"live fairness measured on a seeded sample of {LIVE_FAIRNESS_ROWS:,} of the {n:,} labelled rows"
+    )
+    return y[rows], pred[rows], {a: g[rows] for a, g in groups.items()}
 
 
 def _join(
@@ -431,10 +499,9 @@ def live_report(
         judged = evaluate(policy, {head.name: live.metrics}).rules
         rules += [r.model_copy(update={"section": "live_accuracy"}) for r in judged]
         if contract.fairness_applicable and contract.protected:
-            live.fairness, fair_rules, note = _fairness(head, rows, y, pred, contract, policy, seed)
+            live.fairness, fair_rules, fair_notes = _fairness(head, rows, y, pred, contract, policy, seed)
             rules += fair_rules
-            if note:
-                live.notes.append(note)
+            live.notes += fair_notes
         out[head.name] = live
     failed = [r for r in rules if not r.passed]
     labelled = len(labelled_rows)
@@ -442,7 +509,11 @@ def live_report(
     if failed:
         verdict, reasons = (
             "fail",
-            [f"{r.section}: {r.head}: {r.rule} (observed {_num(_float(r.observed))})" for r in failed],
+            [
+                f"{r.section}: {r.head}: {r.rule} (observed {_num(_float(r.observed))}"
+                + (f", 95 % interval {_interval(r)})" if _interval(r) else ")")
+                for r in failed
+            ],
         )
     elif not labelled:
         verdict = "no_labels"
