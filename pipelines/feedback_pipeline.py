@@ -25,7 +25,7 @@ from engage_components._loop import DEFAULT_KFP_HOST
 NAME = "engage-feedback"
 
 
-@dsl.pipeline(  # type: ignore[untyped-decorator]
+@dsl.pipeline(
     name=NAME,
     description="Engage feedback loop: live accuracy, live fairness and prediction drift of the logged traffic "
     "against the outcomes, pushed to Prometheus; a training run when the promotion policy is crossed.",
@@ -41,7 +41,7 @@ def feedback_pipeline(
     reference_uri: str = "",
     pushgateway: str = "",
     retrain: bool = False,
-    train_params: dict = {},  # type: ignore[type-arg]  # noqa: B006  KFP reads `dict`; {}: ENGAGE_RUN_* defaults
+    train_params: dict = {},  # noqa: B006  KFP reads `dict`; {}: ENGAGE_RUN_* defaults
     kfp_host: str = DEFAULT_KFP_HOST,
     experiment: str = "engage",
     governance_db: str = "",
