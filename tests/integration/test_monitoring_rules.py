@@ -47,7 +47,11 @@ BUILTINS = {
     "push_failure_time_seconds",
 }  # fmt: skip
 #: alerts whose value is a constant (a boolean, absent()'s 1): their description states the fact instead
-CONSTANT_VALUE_ALERTS = {"EngagePipelineRunFailed", "EngagePredictorDown", "EngageModelNotReady"}
+CONSTANT_VALUE_ALERTS = {
+    "EngagePipelineRunFailed", "EngagePredictorDown", "EngageModelNotReady",
+    # a live rule crossed (0): the description names the rule with its threshold instead
+    "EngageLiveAccuracyBelowPolicy", "EngageLiveFairnessCrossed", "EngageLivePredictionDrift",
+}  # fmt: skip
 #: each severity's receivers, in routing order (docs/monitoring.md, "Routing")
 RECEIVERS = {
     "P0": ["pagerduty", "slack-incidents"],
@@ -261,13 +265,20 @@ def test_each_severity_reaches_its_receivers(severity: str) -> None:
     [
         ("EngageAuditTrailTampered", ["job=engage_audit", "instance=prod", "trail=prod", "kind=edited"]),
         ("EngageAuditTrailVerifyStale", ["trail=prod"]),
+        ("EngageLiveFairnessCrossed", ["job=engage_feedback", "instance=engage", "model=engage",
+                                       "section=live_fairness", "head=churn"]),
+        ("EngageFeedbackStale", ["model=engage"]),
+        ("EngageEventStoreFailing", ["model=engage", "instance=10.0.2.5:8080"]),
     ],
-)
-def test_the_audit_trail_alerts_reach_the_receivers_of_their_severity(alert: str, labels: list[str]) -> None:
-    """Tampering pages (P0: PagerDuty and #incidents); a stale verification is a working-hours P2."""
+)  # fmt: skip
+def test_the_audit_trail_and_feedback_alerts_reach_the_receivers_of_their_severity(
+    alert: str, labels: list[str]
+) -> None:
+    """Tampering pages (P0: PagerDuty and #incidents); a stale verification, bias drift on live traffic, a
+    stale feedback loop and a failing event store are working-hours P2s (Slack #alerts and e-mail)."""
     amtool = _binary("amtool", "prometheus-alertmanager")
     severity = _alerts()[alert]["labels"]["severity"]
-    assert severity == {"EngageAuditTrailTampered": "P0", "EngageAuditTrailVerifyStale": "P2"}[alert]
+    assert severity == ("P0" if alert == "EngageAuditTrailTampered" else "P2")
     answer = _run(amtool, "config", "routes", "test", f"--config.file={AM_CONFIG}",
                   f"alertname={alert}", f"severity={severity}", *labels)  # fmt: skip
     assert answer.returncode == 0, answer.stderr
