@@ -112,7 +112,8 @@ def operational() -> Any:
 
 
 def model_health() -> Any:
-    """Accuracy, fairness and drift: offline figures of the last run beside live drift."""
+    """Accuracy, fairness and drift: offline figures of the last run beside live drift and the feedback
+    loop's live figures."""
     return (
         _board("engage-model-health", "Engage / ML Model Health",
                "Accuracy and fairness of the model the last run trained; drift of live traffic.")
@@ -142,6 +143,34 @@ def model_health() -> Any:
         .with_panel(series("Median prediction by head", "none",
                            (f"histogram_quantile(0.5, sum by (le, head) (rate(engage_prediction_bucket[{RATE}])))",
                             "{{head}}")))
+        .with_row(dashboard.Row("Live model (feedback loop: logged predictions joined with their outcomes)"))
+        .with_panel(series("Live accuracy beside the test set", "none",
+                           ('engage_live_metric{metric=~"auc_roc|r2"}', "{{head}} {{metric}} live"),
+                           ('engage_model_metric{metric=~"auc_roc|r2"}', "{{head}} {{metric}} test set"),
+                           description="Latest live report (engage feedback) against the last run's test set; "
+                           "alert when a head crosses its policy rule"))
+        .with_panel(series("Live fairness by head and attribute", "none",
+                           ("engage_live_fairness", "{{head}} {{attribute}} {{metric}}"),
+                           description="The fairness gate's figures on live traffic; alert when a rule is "
+                           "crossed by its whole interval (bias drift)"))
+        .with_panel(series("Prediction PSI by head", "none", ("engage_live_prediction_psi", "{{head}}"),
+                           description="Logged predictions against the reference; alert above the policy's "
+                           "threshold (0.2)"))
+        .with_panel(series("Labelled rows by head", "short", ("engage_live_labelled_rows", "{{head}}")))
+        .with_panel(series("Churn rate: predicted and realised", "percentunit",
+                           ('engage_live_predicted_mean{head="churn"}', "predicted"),
+                           ('engage_live_realised_mean{head="churn"}', "realised"),
+                           description="Over the customers whose outcome came"))
+        .with_panel(series("LTV: predicted and realised (mean)", "currencyUSD",
+                           ('engage_live_predicted_mean{head="ltv"}', "predicted"),
+                           ('engage_live_realised_mean{head="ltv"}', "realised"),
+                           description="Over the customers whose outcome came"))
+        .with_panel(single("Coverage (predictions with an outcome)", "percentunit", "min(engage_live_coverage)"))
+        .with_panel(single("Live rules crossed", "short", "sum(1 - engage_live_rule_passed)",
+                           description="Live accuracy, live fairness and prediction drift rules of the policy"))
+        .with_panel(single("Live verdict passed", "bool", "min(engage_live_verdict_passed)"))
+        .with_panel(single("Live report age", "s", "time() - max(engage_live_last_report_timestamp_seconds)",
+                           description="The feedback run is daily; alert above 36 h"))
         .with_row(dashboard.Row("Data quality (last validated table)"))
         .with_panel(series("Null rate (worst column)", "percentunit",
                            ("max by (table) (engage_data_null_rate)", "{{table}}")))
