@@ -280,17 +280,14 @@ class PredictorModel(Model):  # type: ignore[misc]
         return self.decoder.encoder.decode(batch.X.astype(np.float64))
 
     def _adjust(self, out: dict[str, list[float]], batch: Batch) -> dict[str, list[float]]:
+        """The bundle's fairness offsets (:meth:`engage.model.ModelBundle.adjust`) from the request's
+        protected attributes; a head whose attributes the request lacks is left as it is."""
         import pandas as pd
 
-        from engage.model import GroupOffsets
-
-        frame = pd.DataFrame(batch.extras)
-        for name, spec in self.bundle.adjustments.items():
-            offsets = GroupOffsets.from_json(spec)
-            if all(str(a["name"]) in frame.columns for a in offsets.attributes):
-                output = self.finish[name].output
-                out[output] = offsets.apply_frame(np.asarray(out[output]), frame).tolist()
-        return out
+        heads = {n: np.asarray(out[self.finish[n].output]) for n in self.bundle.offsets if n in self.finish}
+        adjusted, missing = self.bundle.adjust(heads, pd.DataFrame(batch.extras))
+        changed = {self.finish[n].output: v.tolist() for n, v in adjusted.items() if n not in missing}
+        return {**out, **changed}
 
     def _observe(self, out: Mapping[str, list[float]], batch: Batch) -> None:
         for output, values in out.items():
