@@ -172,3 +172,20 @@ def test_groups_under_the_policy_minimum_are_not_judged_live(contract: Any, poli
         n.startswith("live fairness: gender: not judged yet: too few labelled rows in female ")
         for n in small.heads["churn"].notes
     )
+
+
+def test_live_fairness_reads_a_bounded_seeded_sample_of_a_large_window(
+    contract: Any, policy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engage.feedback._report as report_module
+
+    monkeypatch.setattr(report_module, "LIVE_FAIRNESS_ROWS", 2_400)
+    window = _window(2_500, 7, bias=0.3)
+    first, again = (live_report(*window, contract, policy) for _ in range(2))
+    note = "live fairness measured on a seeded sample of 2,400 of the 2,500 labelled rows"
+    assert note in first.heads["churn"].notes
+    judged = [(r.rule, r.observed, r.interval) for r in _fairness_rules(first) if isinstance(r, LiveRule)]
+    assert judged == [
+        (r.rule, r.observed, r.interval) for r in _fairness_rules(again) if isinstance(r, LiveRule)
+    ]
+    assert "live_fairness" in first.crossed
