@@ -6,7 +6,9 @@ backward, by customer id); an outcome with no earlier prediction joins nothing.
 
 Per head: live accuracy with the offline metric functions (:func:`engage.training.head_metrics`) judged
 by the policy's head rules (:func:`engage.policy.evaluate`); live fairness by protected group with the
-fairness gate's own measure and judgement (same figures, same rules, same group minimum); prediction
+fairness gate's own measure and rules (same figures, same thresholds), crossed only when a figure's whole
+95 % bootstrap interval is, on groups of at least the policy's ``min_group_size`` labelled rows (never
+scaled down: a small window waits for labels; docs/feedback.md says why); prediction
 drift as the population stability index (PSI, ten reference-decile bins) against the training
 reference's predictions or, without one, the first half of the window (in time) against the second;
 business figures (mean prediction vs mean outcome: predicted vs realised churn rate, predicted vs realised
