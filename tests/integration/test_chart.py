@@ -9,9 +9,11 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -37,6 +39,7 @@ from tests.k8s_support import (
     server_parsers,
     tool,
 )
+from tests.monitoring_support import binary, free_port, wait_ok
 
 #: the infrastructure-only value set (no InferenceService, no governance): what the other sets build on
 INFRA_VALUES = CHART / "ci" / "infra-values.yaml"
@@ -301,3 +304,62 @@ def test_the_chart_ships_the_rules_and_dashboards_of_monitoring() -> None:
         board = boards[f"engage-dashboard-{path.stem}"]
         assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert json.loads(board["data"][path.name]) == json.loads(path.read_text())
+
+
+def test_the_pod_monitor_labels_each_series_with_its_revision(tmp_path: Path) -> None:
+    """The PodMonitor's relabelings, as the Prometheus Operator hands them to Prometheus, run in a real
+    Prometheus over targets carrying a stable, a canary and a raw deployment's pod's Kubernetes meta labels:
+    each gets the ``revision``, ``model_version`` and ``component`` labels it has, which ``engage rollout
+    --stable/--canary`` select by."""
+    docs = documents(helm_template(INFRA_VALUES, ROOT / "charts/engage/ci/model-values.yaml"))
+    (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    relabel_configs = [
+        {"source_labels": r["sourceLabels"], "target_label": r["targetLabel"]}
+        for r in endpoint["relabelings"]
+    ]
+    assert {r["target_label"] for r in relabel_configs} == {"revision", "model_version", "component"}
+    meta = "__meta_kubernetes_pod_label_"
+    pods = {
+        "127.0.0.1:9": {f"{meta}serving_knative_dev_revision": "engage-customers-predictor-00004",
+                        f"{meta}engage_dev_model_version": "5e5e5e5e5e5e", f"{meta}app_kubernetes_io_component": "predictor"},
+        "127.0.0.1:10": {f"{meta}serving_knative_dev_revision": "engage-customers-predictor-00005",
+                         f"{meta}engage_dev_model_version": "6f6f6f6f6f6f", f"{meta}app_kubernetes_io_component": "predictor"},
+        "127.0.0.1:11": {f"{meta}app_kubernetes_io_component": "explainer"},  # raw deployment: no revision
+    }  # fmt: skip
+    (tmp_path / "pods.json").write_text(
+        json.dumps([{"targets": [target], "labels": labels} for target, labels in pods.items()])
+    )
+    config = {
+        "global": {"scrape_interval": "1h"},
+        "scrape_configs": [{"job_name": "engage-inference", "relabel_configs": relabel_configs,
+                            "file_sd_configs": [{"files": [str(tmp_path / "pods.json")]}]}],
+    }  # fmt: skip
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [binary("prometheus", package="prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address={address}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_ok(f"http://{address}/-/ready", proc=process)
+        targets: list[dict[str, Any]] = []
+        for _ in range(50):  # file discovery reports the targets shortly after start
+            targets = httpx.get(f"http://{address}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            if len(targets) == len(pods):
+                break
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    labels = {t["labels"]["instance"]: t["labels"] for t in targets}
+    assert labels["127.0.0.1:9"]["revision"] == "engage-customers-predictor-00004"
+    assert labels["127.0.0.1:10"]["revision"] == "engage-customers-predictor-00005"
+    assert labels["127.0.0.1:10"]["model_version"] == "6f6f6f6f6f6f"
+    assert labels["127.0.0.1:10"]["component"] == "predictor"
+    assert labels["127.0.0.1:11"] == {
+        "instance": "127.0.0.1:11",
+        "job": "engage-inference",
+        "component": "explainer",
+    }
