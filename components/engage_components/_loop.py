@@ -15,6 +15,7 @@ only call them with their artifacts' paths, and tests call them directly.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -202,6 +203,7 @@ def _canary_of(promotion: Path) -> tuple[dict[str, Any], str | None]:
     if percent is None:
         return done, "no canary split (canary percent 0 or 100): the new version takes all the traffic"
     done["_isvc"] = {
+        "manifest": isvc,
         "name": (isvc.get("metadata") or {}).get("name"),
         "namespace": (isvc.get("metadata") or {}).get("namespace"),
         "canary_percent": percent,
@@ -228,12 +230,17 @@ def rollout_step(
     actor: str = "pipeline",
     clock: Any = None,
     rollout: Callable[..., Any] | None = None,
+    deploy: Callable[[dict[str, Any]], str] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Watch the canary the promote step deployed (its ``promotion`` folder) through ``prometheus``, then
-    promote or roll it back: :func:`engage.rollout.run_rollout`, recorded on the audit trail of
-    ``governance_db``, its report in ``out_dir/rollout.json``. Skipped (``outcome`` ``skipped`` and the
-    reason) without a Prometheus URL, a new production version or a canary split.
+    """Put the canary the promote step rendered (its ``promotion`` folder) in front of its share of the
+    traffic, watch it through ``prometheus``, then promote or roll it back: with ``apply``, the rendered
+    InferenceService is created or merge-patched first (``deploy``: by default
+    :func:`engage_serving.deploy.apply_inference_service` with the pod's service account), then
+    :func:`engage.rollout.run_rollout` watches, decides and patches, recorded on the audit trail of
+    ``governance_db``, its report in ``out_dir/rollout.json``. Without ``apply`` the canary is assumed
+    deployed (``engage deploy``, GitOps) and the decision is only recorded. Skipped (``outcome``
+    ``skipped`` and the reason) without a Prometheus URL, a new production version or a canary split.
 
     ``stable`` / ``canary`` (``LABEL=VALUE``; empty: ``model_version=<short id>`` of the previous and the
     new production version), ``isvc`` / ``namespace`` (empty: the rendered InferenceService's),
@@ -251,7 +258,7 @@ def rollout_step(
         summary = _watch(
             out_dir, done["_isvc"], prometheus=prometheus, isvc=isvc, namespace=namespace, stable=stable,
             canary=canary, period=period, interval=interval, policy=policy, apply=apply,
-            governance_db=governance_db, actor=actor, clock=clock, rollout=rollout, say=say,
+            governance_db=governance_db, actor=actor, clock=clock, rollout=rollout, deploy=deploy, say=say,
         )  # fmt: skip
     write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
@@ -274,6 +281,7 @@ def _watch(
     actor: str,
     clock: Any,
     rollout: Callable[..., Any] | None,
+    deploy: Callable[[dict[str, Any]], str] | None,
     say: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     from engage.governance import AuditTrail, open_database
@@ -291,6 +299,15 @@ def _watch(
         canary or f"{MODEL_VERSION_LABEL}={_short(deployed['canary'])}", "rollout_canary"
     )
     name, ns = isvc or deployed["name"], namespace or deployed["namespace"]
+    applied_manifest = None
+    if apply:  # the canary split first: the watch needs its traffic
+        manifest = copy.deepcopy(deployed["manifest"])
+        manifest["metadata"].update(name=name, namespace=ns)
+        applied_manifest = (deploy or _apply_in_cluster)(manifest)
+        if say is not None:
+            say(
+                f"rollout: InferenceService {ns}/{name} {applied_manifest} with the canary at {deployed['canary_percent']} %"
+            )
     result = (rollout or run_rollout)(
         prometheus, stable_target, canary_target, chosen, trail=AuditTrail(open_database(governance_db or None)),
         actor=actor, isvc=name, namespace=ns, apply=apply, out=out_dir / "rollout.json", clock=clock, say=say,
@@ -304,11 +321,19 @@ def _watch(
         "isvc": name,
         "namespace": ns,
         "canary_percent": deployed["canary_percent"],
+        "deployed": applied_manifest,
         "period_seconds": chosen.period_seconds,
         "applied": result.applied,
         "patch": result.patch,
         "audit_seq": result.audit_seq,
     }
+
+
+def _apply_in_cluster(manifest: dict[str, Any]) -> str:
+    """Create or merge-patch the InferenceService with the pod's service account (a pipeline step)."""
+    from engage_serving.deploy import apply_inference_service
+
+    return apply_inference_service(manifest, kubeconfig=None)
 
 
 def rollout_line(done: dict[str, Any]) -> str:

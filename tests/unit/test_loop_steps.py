@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engage.errors import ConfigError
+from engage.errors import ConfigError, DeployError
 from engage.rollout import PrometheusError, RolloutDecision, RolloutPolicy, RolloutResult, Target
 from engage_components._loop import (
     feedback_line,
@@ -107,11 +107,23 @@ def test_the_rollout_step_watches_the_versions_it_promoted_with_the_run_paramete
         patch = {"spec": {"predictor": {"canaryTrafficPercent": 100}}}
         return RolloutResult(_decision("promote"), patch, ["kubectl"], True, "patched", None, 7)
 
+    deployed: list[dict[str, Any]] = []
+
+    def deploy(manifest: dict[str, Any]) -> str:
+        assert not calls, "the canary is deployed before the watch"
+        deployed.append(manifest)
+        return "patched"
+
     db = f"sqlite:///{tmp_path}/governance.db"
     done = rollout_step(
         tmp_path / "out", promotion=promotion_folder(tmp_path), prometheus="http://prometheus:9090",
-        period="90s", interval="15s", apply=True, governance_db=db, rollout=recorded,
+        period="90s", interval="15s", apply=True, governance_db=db, rollout=recorded, deploy=deploy,
     )  # fmt: skip
+    # the rendered InferenceService, with its canary split, applied first
+    ((manifest,),) = [deployed]
+    assert manifest["metadata"]["name"] == "engage-customers"
+    assert manifest["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert done["deployed"] == "patched"
     ((args, kwargs),) = calls
     url, stable, canary, policy = args
     assert url == "http://prometheus:9090"
@@ -136,8 +148,9 @@ def test_the_rollout_step_watches_the_versions_it_promoted_with_the_run_paramete
     rollout_step(
         tmp_path / "out2", promotion=tmp_path / "promotion", prometheus="http://p:9090",
         stable="revision=engage-predictor-00004", canary="revision=engage-predictor-00005",
-        isvc="churn", namespace="prod", policy=str(rules), apply=False, rollout=recorded,
+        isvc="churn", namespace="prod", policy=str(rules), apply=False, rollout=recorded, deploy=deploy,
     )  # fmt: skip
+    assert len(deployed) == 1  # without apply nothing is deployed: the canary is assumed in place
     ((args, kwargs),) = calls
     assert (args[1], args[2]) == (
         Target("revision", "engage-predictor-00004"),
@@ -148,13 +161,26 @@ def test_the_rollout_step_watches_the_versions_it_promoted_with_the_run_paramete
 
 
 def test_the_rollout_step_refuses_bad_parameters_and_an_unreachable_prometheus_writes_nothing(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     promotion = promotion_folder(tmp_path)
     with pytest.raises(ConfigError, match="rollout_canary 'nolabel'"):
         rollout_step(tmp_path / "a", promotion=promotion, prometheus="http://p:9090", canary="nolabel")
     with pytest.raises(ConfigError, match="rollout_period 'soon'"):
         rollout_step(tmp_path / "b", promotion=promotion, prometheus="http://p:9090", period="soon")
+
+    # apply, outside a cluster and without a kubeconfig: the real deploy fails first, in one line, before
+    # any watch; nothing is written
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no watch without the canary deployed")
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(DeployError, match="kubeconfig"):
+        rollout_step(
+            tmp_path / "d", promotion=promotion, prometheus="http://p:9090", apply=True, rollout=never
+        )
+    assert not (tmp_path / "d" / "summary.json").exists()
     # the real run_rollout against a closed port: the error names Prometheus, nothing is written
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(PrometheusError, match="cannot be reached"):
