@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -72,7 +73,10 @@ def test_logged_traffic_joined_with_outcomes_is_reported_and_pushed(
                 assert answer.status_code == 200, answer.text
                 answers.append(answer.json())
             events = _wait_for_rows(str(store), CUSTOMERS)
+            # the catalogue's event-store counter is exported from the start, and nothing failed
+            scraped = httpx.get(f"{drift.url}/metrics", timeout=10).text
         assert "event store" in drift.log()
+        assert re.search(r'^engage_event_store_failures_total\{model="[^"]+"\} 0\.0$', scraped, re.M), scraped
 
     # every scored customer once, with its id, protected attributes, inputs and the predictor's answer
     assert len(events) == CUSTOMERS

@@ -79,6 +79,34 @@ def _verify_audit_trail(folder: Path, pushgateway: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _push_live_report(pushgateway: str) -> None:
+    """A small live report, pushed by the real ``push_live_metrics`` (what ``engage feedback
+    --pushgateway`` calls): the ``feedback`` metrics of the catalogue, a rule of each live section, one of
+    them crossed."""
+    from engage.feedback import LiveHead, LiveReport, PredictionDrift, push_live_metrics
+    from engage.policy import RuleOutcome
+
+    drift = PredictionDrift(psi=0.31, ks=0.2, ks_p_value=0.001, threshold=0.2, reference="training reference",
+                            reference_rows=800, current_rows=600)  # fmt: skip
+    churn = LiveHead("churn", "classification", "churn_probability", 600, 450, metrics={"auc_roc": 0.81},
+                     fairness={"gender": {"demographic_parity_ratio": 0.93}}, drift=drift,
+                     business={"predicted_mean": 0.22, "realised_mean": 0.2})  # fmt: skip
+    ltv = LiveHead("ltv", "regression", "ltv", 600, 450, metrics={"r2": 0.78},
+                   business={"predicted_mean": 410.0, "realised_mean": 395.0})  # fmt: skip
+    rules = [
+        RuleOutcome(head="churn", rule="auc_roc >= 0.8", observed=0.81, threshold=0.8, passed=True,
+                    section="live_accuracy"),
+        RuleOutcome(head="churn", rule="gender: demographic_parity_ratio >= 0.8", observed=0.93,
+                    threshold=0.8, passed=True, section="live_fairness"),
+        RuleOutcome(head="churn", rule="prediction PSI <= 0.2 (against training reference)", observed=0.31,
+                    threshold=0.2, passed=False, section="prediction_drift"),
+    ]  # fmt: skip
+    report = LiveReport(model="engage", versions=["v1"], since=None, until=None, predictions=600,
+                        labelled=450, heads={"churn": churn, "ltv": ltv}, rules=rules, verdict="fail",
+                        reasons=["prediction_drift"], policy="test")  # fmt: skip
+    push_live_metrics(report, pushgateway, model="engage")
+
+
 def _traffic(stack: Stack, reference: Path) -> None:
     """Bounded traffic: good V1 and V2 predictions, refused ones, explanations; enough rows for drift."""
     from engage.tables import read_table
@@ -128,6 +156,7 @@ def prometheus(
     model, reference, _ = prepare_version(pipeline_workspace["params"]["registry"], "production", out / "v")
     assert reference is not None
     _verify_audit_trail(out, session_pushgateway)
+    _push_live_report(session_pushgateway)
     ports = StackPorts(free_port(), free_port(), free_port(), free_port())
     with run_stack(
         model, reference, out, ports=ports, extra_env=SMALL_DRIFT, rule_files=rules,
@@ -154,10 +183,17 @@ def prometheus(
 #: what this stack does not run: the CloudWatch bridge's own metrics are tested with the bridge
 #: (tests/integration/test_cloudwatch_bridge.py)
 ELSEWHERE = {"cloudwatch"}
+#: the drift detector's event store is off in the stack (no --event_store): its failure counter is read
+#: from a drift detector with one in tests/integration/test_feedback.py
+ELSEWHERE_METRICS = {"engage_event_store_failures"}
 
 
 def test_every_catalogue_metric_has_series(prometheus: str) -> None:
-    expected = {name: spec for name, spec in CATALOGUE.items() if spec.source not in ELSEWHERE}
+    expected = {
+        name: spec
+        for name, spec in CATALOGUE.items()
+        if spec.source not in ELSEWHERE and name not in ELSEWHERE_METRICS
+    }
     missing = [
         name for name, spec in expected.items() if not query(prometheus, f"count({spec.series_names()[0]})")
     ]
@@ -180,9 +216,10 @@ def test_every_alert_selector_returns_data(prometheus: str) -> None:
     alerts = [r for r in _rules() if "alert" in r]
     assert len(alerts) >= 8
     blind = []
+    elsewhere = {CATALOGUE[name].series for name in ELSEWHERE_METRICS}
     for rule in alerts:
         for selector in selectors(rule["expr"]):
-            if metric_name(selector) in {"ALERTS", "ALERTS_FOR_STATE"}:
+            if metric_name(selector) in {"ALERTS", "ALERTS_FOR_STATE", *elsewhere}:
                 continue
             if not query(prometheus, selector):
                 blind.append(f"{rule['alert']}: {selector}")
@@ -217,6 +254,21 @@ def test_the_pipeline_figures_reach_prometheus(prometheus: str) -> None:
     freshness = query(prometheus, "engage_data_freshness_hours")
     assert freshness
     assert float(freshness[0]["value"][1]) < 24
+
+
+def test_the_live_report_reaches_prometheus_and_its_crossed_rule_alerts(prometheus: str) -> None:
+    psi = query(prometheus, 'engage_live_prediction_psi{head="churn"}')
+    assert [(s["metric"]["job"], s["metric"]["instance"], s["metric"]["model"]) for s in psi] == [
+        ("engage_feedback", "engage", "engage")
+    ]
+    assert float(psi[0]["value"][1]) == 0.31
+    assert query(prometheus, "engage_live_coverage")[0]["value"][1] == "0.75"
+    # the crossed drift rule is pending (for: 5m; firing after), the rules that hold are not
+    alerts = query(prometheus, 'ALERTS{alertname=~"EngageLive.*"}')
+    assert [(s["metric"]["alertname"], s["metric"]["head"]) for s in alerts] == [
+        ("EngageLivePredictionDrift", "churn")
+    ]
+    assert query(prometheus, 'ALERTS{alertname="EngageFeedbackStale"}') == []
 
 
 def test_the_audit_verification_reaches_prometheus(prometheus: str) -> None:
