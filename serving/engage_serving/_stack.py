@@ -100,6 +100,7 @@ def run_stack(
     rule_files: Sequence[Path] = (),
     pushgateway: str | None = None,
     review_db: str | None = None,
+    event_store: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Iterator[Stack]:
     """Start the three servers (and Prometheus), wait until each is ready, yield, then stop them all.
@@ -107,7 +108,8 @@ def run_stack(
     Prometheus scrapes the three servers (and ``pushgateway``, ``host:port``, where the pipeline pushes)
     every 5 s and evaluates ``rule_files`` (``monitoring/prometheus/*.rules.yml``: the recording rules
     and alerts), so its ``/alerts`` page shows what would page. ``review_db``: the predictor routes edge
-    cases to that governance database's review queue (``--review true``)."""
+    cases to that governance database's review queue (``--review true``). ``event_store``: the drift
+    detector keeps the logged traffic there (``--event_store``, what ``engage feedback`` reads)."""
     if reference_dir is None:
         raise ConfigError(
             f"{model_dir}: no drift reference beside the model: the explainer and the drift detector need "
@@ -127,6 +129,8 @@ def run_stack(
                 args += ["--logger_url", f"http://127.0.0.1:{ports.drift_detector}/"]
                 if review_db:
                     args += ["--review", "true", "--governance_db", review_db]
+            elif server == "drift_detector" and event_store:
+                args += ["--event_store", event_store]
             stack.logs[server] = logs / f"{server}.log"
             with stack.logs[server].open("wb") as log:
                 stack.processes[server] = subprocess.Popen(  # nosec B603 # sys.executable -m <server>

@@ -161,6 +161,7 @@ def prometheus(
     with run_stack(
         model, reference, out, ports=ports, extra_env=SMALL_DRIFT, rule_files=rules,
         pushgateway=session_pushgateway, say=lambda _: None, review_db=f"sqlite:///{out}/governance.db",
+        event_store=str(out / "events"),
     ) as stack:  # fmt: skip
         _traffic(stack, reference)
         url = stack.urls["prometheus"]
@@ -183,17 +184,10 @@ def prometheus(
 #: what this stack does not run: the CloudWatch bridge's own metrics are tested with the bridge
 #: (tests/integration/test_cloudwatch_bridge.py)
 ELSEWHERE = {"cloudwatch"}
-#: the drift detector's event store is off in the stack (no --event_store): its failure counter is read
-#: from a drift detector with one in tests/integration/test_feedback.py
-ELSEWHERE_METRICS = {"engage_event_store_failures"}
 
 
 def test_every_catalogue_metric_has_series(prometheus: str) -> None:
-    expected = {
-        name: spec
-        for name, spec in CATALOGUE.items()
-        if spec.source not in ELSEWHERE and name not in ELSEWHERE_METRICS
-    }
+    expected = {name: spec for name, spec in CATALOGUE.items() if spec.source not in ELSEWHERE}
     missing = [
         name for name, spec in expected.items() if not query(prometheus, f"count({spec.series_names()[0]})")
     ]
@@ -216,10 +210,9 @@ def test_every_alert_selector_returns_data(prometheus: str) -> None:
     alerts = [r for r in _rules() if "alert" in r]
     assert len(alerts) >= 8
     blind = []
-    elsewhere = {CATALOGUE[name].series for name in ELSEWHERE_METRICS}
     for rule in alerts:
         for selector in selectors(rule["expr"]):
-            if metric_name(selector) in {"ALERTS", "ALERTS_FOR_STATE", *elsewhere}:
+            if metric_name(selector) in {"ALERTS", "ALERTS_FOR_STATE"}:
                 continue
             if not query(prometheus, selector):
                 blind.append(f"{rule['alert']}: {selector}")
