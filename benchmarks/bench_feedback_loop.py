@@ -7,14 +7,16 @@ Set-up (untimed): a churn / engagement / LTV model on ``--train-rows`` generated
 the batch scorer exactly as the predictor scores them, with their outcomes as the generator labels them):
 
 * ``none``: every window from the same process (no shift): every alarm is a false alarm;
-* ``drift``: from window ``--shift-at`` on, the generator's ``drift`` knob at 1 (the latest signup cohort's
-  behaviour shifts);
-* ``bias``: from window ``--shift-at`` on, the ``bias`` knob at 1 (the model's errors fall on women).
+* ``drift@S``: from window ``--shift-at`` on, the generator's ``drift`` knob at strength S (the latest signup
+  cohort's behaviour shifts);
+* ``bias@S``: from window ``--shift-at`` on, the ``bias`` knob at S (the model's errors fall on women);
 
-Each window goes through the drift detector's own test of the model inputs against the training reference
-(``engage.drift.DriftDetector``, as served: the ``input_drift`` alarm, which fires the drift alert), through
-``engage.feedback.live_report`` (the promotion policy's thresholds: live accuracy, live fairness,
-prediction PSI against window 0's predictions) and, before its labels, the CBPE estimate of the churn AUC. Reported per scenario over the repetitions: the delay from the
+for each S of ``--strengths`` (the budgets judge S = 1, the designed shift; weaker ones show how the delay
+grows). Each window goes through the drift detector's own test of the model inputs against the model's
+drift reference (``engage.drift.DriftDetector``, as served: the ``input_drift`` alarm, which fires the
+drift alert), through ``engage.feedback.live_report`` (the promotion policy's thresholds: live accuracy,
+live fairness on bootstrap intervals, prediction PSI against window 0's predictions) and, before its
+labels, the CBPE estimate of the churn AUC. Reported per scenario over the repetitions: the delay from the
 shift to the first alarm of the matching kind (in windows), missed shifts, and false alarms per window
 before the shift (and over the whole ``none`` stream).
 
@@ -44,6 +46,10 @@ def main() -> int:
     parser.add_argument("--shift-at", type=int, default=5)
     parser.add_argument("--rows", type=int, default=3_000)
     parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument(
+        "--strengths", default="0.25,0.5,1", help="knob strengths of the shifted streams (comma-separated); "
+        "the budgets judge strength 1, the others show how delay grows as a shift weakens",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -95,20 +101,27 @@ def main() -> int:
         drifted = detector.test(reference_rows.encode(kept))["data"]["is_drift"]
         return events, outcomes, bool(drifted)
 
-    runs: dict[str, list[dict[str, Any]]] = {"none": [], "drift": [], "bias": []}
+    strengths = sorted({float(x) for x in args.strengths.split(",")})
+    if 1.0 not in strengths:
+        strengths.append(1.0)
+    #: scenario name -> (kind, strength): "none", "drift@0.5", "bias@1", ...
+    scenarios = {"none": ("none", 0.0)} | {
+        f"{kind}@{s:g}": (kind, s) for kind in ("drift", "bias") for s in strengths
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
     cbpe_errors: list[float] = []
     started = time.perf_counter()
     for rep in range(args.repetitions):
-        for scenario in runs:
+        for scenario, (kind, strength) in scenarios.items():
             reference = None
             alarms: list[list[str]] = []
             for t in range(args.windows):
-                on = scenario != "none" and t >= args.shift_at
+                on = kind != "none" and t >= args.shift_at
                 events, outcomes, input_drift = window(
                     10_000 * (rep + 1) + t,
                     t,
-                    drift=1.0 if on and scenario == "drift" else 0.0,
-                    bias=1.0 if on and scenario == "bias" else 0.0,
+                    drift=strength if on and kind == "drift" else 0.0,
+                    bias=strength if on and kind == "bias" else 0.0,
                 )
                 if reference is None:
                     reference = {
@@ -127,14 +140,18 @@ def main() -> int:
     cases: dict[str, Any] = {}
     before = [w for s in runs.values() for r in s for w in r["alarms"][: args.shift_at]]
     none_windows = [w for r in runs["none"] for w in r["alarms"]]
-    for scenario, section in CATCHES.items():
+    for scenario, (kind, strength) in scenarios.items():
+        if kind == "none":
+            continue
+        section = CATCHES[kind]
         delays = []
         for r in runs[scenario]:
             hit = next((t for t in range(args.shift_at, args.windows) if section in r["alarms"][t]), None)
             delays.append(None if hit is None else hit - args.shift_at)
         caught = [d for d in delays if d is not None]
         cases[scenario] = {
-            "caught_by": section, "delays_windows": delays, "missed": delays.count(None),
+            "knob": kind, "strength": strength, "caught_by": section, "delays_windows": delays,
+            "missed": delays.count(None),
             "mean_delay_windows": float(np.mean(caught)) if caught else None,
             "alarms_per_window": [r["alarms"] for r in runs[scenario]],
         }  # fmt: skip
@@ -155,19 +172,18 @@ def main() -> int:
     }  # fmt: skip
     cases["setup"] = {
         "repetitions": args.repetitions, "windows": args.windows, "shift_at": args.shift_at,
-        "rows_per_window": args.rows, "seconds": round(seconds, 1),
+        "rows_per_window": args.rows, "strengths": strengths, "seconds": round(seconds, 1),
         "policy": "the shipped promotion policy's thresholds; prediction PSI 0.2 against window 0; input drift: "
-            "the drift detector's default test (ENGAGE_DRIFT_*) of each window against the training reference",
+            "the drift detector's default test (ENGAGE_DRIFT_*) of each window against the model's drift "
+            "reference (the policy's drift.source: a sample of the training table's latest extract)",
     }  # fmt: skip
-    worst_delay = max(
-        [d for c in (cases["drift"], cases["bias"]) for d in c["delays_windows"] if d is not None]
-        or [args.windows]
-    )
+    full = (cases["drift@1"], cases["bias@1"])  # the budgets judge the designed shift, strength 1
+    worst_delay = max([d for c in full for d in c["delays_windows"] if d is not None] or [args.windows])
     observed = {
         "false_alarm_share_no_shift": round(false_none, 3),
         "false_alarm_share_before_shift": round(false_before, 3),
         "worst_delay_windows": float(worst_delay),
-        "missed_shifts": float(cases["drift"]["missed"] + cases["bias"]["missed"]),
+        "missed_shifts": float(sum(c["missed"] for c in full)),
     }
     budgets = {
         "false_alarm_share_no_shift": 0.1,
