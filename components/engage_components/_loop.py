@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engage._dates import parse_instant
 from engage.errors import ConfigError
 
 from ._feedback import Runner
@@ -42,19 +43,6 @@ DEFAULT_KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 MODEL_VERSION_LABEL = "model_version"
 
 
-def _time(text: str, name: str) -> datetime | None:
-    """An ISO 8601 date or time (naive: UTC); empty: None."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{name}: expected an ISO 8601 date or time such as 2026-06-01T00:00:00Z, got {text!r}"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def feedback_window(
     days: int, since: str, until: str, now: datetime | None = None
 ) -> tuple[datetime | None, datetime | None]:
@@ -62,7 +50,7 @@ def feedback_window(
     now); ``days`` 0 with neither: every event."""
     if days < 0:
         raise ConfigError(f"days: must be 0 (every event) or more, got {days}")
-    start, end = _time(since, "since"), _time(until, "until")
+    start, end = parse_instant(since, "since"), parse_instant(until, "until")
     if start is not None and end is not None and start >= end:
         raise ConfigError(f"since ({since}) must be before until ({until})")
     if start is None and days > 0:

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._options import current_hour, parse_rates, parse_time
+from engage._dates import parse_instant
+
+from ._options import current_hour, parse_rates
 
 if TYPE_CHECKING:
     from engage.synthetic import GeneratedTable, SyntheticConfig
@@ -40,7 +42,7 @@ def synthetic_config(
         return SyntheticConfig(
             rows=rows,
             seed=seed,
-            as_of=parse_time(as_of, "--as-of") or current_hour(),
+            as_of=parse_instant(as_of, "--as-of") or current_hour(),
             defects={DefectKind(k): v for k, v in rates.items() if v > 0},
             bias=bias,
             drift=drift,
@@ -147,7 +149,7 @@ def validate(
     from engage.quality import run_gate
 
     spec = load_contract(contract)
-    reference = parse_time(now, "--now")
+    reference = parse_instant(now, "--now")
     with stage(
         f"check {data} against contract {spec.contract}" + (" (with Great Expectations)" if gx else "")
     ):

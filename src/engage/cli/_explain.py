@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from engage._dates import parse_instant
 from engage.errors import ConfigError
-
-from ._options import parse_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,7 +94,7 @@ def explain(
             learner = bundle.heads[decision].learner if decision in bundle.heads else "xgboost"
             check_method(name, settings, learner=learner, head=decision)
         with stage(f"explanation of customer {customer}"):
-            doc = customer_explanation(explainer, frame, customer, head=head, now=parse_time(now, "--now"))
+            doc = customer_explanation(explainer, frame, customer, head=head, now=parse_instant(now, "--now"))
             for name in method:
                 doc.evidence.append(
                     explainer.explain(

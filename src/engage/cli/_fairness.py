@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._options import parse_time
+from engage._dates import parse_instant
 
 if TYPE_CHECKING:
     from engage.fairness import FairnessResult
@@ -50,7 +50,7 @@ def fairness(
     spec = load_contract(contract)
     rules = load_policy(policy)
     bundle = load_bundle(model)
-    gate = run_gate(data, spec, now=parse_time(now, "--now"), great_expectations=False)
+    gate = run_gate(data, spec, now=parse_instant(now, "--now"), great_expectations=False)
     if gate.verdict == "fail":
         err().print(
             f"engage: {TableRefused(f'refusing to judge fairness on {data}: it fails data contract {spec.contract} ({gate.reason})')}",

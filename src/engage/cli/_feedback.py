@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._options import DB_HELP, actor_name, parse_time
+from engage._dates import parse_instant
+
+from ._options import DB_HELP, actor_name
 
 if TYPE_CHECKING:
     from engage.feedback import LiveReport
@@ -68,7 +70,7 @@ def feedback(
 
     spec = load_contract(contract)
     rules = load_policy(policy)
-    logged = read_events(events, parse_time(since, "--since"), parse_time(until, "--until"))
+    logged = read_events(events, parse_instant(since, "--since"), parse_instant(until, "--until"))
     table = read_table(outcomes)
     ref = read_table(reference) if reference is not None else None
     report = live_report(logged, table, spec, rules, ref)

@@ -11,19 +11,6 @@ DB_HELP = "Governance database URL (default: $ENGAGE_GOVERNANCE_DATABASE_URL, el
 ACTOR_HELP = "Who does this, recorded on the audit trail (default: $USER)."
 
 
-def parse_time(value: str | None, option: str) -> datetime | None:
-    """ISO 8601 date or date-time; naive values are taken as UTC."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"{option}: expected an ISO 8601 date or time such as 2026-01-31T06:00:00Z, got {value!r}"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def current_hour() -> datetime:
     """The default snapshot time: now, floored to the hour (UTC), so a rerun within the hour is identical."""
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._options import parse_time
+from engage._dates import parse_instant
 
 
 def score(
@@ -75,7 +75,7 @@ def score(
     from engage.scoring import score_table
 
     settings = RegistrySettings()
-    when = parse_time(run_date, "--run-date")
+    when = parse_instant(run_date, "--run-date")
     if engine not in ("local", "dask"):
         raise ConfigError(f"--engine {engine}: expected local or dask")
     report = score_table(

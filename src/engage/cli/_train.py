@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ._options import parse_time
+from engage._dates import parse_instant
 
 if TYPE_CHECKING:
     from engage.contract import Contract
@@ -84,7 +84,7 @@ def train(
         unused = [flag for flag, given in (("--policy", policy), ("--champion", champion)) if given]
         if unused:
             raise ConfigError(f"{', '.join(unused)}: not used by --engine dask (the local engine's)")
-        _train_dask(data, spec, out_dir, config, heads, seed, parse_time(now, "--now"))
+        _train_dask(data, spec, out_dir, config, heads, seed, parse_instant(now, "--now"))
         return
     rules = load_policy(policy)
     try:
@@ -93,7 +93,7 @@ def train(
                 data,
                 spec,
                 out_dir,
-                now=parse_time(now, "--now"),
+                now=parse_instant(now, "--now"),
                 policy=rules,
                 config=config,
                 heads=heads or None,
