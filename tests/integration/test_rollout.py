@@ -12,7 +12,6 @@ recorded beside the decision and ends in exit 2.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -20,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +27,14 @@ import pytest
 import yaml
 
 from tests.k8s_support import tool
-from tests.monitoring_support import binary, query, wait_ok
-from tests.serving_support import free_port, run_server
+from tests.monitoring_support import binary, query
+from tests.rollout_support import SHIFT, predictors, shifted_model
+from tests.rollout_support import prometheus as run_prometheus
+from tests.serving_support import free_port
 
 pytestmark = pytest.mark.slow  # a real Prometheus, three predictors and a 10 s watch: about 25 s
 
 ENGAGE = str(Path(sys.executable).parent / "engage")
-#: the churn head's logit offset in the shifted canary, for every group: its probabilities move far
-SHIFT = {"female": 3.0, "male": 3.0, "non_binary": 3.0}
 JOBS = ("stable", "shifted", "healthy")
 #: short windows for a 1 s scrape: the production defaults watch for 10 minutes
 POLICY = {"window_seconds": "5s", "min_requests": 20, "fail_after": 2}
@@ -49,18 +47,6 @@ POLICY |= {"min_group_predictions": 20, "min_parity_ratio": 0.0}
 PARITY = "churn_probability:gender"
 
 
-def _shifted_model(model_folder: Path, root: Path) -> Path:
-    from engage.model import GroupOffsets, load_bundle
-    from engage.registry import RegistrySettings
-    from engage.signing import sign_bundle
-
-    bundle = load_bundle(model_folder / "model")
-    bundle.adjustments["churn"] = GroupOffsets([{"name": "gender", "bins": None}], SHIFT).to_json()
-    bundle.save(root / "model")
-    sign_bundle(root / "model", model=RegistrySettings().model)
-    return root / "model"
-
-
 def _traffic(urls: dict[str, str], rows: list[dict[str, Any]], stop: threading.Event) -> None:
     """The same batches of rows to every predictor, round after round, until ``stop``."""
     with httpx.Client(timeout=30) as client:
@@ -69,32 +55,6 @@ def _traffic(urls: dict[str, str], rows: list[dict[str, Any]], stop: threading.E
                 for url in urls.values():
                     client.post(url + "/v1/models/engage:predict", json={"instances": rows[i : i + 10]})
             stop.wait(0.05)
-
-
-@contextlib.contextmanager
-def _servers(models: dict[str, Path], root: Path) -> Iterator[dict[str, str]]:
-    """The predictors, started and stopped at once (each takes seconds to load and to drain): their URLs
-    by job."""
-    managers = {
-        job: run_server("engage_serving.predictor", ["--model_dir", str(model)], root / f"{job}.log")
-        for job, model in models.items()
-    }
-    with ThreadPoolExecutor(len(managers)) as pool:
-        started = {job: pool.submit(cm.__enter__) for job, cm in managers.items()}
-        urls, failure = {}, None
-        for job, future in started.items():
-            try:
-                urls[job] = future.result().url
-            except Exception as e:  # the others that started are still stopped
-                failure = failure or e
-        try:
-            if failure is not None:
-                raise failure
-            yield urls
-        finally:
-            stops = [pool.submit(managers[job].__exit__, None, None, None) for job in urls]
-            for stop in stops:
-                stop.result()
 
 
 @pytest.fixture(scope="module")
@@ -106,34 +66,17 @@ def prometheus(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     root = tmp_path_factory.mktemp("rollout")
     models = {
         "stable": model_folder / "model",
-        "shifted": _shifted_model(model_folder, root / "shifted"),
+        "shifted": shifted_model(model_folder, root / "shifted"),
         "healthy": model_folder / "model",
     }
     frame = read_table(model_folder / "drift_reference" / "reference.parquet").head(99)
     # the drift reference holds no protected column: each row gets a gender, so the offsets apply
     frame["gender"] = [list(SHIFT)[i % len(SHIFT)] for i in range(len(frame))]
     rows = json.loads(frame.to_json(orient="records", date_format="iso"))
-    with _servers(models, root) as urls:
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [urls[job].removeprefix("http://")]}]}
-                for job in JOBS
-            ],
-        }
-        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        address = f"127.0.0.1:{free_port()}"
+    with predictors(models, root) as urls, run_prometheus(path, urls, root) as url:
         stop = threading.Event()
         client = threading.Thread(target=_traffic, args=(urls, rows, stop), daemon=True)
-        with (root / "prometheus.log").open("wb") as log:
-            process = subprocess.Popen(
-                [path, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
-                 f"--web.listen-address={address}"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
         try:
-            url = f"http://{address}"
-            wait_ok(url + "/-/ready", proc=process)
             client.start()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # every job scraped twice under traffic
@@ -151,8 +94,6 @@ def prometheus(model_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         finally:
             stop.set()
             client.join(timeout=10)
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def _rollout(
