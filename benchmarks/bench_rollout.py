@@ -24,7 +24,7 @@ the false rollbacks, the ``insufficient_data`` outcomes and evaluations that fai
 ``slow`` (a canary degraded by latency) is not run: the predictor has no latency or fault injection, and
 none is added for a benchmark (the latency checks are tested on fixed query results).
 
-    python benchmarks/bench_rollout.py --out benchmarks/results/rollout.json   # about 10 minutes
+    python benchmarks/bench_rollout.py --out benchmarks/results/rollout.json   # about 9 minutes
 """
 
 from __future__ import annotations
