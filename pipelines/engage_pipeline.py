@@ -226,18 +226,20 @@ def engage_run(
             ).after(promoted)  # fmt: skip
             scored.set_caching_options(False)  # scores with the registry's production version as it is now
             _verifies(_dask_client(scored))  # it fetches a version: checks its signature
-            # the canary the promotion deployed, watched through Prometheus, then promoted or rolled back
-            # (skipped, with the reason, without rollout_prometheus, a new version or a canary split)
-            watched = _sized(
-                c.rollout(
-                    promotion=promoted.outputs["promotion"], prometheus=rollout_prometheus, isvc=rollout_isvc,
-                    namespace=rollout_namespace, stable=rollout_stable, canary=rollout_canary,
-                    period=rollout_period, interval=rollout_interval, policy=rollout_policy, apply=rollout_apply,
-                    governance_db=governance_db,
-                ),
-                "rollout",
-            )  # fmt: skip
-            watched.set_caching_options(False)  # watches the cluster as it is now
+            # the canary the promotion deployed, watched through Prometheus, then promoted or rolled back:
+            # only with a Prometheus to watch it through (no pod otherwise; engage run says so); the step
+            # itself skips, with the reason, without a new version or a canary split
+            with dsl.If(rollout_prometheus != "", name="rollout-watched"):
+                watched = _sized(
+                    c.rollout(
+                        promotion=promoted.outputs["promotion"], prometheus=rollout_prometheus,
+                        isvc=rollout_isvc, namespace=rollout_namespace, stable=rollout_stable,
+                        canary=rollout_canary, period=rollout_period, interval=rollout_interval,
+                        policy=rollout_policy, apply=rollout_apply, governance_db=governance_db,
+                    ),
+                    "rollout",
+                )  # fmt: skip
+                watched.set_caching_options(False)  # watches the cluster as it is now
 
 
 @dsl.pipeline(

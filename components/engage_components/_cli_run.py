@@ -160,9 +160,11 @@ def _print_rollout(summary: RunSummary) -> None:
 
     from engage.cli.console import out
 
-    from ._loop import rollout_line
+    from ._loop import NOT_WATCHED, rollout_line
 
     done = summary.read("rollout", "summary.json")
+    if done is None and summary.promotion is not None and summary.state == "SUCCEEDED":
+        done = {"outcome": "skipped", "reason": NOT_WATCHED}  # without one the pipeline runs no rollout task
     if done is not None:
         out().print(f"[bold]Rollout[/]: {escape(rollout_line(done).removeprefix('rollout: '))}")
 

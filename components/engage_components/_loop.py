@@ -30,12 +30,15 @@ from ._feedback import Runner
 __all__ = [
     "DEFAULT_KFP_HOST",
     "MODEL_VERSION_LABEL",
+    "NOT_WATCHED",
     "feedback_line",
     "feedback_step",
     "rollout_line",
     "rollout_step",
 ]
 
+#: why there is no rollout without a Prometheus (the pipeline then runs no rollout task at all)
+NOT_WATCHED = "no rollout_prometheus given: the canary keeps its share (watch it with engage rollout)"
 #: the KFP API inside the cluster (Kubeflow's ``ml-pipeline`` service): where a step starts a training run
 DEFAULT_KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 #: the series label that tells two model versions apart on a cluster: the PodMonitor copies the pods'
@@ -239,7 +242,7 @@ def rollout_step(
     out_dir.mkdir(parents=True, exist_ok=True)
     done, skip = _canary_of(promotion)
     if not prometheus:
-        skip = "no rollout_prometheus given: the canary keeps its share (watch it with engage rollout)"
+        skip = NOT_WATCHED
     if skip is not None:
         summary: dict[str, Any] = {"outcome": "skipped", "reason": skip}
     else:

@@ -52,8 +52,8 @@ def test_run_takes_a_table_through_every_gate_to_a_promoted_version_then_reuses_
     assert f"PROMOTED {production.id}" in out
     outcome = json.loads(next((tmp_path / "run").glob("*/record-outcome/outcome")).read_text())
     assert outcome["state"] == "SUCCEEDED"
-    assert len(outcome["steps"]) == 15  # 13 steps, the training step three times (one per head)
-    assert "Rollout: skipped: no rollout_prometheus given" in out  # no Prometheus under make run
+    assert len(outcome["steps"]) == 14  # 12 steps, the training step three times (one per head)
+    assert "Rollout: skipped: no rollout_prometheus given" in out  # no Prometheus: no rollout task
     assert (
         "Batch scoring: warn: " in out or "Batch scoring: pass: " in out
     )  # every customer, production version
@@ -62,10 +62,10 @@ def test_run_takes_a_table_through_every_gate_to_a_promoted_version_then_reuses_
         json.loads(pq.ParquetFile(scores).schema_arrow.metadata[b"engage"])["model_version"] == production.id
     )
 
-    # a second run of the same inputs within the hour: every step but promotion, batch scoring and the
-    # rollout (they act on the registry and the cluster as they are now) comes from the cache
+    # a second run of the same inputs within the hour: every step but promotion and batch scoring (they
+    # act on the registry as it is now) comes from the cache
     second = _run(tmp_path, as_of)
     assert second.returncode == 0, second.stderr
-    assert "3 step(s) ran (a step whose inputs did not change comes from the cache" in second.stdout
+    assert "2 step(s) ran (a step whose inputs did not change comes from the cache" in second.stdout
     assert "already in production: no alias moved" in second.stdout
     assert registry.alias("production") == production

@@ -67,6 +67,8 @@ def test_the_trigger_starts_a_real_training_run_and_records_its_id(tmp_path: Pat
     assert (entry.payload["run_id"], entry.payload["state"]) == (decision.run_id, "SUCCEEDED")
     assert "prediction_drift" in entry.payload["sections"]
     assert trail.verify().ok
-    # the run's rollout step, after promotion, skipped at once: no Prometheus here
-    (rollout,) = (tmp_path / "runs" / decision.run_id).glob("**/rollout/rollout/summary.json")
-    assert json.loads(rollout.read_text())["outcome"] == "skipped"
+    # the run went through promotion to batch scoring; no rollout task: no Prometheus here
+    run = tmp_path / "runs" / decision.run_id
+    assert list(run.glob("**/promote/promotion/promotion.json"))
+    assert list(run.glob("**/batch-score/scores/report.json"))
+    assert not list(run.glob("**/rollout/**"))

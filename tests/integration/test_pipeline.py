@@ -48,17 +48,14 @@ def test_a_run_passes_every_gate_and_promotes_into_the_registry(workspace: dict[
     assert env["STORAGE_URI"].endswith(f"/versions/{production.hex}/model")
 
 
-def test_the_rollout_step_skips_without_prometheus_and_says_why(workspace: dict[str, Any]) -> None:
-    """make run has no Prometheus: the step after promotion skips at once with its one-line reason."""
+def test_without_prometheus_no_rollout_task_runs(workspace: dict[str, Any]) -> None:
+    """make run has no Prometheus: the pipeline's condition leaves the rollout task out (no process, no
+    pod on a cluster); the step's own skips (no new version, no canary split) are tested in
+    tests/unit/test_loop_steps.py."""
     first = workspace["first"]
-    done = json.loads((first.outputs["rollout"] / "summary.json").read_text())
-    assert done == {
-        "outcome": "skipped",
-        "reason": "no rollout_prometheus given: the canary keeps its share (watch it with engage rollout)",
-    }
-    by_step = {s["step"]: s for s in first.outcome["steps"]}
-    assert by_step["rollout"]["outcome"] == "skipped"
-    assert "rollout: skipped: no rollout_prometheus given" in first.log.read_text(encoding="utf-8")
+    assert "rollout" not in first.outputs
+    assert "rollout" not in {s["step"] for s in first.outcome["steps"]}
+    assert "batch-score" in {s["step"] for s in first.outcome["steps"]}  # its sibling after promote ran
 
 
 def test_the_exit_handler_records_every_step_time_and_the_cost(workspace: dict[str, Any]) -> None:
@@ -67,8 +64,8 @@ def test_the_exit_handler_records_every_step_time_and_the_cost(workspace: dict[s
     ran = [s["step"] for s in outcome["steps"]]
     assert ran.count("train-head") == 3  # the three heads, in parallel
     assert set(ran) == {"load-data", "validate", "features", "train-head", "evaluate", "drift-reference",
-                        "business-metrics", "fairness", "explain", "promote", "review-sample", "batch-score",
-                        "rollout"}  # fmt: skip
+                        "business-metrics", "fairness", "explain", "promote", "review-sample",
+                        "batch-score"}  # fmt: skip
     cost = outcome["cost"]
     assert 0 < cost["on_demand_usd"] < cost["target_usd"] / 10
     assert cost["spot_usd"] < cost["on_demand_usd"]
@@ -146,7 +143,7 @@ def test_a_rerun_reuses_the_cache_and_moves_nothing(workspace: dict[str, Any]) -
     assert again.outcome is not None
     assert again.promotion is not None
     # every other step came from the cache: these two act on the registry as it is now
-    assert sorted(s["step"] for s in again.outcome["steps"]) == ["batch-score", "promote", "rollout"]
+    assert sorted(s["step"] for s in again.outcome["steps"]) == ["batch-score", "promote"]
     assert again.job_dir is not None
     # review-sample came from the cache too: no second sample, under this run's id or any other
     queue = ReviewQueue(open_database())

@@ -171,12 +171,25 @@ def test_the_rollout_step_runs_after_promote_never_cached_on_its_parameters() ->
         "rollout_canary": "", "rollout_period": "", "rollout_interval": "", "rollout_policy": "",
         "rollout_apply": True,
     }  # fmt: skip
-    gated = next(c for c in spec["components"].values() if "rollout" in c.get("dag", {}).get("tasks", {}))
-    task = gated["dag"]["tasks"]["rollout"]
-    assert task["dependentTasks"] == ["promote"]
-    assert task["inputs"]["artifacts"]["promotion"]["taskOutputArtifact"] == {
+    # after promote, only with a Prometheus to watch through: without one no task (no pod) at all
+    condition = next(
+        t
+        for c in spec["components"].values()
+        for t in c.get("dag", {}).get("tasks", {}).values()
+        if t["taskInfo"]["name"] == "rollout-watched"
+    )
+    assert condition["dependentTasks"] == ["promote"]
+    assert (
+        condition["triggerPolicy"]["condition"]
+        == "inputs.parameter_values['pipelinechannel--rollout_prometheus'] != ''"
+    )
+    assert condition["inputs"]["artifacts"]["pipelinechannel--promote-promotion"]["taskOutputArtifact"] == {
         "outputArtifactKey": "promotion",
         "producerTask": "promote",
+    }
+    task = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]["rollout"]
+    assert task["inputs"]["artifacts"]["promotion"] == {
+        "componentInputArtifact": "pipelinechannel--promote-promotion"
     }
     assert task["cachingOptions"] == {}  # caching off: it watches the cluster as it is now
     assert "retryPolicy" not in task  # a retried watch would record a second decision
