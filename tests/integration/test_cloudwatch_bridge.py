@@ -184,6 +184,7 @@ def test_throttled_calls_are_retried_and_nothing_is_lost(
     assert all(got[k] == (1.0, float(i + 1)) for i, k in enumerate(sorted(got)))
 
 
+@pytest.mark.long  # a bridge killed and restarted mid-stream against moto: about 15 s (make test keeps the bridge tests without a restart)
 def test_a_restart_mid_stream_loses_nothing(
     exporter: Exporter, prom: str, proxy: ThrottlingProxy, tmp_path: Path, moto: str
 ) -> None:

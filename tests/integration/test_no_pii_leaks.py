@@ -160,6 +160,7 @@ def test_the_governance_api_logs_no_personal_data(api: tuple[str, str, Path], tm
     assert_clean(log.read_text(errors="replace"), "the governance API's log")
 
 
+@pytest.mark.long  # three real servers under traffic with PII in every request: about 20 s (make test keeps the CLI and governance API log checks)
 def test_the_servers_log_no_personal_data(model_folder: Path, tmp_path: Path) -> None:
     """A predictor routing to review (opted-out customer, override delivered) and posting every request
     to a real drift detector; good rows, a row with a bad value, a malformed body."""

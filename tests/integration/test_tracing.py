@@ -148,6 +148,7 @@ def test_every_success_at_ratio_one_with_its_attributes_children_and_the_callers
     assert {s["trace_id"] for s in ok} <= traces
 
 
+@pytest.mark.long  # a predictor of its own for 40 traced requests and two refusals: about 13 s (make test keeps the other tracing tests)
 def test_the_default_share_keeps_exactly_the_trace_ids_within_it(
     model_folder: Path, rows: list[dict[str, Any]], receiver: Receiver, tmp_path: Path
 ) -> None:
