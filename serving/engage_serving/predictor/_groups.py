@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -64,8 +63,9 @@ class GroupAttribute:
 
     @classmethod
     def binned(cls, name: str, edges: Sequence[float]) -> GroupAttribute:
-        labels = tuple(f"{int(lo)}-{int(hi) - 1}" for lo, hi in itertools.pairwise(edges))
-        return cls(name, (*labels, OTHER), edges=tuple(float(e) for e in edges))
+        from engage.model._groups import bin_labels
+
+        return cls(name, (*bin_labels(edges), OTHER), edges=tuple(float(e) for e in edges))
 
     @functools.cached_property
     def _index(self) -> dict[str, int]:

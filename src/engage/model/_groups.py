@@ -12,7 +12,7 @@ import pandas as pd
 from engage.contract import Contract
 from engage.errors import SchemaError
 
-__all__ = ["UNKNOWN", "AttributeSpec", "attribute_specs", "cell_labels", "protected_groups"]
+__all__ = ["UNKNOWN", "AttributeSpec", "attribute_specs", "bin_labels", "cell_labels", "protected_groups"]
 
 #: the group of rows whose protected value is missing: reported, never judged (it is not a group of people)
 UNKNOWN = "unknown"
@@ -22,6 +22,12 @@ Labels = npt.NDArray[np.object_]
 
 #: a protected attribute as a model needs it at scoring time: its column and, for numbers, the bin edges
 AttributeSpec = dict[str, object]
+
+
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    """The group of each half-open bin ``[edges[i], edges[i + 1])`` of a binned protected attribute, as
+    every fairness figure names it: ``25-34`` for ``[25, 35)``."""
+    return [f"{int(lo)}-{int(hi) - 1}" for lo, hi in itertools.pairwise(edges)]
 
 
 def attribute_specs(contract: Contract, attributes: Sequence[str] | None = None) -> list[AttributeSpec]:
@@ -44,7 +50,7 @@ def _labels(
     if edges_given:
         edges = list(edges_given)
         numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-        labels = [f"{int(lo)}-{int(hi) - 1}" for lo, hi in itertools.pairwise(edges)]
+        labels = bin_labels(edges)
         binned = pd.cut(numbers, bins=edges, right=False, labels=labels)
         out = binned.astype("object").to_numpy()
     else:
