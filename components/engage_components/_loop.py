@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -168,40 +169,45 @@ def feedback_line(done: dict[str, Any]) -> str:
 # ---- the rollout after promotion ---------------------------------------------------------------------
 
 
-def _short(version: str) -> str:
-    """A version's short id, as the pods' ``engage.dev/model-version`` label carries it."""
-    return version.removeprefix("sha256:")[:12]
+@dataclass(frozen=True)
+class Canary:
+    """What the promote step deployed as a canary: the rendered InferenceService and the two versions."""
+
+    manifest: dict[str, Any]
+    percent: int
+    stable: str
+    canary: str
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.manifest["metadata"].get("namespace") or "")
 
 
-def _canary_of(promotion: Path) -> tuple[dict[str, Any], str | None]:
-    """The promotion and, when it deployed a canary, None; else why there is nothing to watch."""
+def _canary_of(promotion: Path) -> Canary | str:
+    """The canary the promotion deployed, or why there is nothing to watch."""
     import yaml
 
     file = promotion / "promotion.json"
     if not file.is_file():
-        return {}, "the promote step wrote no promotion.json"
+        return "the promote step wrote no promotion.json"
     done: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     if not done.get("promoted"):
-        return done, "this run promoted no new version"
+        return "this run promoted no new version"
     moved = [m for m in done.get("moves", []) if m.get("alias") == "production" and m.get("changed", True)]
     if not moved or moved[0].get("from_version") in (None, moved[0].get("to_version")):
-        return done, "no earlier production version: there is no stable revision to compare a canary with"
+        return "no earlier production version: there is no stable revision to compare a canary with"
     manifest = done.get("inference_service")
     if not manifest or not Path(manifest).is_file():
-        return done, "no InferenceService was rendered for the promoted version"
+        return "no InferenceService was rendered for the promoted version"
     isvc = yaml.safe_load(Path(manifest).read_text(encoding="utf-8")) or {}
     percent = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
     if percent is None:
-        return done, "no canary split (canary percent 0 or 100): the new version takes all the traffic"
-    done["_isvc"] = {
-        "manifest": isvc,
-        "name": (isvc.get("metadata") or {}).get("name"),
-        "namespace": (isvc.get("metadata") or {}).get("namespace"),
-        "canary_percent": percent,
-        "stable": moved[0]["from_version"],
-        "canary": moved[0]["to_version"],
-    }
-    return done, None
+        return "no canary split (canary percent 0 or 100): the new version takes all the traffic"
+    return Canary(isvc, percent, moved[0]["from_version"], moved[0]["to_version"])
 
 
 def rollout_step(
@@ -240,14 +246,12 @@ def rollout_step(
     from engage._io import write_text_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    done, skip = _canary_of(promotion)
-    if not prometheus:
-        skip = NOT_WATCHED
-    if skip is not None:
-        summary: dict[str, Any] = {"outcome": "skipped", "reason": skip}
+    deployed = _canary_of(promotion) if prometheus else NOT_WATCHED
+    if isinstance(deployed, str):
+        summary: dict[str, Any] = {"outcome": "skipped", "reason": deployed}
     else:
         summary = _watch(
-            out_dir, done["_isvc"], prometheus=prometheus, isvc=isvc, namespace=namespace, stable=stable,
+            out_dir, deployed, prometheus=prometheus, isvc=isvc, namespace=namespace, stable=stable,
             canary=canary, period=period, interval=interval, policy=policy, apply=apply,
             governance_db=governance_db, actor=actor, clock=clock, rollout=rollout, deploy=deploy, say=say,
         )  # fmt: skip
@@ -257,7 +261,7 @@ def rollout_step(
 
 def _watch(
     out_dir: Path,
-    deployed: dict[str, Any],
+    deployed: Canary,
     *,
     prometheus: str,
     isvc: str,
@@ -277,27 +281,29 @@ def _watch(
 ) -> dict[str, Any]:
     from engage.governance import AuditTrail, open_database
     from engage.rollout import load_rollout_policy, parse_duration, parse_target, run_rollout
+    from engage_serving.deploy import version_ids
 
     chosen = load_rollout_policy(
         policy or None,
         period_seconds=parse_duration(period, "rollout_period") if period else None,
         interval_seconds=parse_duration(interval, "rollout_interval") if interval else None,
     )
+    # the short id, as the pods' engage.dev/model-version label carries it
     stable_target = parse_target(
-        stable or f"{MODEL_VERSION_LABEL}={_short(deployed['stable'])}", "rollout_stable"
+        stable or f"{MODEL_VERSION_LABEL}={version_ids(deployed.stable)[1]}", "rollout_stable"
     )
     canary_target = parse_target(
-        canary or f"{MODEL_VERSION_LABEL}={_short(deployed['canary'])}", "rollout_canary"
+        canary or f"{MODEL_VERSION_LABEL}={version_ids(deployed.canary)[1]}", "rollout_canary"
     )
-    name, ns = isvc or deployed["name"], namespace or deployed["namespace"]
+    name, ns = isvc or deployed.name, namespace or deployed.namespace
     applied_manifest = None
     if apply:  # the canary split first: the watch needs its traffic
-        manifest = copy.deepcopy(deployed["manifest"])
+        manifest = copy.deepcopy(deployed.manifest)
         manifest["metadata"].update(name=name, namespace=ns)
         applied_manifest = (deploy or _apply_in_cluster)(manifest)
         if say is not None:
             say(
-                f"rollout: InferenceService {ns}/{name} {applied_manifest} with the canary at {deployed['canary_percent']} %"
+                f"rollout: InferenceService {ns}/{name} {applied_manifest} with the canary at {deployed.percent} %"
             )
     result = (rollout or run_rollout)(
         prometheus, stable_target, canary_target, chosen, trail=AuditTrail(open_database(governance_db or None)),
@@ -311,7 +317,7 @@ def _watch(
         "canary": str(canary_target),
         "isvc": name,
         "namespace": ns,
-        "canary_percent": deployed["canary_percent"],
+        "canary_percent": deployed.percent,
         "deployed": applied_manifest,
         "period_seconds": chosen.period_seconds,
         "applied": result.applied,
