@@ -88,19 +88,16 @@ def feedback_step(
     a training run with ``train_params`` (``ENGAGE_RUN_*`` settings: fresh data) started on ``kfp_host``
     (or by ``runner``) when a drift, live-accuracy or live-fairness rule is crossed, recorded on the
     audit trail of ``governance_db`` (``retrain.json``). Returns the step's summary."""
-    from engage.contract import load_contract
-    from engage.feedback import live_report, push_live_metrics, read_events, write_report
-    from engage.policy import load_policy
-    from engage.tables import read_table
+    from engage.feedback import push_live_metrics, report_window, write_report
 
     if not events_uri or not outcomes_uri:
         raise ConfigError("the feedback run needs events_uri (the event store) and outcomes_uri (a table)")
     start, end = feedback_window(days, since, until, now)
     trigger = (runner or _cluster(kfp_host, experiment)) if retrain else None  # a bad host fails first
-    spec, rules = load_contract(contract or None), load_policy(policy or None)
-    events = read_events(events_uri, start, end)
-    reference = read_table(reference_uri) if reference_uri else None
-    report = live_report(events, read_table(outcomes_uri), spec, rules, reference)
+    report = report_window(
+        events_uri, outcomes_uri, since=start, until=end, contract=contract or None, policy=policy or None,
+        reference_uri=reference_uri or None,
+    )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir)
     if pushgateway:

@@ -63,17 +63,12 @@ def feedback(
 ) -> None:
     """Live accuracy, live fairness, prediction drift and business figures; exit 1 when the policy is crossed."""
     from engage.cli.console import err, out
-    from engage.contract import load_contract
-    from engage.feedback import live_report, push_live_metrics, read_events, write_report
-    from engage.policy import load_policy
-    from engage.tables import read_table
+    from engage.feedback import push_live_metrics, report_window, write_report
 
-    spec = load_contract(contract)
-    rules = load_policy(policy)
-    logged = read_events(events, parse_instant(since, "--since"), parse_instant(until, "--until"))
-    table = read_table(outcomes)
-    ref = read_table(reference) if reference is not None else None
-    report = live_report(logged, table, spec, rules, ref)
+    report = report_window(
+        events, outcomes, since=parse_instant(since, "--since"), until=parse_instant(until, "--until"),
+        contract=contract, policy=policy, reference_uri=reference,
+    )  # fmt: skip
     written = write_report(report, out_dir)
     console = out()
     console.print(f"verdict: {report.verdict}")

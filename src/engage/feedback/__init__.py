@@ -3,7 +3,8 @@
 * :class:`EventStore` (used by the drift detector's ``--event_store``) writes every scored row to
   Parquet; :func:`read_events` reads them back.
 * :func:`live_report` joins them with an outcomes table and judges live accuracy, live fairness,
-  prediction drift and business figures by the promotion policy (``engage feedback``).
+  prediction drift and business figures by the promotion policy; :func:`report_window` reads a window of
+  the store and the outcomes table and does it (``engage feedback``, the ``engage-feedback`` pipeline).
 * :func:`estimate_classification` estimates the churn head's AUC, accuracy, precision, recall and F1 from
   its calibrated probabilities before labels come (CBPE, docs/cbpe.md); the live report shows it beside
   the realised figures once they do.
@@ -42,6 +43,7 @@ from ._report import (
     write_report,
 )
 from ._store import BASE_COLUMNS, PREDICTION_PREFIX, EventStore, pair_rows, read_events
+from ._window import report_window
 
 __all__ = [
     "BASE_COLUMNS",
@@ -70,6 +72,7 @@ __all__ = [
     "push_live_metrics",
     "read_events",
     "realised_classification",
+    "report_window",
     "store_failures",
     "write_report",
 ]
